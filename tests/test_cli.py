@@ -1,0 +1,168 @@
+"""The command line: exit codes, one-line errors, plain output to pipes, resume, evaluate, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tui_trainer.cli import main
+from tui_trainer.config import list_presets
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the installed entry point as a user would (stdout is a pipe, not a terminal)."""
+    return subprocess.run([sys.executable, "-m", "tui_trainer.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_plain_lines_when_piped_and_exit_zero(tmp_path):
+    proc = cli("train", "moons-mlp", "--epochs", "3", "--runs-dir", str(tmp_path / "r"), "--set", "data.n_samples=300")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [ln.split()[1] for ln in lines if ln.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
+    assert "\r" not in proc.stdout and "\x1b" not in proc.stdout
+    assert lines[-1].startswith("done: completed 3 epochs")
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["train", "nope"], "unknown preset 'nope'"),
+    (["train", "spirals-mlp", "--set", "optimizer.lr=-1"], "optimizer.lr = -1.0: must be > 0"),
+    (["train", "spirals-mlp", "--set", "optimizer.lrr=1"], "did you mean 'lr'"),
+    (["train", "spirals-mlp", "--set", "lr"], "expected section.key=value"),
+    (["train", "spirals-mlp", "--set", "model.dropout=1.5"], "model.dropout = 1.5: must be >= 0 and < 1"),
+    (["train", "spirals-mlp", "--set", "data.batch_size=0"], "data.batch_size = 0: must be >= 1"),
+    (["train", "spirals-mlp", "--device", "tpu"], "train.device = 'tpu': not allowed"),
+    (["train", "spirals-mlp", "--epochs", "zero"], "Invalid value for '--epochs'"),
+    (["train"], "Missing argument 'preset'. (see: tui-trainer train --help)"),
+    (["trian"], "No such command 'trian'"),
+    (["resume", "missing.pt"], "checkpoint not found: missing.pt"),
+    (["evaluate", "missing.pt"], "checkpoint not found"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
+    code, out, err = run_main(capsys, *args)
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert "Traceback" not in err + out
+
+
+def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[optimizer]\nname = 'adamm'\n")
+    proc = cli("train", str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: {bad}: optimizer.name = 'adamm': not allowed (did you mean 'adam'?); "
+                                   "allowed: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, adamax")
+
+
+def test_unwritable_runs_dir_is_exit_2_before_training(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out, err = run_main(capsys, "train", "spirals-mlp", "--runs-dir", str(blocker / "runs"))
+    assert code == 2 and "is not writable" in err and "epoch" not in out
+
+
+@pytest.mark.parametrize("preset", sorted(list_presets()))
+def test_every_preset_runs_one_step(capsys, tmp_path, preset):
+    code, out, err = run_main(capsys, "train", preset, "--dry-run", "--runs-dir", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "done: stopped by request at epoch 1, step 1" in out
+    assert list((tmp_path / "r").glob("*/checkpoints/last.pt"))
+
+
+def test_resume_continues_in_the_same_run_directory_and_evaluate_reports(capsys, tmp_path):
+    runs = tmp_path / "r"
+    code, out, _ = run_main(capsys, "train", "moons-mlp", "--epochs", "2", "--runs-dir", str(runs),
+                            "--set", "data.n_samples=200")
+    assert code == 0
+    run_dir = next(runs.iterdir())
+    last = run_dir / "checkpoints" / "last.pt"
+    code, out, err = run_main(capsys, "resume", str(last))
+    assert code == 2 and "pass --epochs N with N > 2" in err
+    code, out, _ = run_main(capsys, "resume", str(last), "--epochs", "4")
+    assert code == 0 and "resuming moons-mlp" in out and "epoch 3/4" in out
+    rows = [json.loads(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert list(runs.iterdir()) == [run_dir]
+    code, out, _ = run_main(capsys, "evaluate", str(last))
+    assert code == 0
+    assert f"epoch 4 step {rows[-1]['step']} val_loss {rows[-1]['val_loss']:.4f} val_acc {rows[-1]['val_acc']:.4f}" in out
+    assert "confusion matrix" in out
+
+
+def test_presets_devices_summary(capsys):
+    code, out, _ = run_main(capsys, "presets")
+    assert code == 0 and out.splitlines()[0].startswith("circles-mlp")
+    assert all(len(line.split(None, 1)) == 2 for line in out.splitlines())
+    code, out, _ = run_main(capsys, "devices")
+    assert code == 0 and out.startswith("cpu:") and "auto picks:" in out
+    code, out, _ = run_main(capsys, "summary", "spirals-mlp")
+    assert code == 0 and "total params: 4,482" in out
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; sys.argv = ['tui-trainer', '--help']\n"
+            "from tui_trainer.cli import main\n"
+            "try: main()\nexcept SystemExit: pass\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_within_a_step_saves_and_exits_130(tmp_path, sig):
+    runs = tmp_path / "r"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", "train", "spirals-mlp", "--epochs", "1000",
+                             "--runs-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    line = proc.stdout.readline()
+    while not line.startswith("epoch 1/"):
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted: stopped at epoch" in out and "resume with: tui-trainer resume" in out
+    assert "Traceback" not in err
+    from tui_trainer.checkpoint import load_checkpoint
+
+    last = Path(out.split("resume with: tui-trainer resume ")[1].strip())
+    ck = load_checkpoint(last)
+    assert ck["epoch"] >= 1 and ck["step"] > 0
+
+
+def test_second_interrupt_exits_at_once(tmp_path):
+    # a sink that blocks forever after the first signal cannot be stopped politely; the second signal must end it
+    script = (
+        "import signal, time, sys\n"
+        "from tui_trainer.cli import _install_stop_signals\n"
+        "from tui_trainer.engine import Controls\n"
+        "c = Controls(); _install_stop_signals(c)\n"
+        "print('ready', flush=True)\n"
+        "while True: time.sleep(0.05)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)  # not synchronisation: the first signal must leave the process running
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=5) == 130

@@ -1,0 +1,256 @@
+"""Architecture registry -> ``nn.Module``: mlp, cnn, resnet and torchvision backbones.
+
+Every model takes a batch shaped like the dataset's ``input_shape`` and returns logits
+(classification) or one value per sample (regression).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tui_trainer.config import ConfigError, ModelConfig
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module by name."""
+    return _ACTIVATIONS[name]()
+
+
+class MLP(nn.Module):
+    """Fully connected network: [Linear -> (BatchNorm) -> activation -> (Dropout)] x N -> Linear."""
+
+    def __init__(self, in_features: int, hidden: list[int], out_features: int, act: str = "relu",
+                 batch_norm: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for h in hidden:
+            layers.append(nn.Linear(width, h))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(activation(act))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, out_features))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class CNN(nn.Module):
+    """Convolution blocks [Conv -> (BN) -> act -> pool -> (Dropout)] then a linear head."""
+
+    def __init__(self, input_shape: tuple[int, ...], cfg: ModelConfig, out_features: int) -> None:
+        super().__init__()
+        c_in, h, w = input_shape
+        blocks: list[nn.Module] = []
+        for c in cfg.channels:
+            blocks.append(nn.Conv2d(c_in, c, cfg.kernel_size, cfg.stride, cfg.padding, bias=not cfg.batch_norm))
+            if cfg.batch_norm:
+                blocks.append(nn.BatchNorm2d(c))
+            blocks.append(activation(cfg.activation))
+            h = (h + 2 * cfg.padding - cfg.kernel_size) // cfg.stride + 1
+            w = (w + 2 * cfg.padding - cfg.kernel_size) // cfg.stride + 1
+            if cfg.pool != "none" and min(h, w) >= 2:
+                blocks.append(nn.MaxPool2d(2) if cfg.pool == "max" else nn.AvgPool2d(2))
+                h, w = h // 2, w // 2
+            if cfg.dropout > 0:
+                blocks.append(nn.Dropout2d(cfg.dropout))
+            if h < 1 or w < 1:
+                raise ConfigError(f"model.channels = {cfg.channels}: too many blocks for a {input_shape[1]}px image")
+            c_in = c
+        self.features = nn.Sequential(*blocks)
+        head_in = c_in * h * w
+        hidden = cfg.hidden[-1] if cfg.hidden else 0
+        head: list[nn.Module] = [nn.Flatten()]
+        if hidden:
+            head += [nn.Linear(head_in, hidden), activation(cfg.activation)]
+            if cfg.dropout > 0:
+                head.append(nn.Dropout(cfg.dropout))
+            head_in = hidden
+        head.append(nn.Linear(head_in, out_features))
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a skip connection (identity or 1x1 projection)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, act: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.act = activation(act)
+        self.skip: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        # the skip path gives gradients a route around the stack: the lecture's cure for vanishing gradients
+        return self.act(out + self.skip(x))
+
+
+class ResNet(nn.Module):
+    """A small ResNet: stem, three stages of ``depth`` residual blocks (width, 2x, 4x), pooled head."""
+
+    def __init__(self, input_shape: tuple[int, ...], cfg: ModelConfig, out_features: int) -> None:
+        super().__init__()
+        w = cfg.width
+        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], w, 3, 1, 1, bias=False), nn.BatchNorm2d(w),
+                                  activation(cfg.activation))
+        stages: list[nn.Module] = []
+        c_in = w
+        for i, c in enumerate((w, 2 * w, 4 * w)):
+            for j in range(cfg.depth):
+                stages.append(ResidualBlock(c_in, c, 2 if (i > 0 and j == 0) else 1, cfg.activation))
+                c_in = c
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.dropout),
+                                  nn.Linear(c_in, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+def _torchvision_model(name: str, cfg: ModelConfig, out_features: int) -> nn.Module:
+    import torchvision
+
+    weights = "DEFAULT" if cfg.pretrained else None
+    try:
+        model = getattr(torchvision.models, name)(weights=weights)
+    except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
+        raise ConfigError(
+            f"model.arch = 'torchvision:{name}': pretrained weights are not available offline ({exc.__class__.__name__}); "
+            f"put them in $TORCH_HOME/hub/checkpoints or set model.pretrained = false"
+        ) from None
+    if cfg.freeze_backbone:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    # replace the classifier head with a fresh one for our classes (trainable even when frozen)
+    if name.startswith("resnet"):
+        model.fc = nn.Linear(model.fc.in_features, out_features)
+    elif name.startswith("densenet"):
+        model.classifier = nn.Linear(model.classifier.in_features, out_features)
+    elif name.startswith("mobilenet"):
+        last = model.classifier[-1]
+        model.classifier[-1] = nn.Linear(last.in_features, out_features)
+    return model
+
+
+def init_weights(model: nn.Module, scheme: str, act: str) -> None:
+    """Apply a weight initialisation scheme to every Linear and Conv layer (biases to zero)."""
+    if scheme == "default":
+        return
+    gain_act = act if act in ("sigmoid", "tanh", "relu", "leaky_relu") else "relu"
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and m.weight.requires_grad:
+            if scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight, gain=nn.init.calculate_gain(gain_act))
+            elif scheme == "kaiming":
+                nonlin = "leaky_relu" if act == "leaky_relu" else "relu"
+                nn.init.kaiming_normal_(m.weight, nonlinearity=nonlin)
+            elif scheme == "normal":
+                nn.init.normal_(m.weight, 0.0, 0.01)
+            elif scheme == "zeros":
+                nn.init.zeros_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
+    """The architecture ``cfg`` names, shaped for the dataset."""
+    if cfg.arch == "mlp":
+        model: nn.Module = MLP(math.prod(input_shape), cfg.hidden, out_features, cfg.activation,
+                               cfg.batch_norm, cfg.dropout)
+    elif cfg.arch in ("cnn", "resnet"):
+        if len(input_shape) != 3:
+            raise ConfigError(f"model.arch = {cfg.arch!r} needs image data; this dataset's samples have shape {input_shape}")
+        model = CNN(input_shape, cfg, out_features) if cfg.arch == "cnn" else ResNet(input_shape, cfg, out_features)
+    else:
+        if len(input_shape) != 3:
+            raise ConfigError(f"model.arch = {cfg.arch!r} needs image data; this dataset's samples have shape {input_shape}")
+        model = _torchvision_model(cfg.arch.split(":", 1)[1], cfg, out_features)
+    if not cfg.pretrained:
+        init_weights(model, cfg.init, cfg.activation)
+    return model
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of a model summary."""
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    params: int
+    trainable: int
+
+
+def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerRow]:
+    """Leaf layers with output shapes (from one forward pass of a 2-sample batch) and parameter counts."""
+    rows: list[LayerRow] = []
+    hooks = []
+
+    def hook(name: str):
+        def record(mod: nn.Module, _inp, out) -> None:
+            shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
+            params = sum(p.numel() for p in mod.parameters(recurse=False))
+            trainable = sum(p.numel() for p in mod.parameters(recurse=False) if p.requires_grad)
+            rows.append(LayerRow(name, type(mod).__name__, shape, params, trainable))
+        return record
+
+    for name, mod in model.named_modules():
+        if not any(True for _ in mod.children()):
+            hooks.append(mod.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(torch.zeros((2, *input_shape), device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return rows
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    return total, sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def format_summary(rows: list[LayerRow], model: nn.Module) -> str:
+    """A plain-text table of layers, output shapes and parameters, with totals."""
+    total, trainable = count_params(model)
+    width = max([len(r.name) for r in rows] + [5])
+    lines = [f"{'layer':<{width}}  {'type':<18} {'output shape':<18} {'params':>12}"]
+    lines.append("-" * len(lines[0]))
+    for r in rows:
+        shape = "x".join(str(s) for s in r.output_shape)
+        frozen = " (frozen)" if r.params and not r.trainable else ""
+        lines.append(f"{r.name:<{width}}  {r.kind:<18} {shape:<18} {r.params:>12,}{frozen}")
+    lines.append("-" * len(lines[0]))
+    lines.append(f"total params: {total:,}   trainable: {trainable:,}   frozen: {total - trainable:,}")
+    return "\n".join(lines)

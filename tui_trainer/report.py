@@ -1,0 +1,55 @@
+"""Per-class results of a classifier: accuracy per class and the confusion matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tui_trainer.data import DataBundle
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """Confusion matrix (rows: true class, columns: predicted) and per-class accuracy."""
+
+    class_names: tuple[str, ...]
+    confusion: tuple[tuple[int, ...], ...]
+
+    @property
+    def per_class_accuracy(self) -> tuple[float, ...]:
+        """Recall of each class (diagonal over row sum)."""
+        return tuple(row[i] / max(sum(row), 1) for i, row in enumerate(self.confusion))
+
+
+@torch.no_grad()
+def class_report(model: nn.Module, data: DataBundle) -> ClassReport:
+    """Run the validation split once and count (true, predicted) pairs on the device."""
+    was_training = model.training
+    model.eval()
+    k = data.n_classes
+    device = next(model.parameters()).device
+    counts = torch.zeros(k * k, dtype=torch.long, device=device)
+    for xb, yb in data.val.epoch(0):
+        pred = model(xb).argmax(1)
+        counts += torch.bincount(yb * k + pred, minlength=k * k)
+    model.train(was_training)
+    matrix = counts.view(k, k).tolist()  # host sync: once, at the end
+    names = tuple(data.class_names) if len(data.class_names) == k else tuple(str(i) for i in range(k))
+    return ClassReport(names, tuple(tuple(r) for r in matrix))
+
+
+def format_class_report(report: ClassReport) -> str:
+    """Per-class accuracy and the confusion matrix as plain text."""
+    names = report.class_names
+    w = max(max(len(n) for n in names), 5)
+    cell = max(5, max(len(str(v)) for row in report.confusion for v in row) + 1)
+    lines = ["per-class accuracy:"]
+    for name, acc, row in zip(names, report.per_class_accuracy, report.confusion, strict=False):
+        lines.append(f"  {name:<{w}}  {acc:6.1%}  ({row[names.index(name)]}/{sum(row)})")
+    lines.append("confusion matrix (rows: true, columns: predicted):")
+    lines.append(" " * (w + 2) + "".join(f"{i:>{cell}}" for i in range(len(names))))
+    for i, (name, row) in enumerate(zip(names, report.confusion, strict=False)):
+        lines.append(f"  {name[:w]:<{w}}" + "".join(f"{v:>{cell}}" for v in row) + f"   {i}")
+    return "\n".join(lines)

@@ -462,6 +462,16 @@ class _Run:
         return msg
 
 
+def warm_up() -> None:
+    """Pay torch's lazy imports now: the first optimizer built in a process imports torch._dynamo
+    and sympy (seconds on a small CPU). The app calls this while it waits for the user."""
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([p], lr=1e-3, foreach=True)
+    (p * 2).sum().backward()
+    torch.nn.utils.clip_grad_norm_([p], 1.0, foreach=True)
+    opt.step()
+
+
 def config_from_checkpoint(ck: dict[str, Any]) -> RunConfig:
     """The config a checkpoint carries (validated again)."""
     return from_dict(copy.deepcopy(ck["config"]), source="checkpoint config")

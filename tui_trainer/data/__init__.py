@@ -170,6 +170,18 @@ def _synthetic(cfg: RunConfig) -> DataBundle:
     )
 
 
+def peek_shape(cfg: RunConfig) -> tuple[tuple[int, ...], int]:
+    """(input_shape, out_features) without loading the data (for a live parameter count)."""
+    d = cfg.data
+    if d.dataset == "regression-toy":
+        return (1,), 1
+    if d.dataset in SYNTHETIC_DATASETS:
+        return (2,), d.n_classes if d.dataset in ("spirals", "blobs") else 2
+    from tui_trainer.data import real
+
+    return real.peek_shape(cfg)
+
+
 def load_data(cfg: RunConfig, device: torch.device) -> DataBundle:
     """Build the dataset a config names, with batches on ``device``; DataError if it cannot."""
     if cfg.data.dataset in SYNTHETIC_DATASETS:

@@ -1,0 +1,1 @@
+"""Screens of the app: the training screen holds the behaviour."""

@@ -1,0 +1,1 @@
+"""Widgets of the app: config fields and panels, charts, status lines."""

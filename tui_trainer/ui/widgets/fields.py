@@ -1,0 +1,142 @@
+"""Config fields built from the config's own metadata, validated as the user types.
+
+One widget per ``section.key``: a Select for choices, a Checkbox for booleans, an Input for
+numbers, lists and paths. Every change is checked with ``config.check_value`` (the rules
+presets and ``--set`` use) and re-emitted as ``ConfigField.Changed`` with the value or the
+reason it was refused.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Checkbox, Input, Label, Select
+
+from tui_trainer.config import TORCHVISION_ARCHS, ConfigError, check_value, field_spec
+
+
+def parse_text(section: str, key: str, text: str) -> Any:
+    """What the user typed -> a value for ``check_value`` (lists may omit their brackets)."""
+    kind = field_spec(section, key).type
+    kind = kind if isinstance(kind, str) else kind.__name__
+    text = text.strip()
+    if kind == "str":
+        return text
+    if kind == "list":
+        if not text:
+            return []
+        if not text.startswith("["):
+            items = [t.strip() for t in text.split(",") if t.strip()]
+            return [int(t) if t.lstrip("-").isdigit() else t for t in items]
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def format_value(value: Any) -> str:
+    """A config value as the user would type it."""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class FieldResult:
+    """A field's current value, or why it is invalid."""
+
+    value: Any
+    error: str | None
+
+
+class ConfigField(Horizontal):
+    """A labelled control for one ``section.key``."""
+
+    class Changed(Message):
+        """The field's value changed (valid or not)."""
+
+        def __init__(self, field: ConfigField, result: FieldResult) -> None:
+            super().__init__()
+            self.field, self.result = field, result
+
+        @property
+        def control(self) -> ConfigField:
+            """The field that changed."""
+            return self.field
+
+    def __init__(self, section: str, key: str, value: Any, label: str | None = None) -> None:
+        super().__init__(classes="field", id=f"f-{section}-{key}".replace("_", "-"))
+        self.section, self.key = section, key
+        self.spec = field_spec(section, key)
+        self.label = label or key.replace("_", " ")
+        self.initial = value
+        self.result = FieldResult(value, None)
+        self.tooltip = self.spec.metadata.get("help", "")
+
+    @property
+    def dotted(self) -> str:
+        """``section.key``."""
+        return f"{self.section}.{self.key}"
+
+    def _choices(self) -> list[str]:
+        choices = list(self.spec.metadata.get("choices", ()))
+        if self.spec.metadata.get("prefixed"):
+            choices += [f"torchvision:{a}" for a in TORCHVISION_ARCHS]
+        return choices
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.label, classes="field-label")
+        kind = self.spec.type if isinstance(self.spec.type, str) else self.spec.type.__name__
+        if kind == "bool":
+            yield Checkbox("", value=bool(self.initial), compact=True, classes="field-control")
+        elif self.spec.metadata.get("choices"):
+            options = [(c, c) for c in self._choices()]
+            yield Select(options, value=self.initial, allow_blank=False, compact=True, classes="field-control",
+                         type_to_search=False)
+        else:
+            yield Input(format_value(self.initial), compact=True, classes="field-control", select_on_focus=False)
+
+    def set_value(self, value: Any) -> None:
+        """Show a new value (e.g. from a preset) without waiting for the user."""
+        control = self.query_one(".field-control")
+        if isinstance(control, Checkbox):
+            control.value = bool(value)
+        elif isinstance(control, Select):
+            control.value = value
+        else:
+            control.value = format_value(value)
+        self._validate_and_post(value)
+
+    def _validate_and_post(self, raw: Any) -> None:
+        try:
+            result = FieldResult(check_value(self.section, self.key, raw), None)
+        except ConfigError as exc:
+            result = FieldResult(raw, str(exc))
+        self.result = result
+        self.set_class(result.error is not None, "-invalid")
+        self.tooltip = result.error or self.spec.metadata.get("help", "")
+        self.post_message(self.Changed(self, result))
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._validate_and_post(parse_text(self.section, self.key, event.value))
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value is not Select.BLANK:
+            self._validate_and_post(event.value)
+
+    @on(Checkbox.Changed)
+    def _checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self._validate_and_post(event.value)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tui_trainer.cli import main
-from tui_trainer.config import list_presets
+from tui_trainer.config import list_presets, load_preset
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -79,9 +79,31 @@ def test_unwritable_runs_dir_is_exit_2_before_training(capsys, tmp_path):
     assert code == 2 and "is not writable" in err and "epoch" not in out
 
 
+@pytest.fixture
+def offline_image_data(monkeypatch, tmp_path):
+    """torchvision datasets as random tensors of the real shapes (their loading is tested in test_data_real)."""
+    import torch
+
+    from tests.test_data_real import make_image_folder
+    from tui_trainer.data import real
+
+    def tensors(name, root, train):
+        c, h, w = real.TORCHVISION[name][2]
+        n = 256 if train else 64
+        return torch.randint(0, 255, (n, c, h, w), dtype=torch.uint8), torch.arange(n) % 10
+
+    monkeypatch.setattr(real, "ensure_dataset", lambda name, root: root)
+    monkeypatch.setattr(real, "_tensors", tensors)
+    return make_image_folder(tmp_path / "images", per_class=4)
+
+
 @pytest.mark.parametrize("preset", sorted(list_presets()))
-def test_every_preset_runs_one_step(capsys, tmp_path, preset):
-    code, out, err = run_main(capsys, "train", preset, "--dry-run", "--runs-dir", str(tmp_path / "r"))
+def test_every_preset_runs_one_step(capsys, tmp_path, preset, offline_image_data):
+    extra = []
+    if load_preset(preset).data.dataset == "imagefolder":
+        extra = ["--set", f'data.root="{offline_image_data}"', "--set", "model.pretrained=false",
+                 "--set", "data.batch_size=4"]
+    code, out, err = run_main(capsys, "train", preset, "--dry-run", "--runs-dir", str(tmp_path / "r"), *extra)
     assert code == 0, err
     assert "done: stopped by request at epoch 1, step 1" in out
     assert list((tmp_path / "r").glob("*/checkpoints/last.pt"))
@@ -109,7 +131,7 @@ def test_resume_continues_in_the_same_run_directory_and_evaluate_reports(capsys,
 
 def test_presets_devices_summary(capsys):
     code, out, _ = run_main(capsys, "presets")
-    assert code == 0 and out.splitlines()[0].startswith("circles-mlp")
+    assert code == 0 and [ln.split()[0] for ln in out.splitlines()] == sorted(list_presets())
     assert all(len(line.split(None, 1)) == 2 for line in out.splitlines())
     code, out, _ = run_main(capsys, "devices")
     assert code == 0 and out.startswith("cpu:") and "auto picks:" in out

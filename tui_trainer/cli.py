@@ -295,12 +295,13 @@ def summary(
     set_: SetOpt = None,
 ) -> None:
     """Layers, output shapes and parameter counts of a preset's model."""
-    from tui_trainer.engine import Trainer
-    from tui_trainer.models import format_summary, summarize
+    from tui_trainer.data import peek_shape
+    from tui_trainer.models import build_model, format_summary, summarize
 
     cfg = build_config(preset, set_, device="cpu")
-    _dev, data, model = Trainer().prepare(cfg)
-    print(format_summary(summarize(model, data.input_shape), model))
+    shape, out = peek_shape(cfg)  # no need to load (or download) the data
+    model = build_model(cfg.model, shape, out)
+    print(format_summary(summarize(model, shape), model))
 
 
 @app.command()

@@ -81,9 +81,11 @@ class LoaderBatches:
     """A split streamed through a DataLoader with workers and pinned memory."""
 
     def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool,
-                 num_workers: int, device: torch.device, drop_last: bool = False) -> None:
+                 num_workers: int, device: torch.device, drop_last: bool = False,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.num_workers, self.device, self.drop_last = num_workers, device, drop_last
+        self.augment = augment  # batched, on the device, after the copy
         self.resident = False
 
     @property
@@ -111,9 +113,11 @@ class LoaderBatches:
             pin_memory=self.device.type == "cuda",
             drop_last=self.drop_last,
             persistent_workers=False,
+            multiprocessing_context="spawn" if self.num_workers else None,  # fork is unsafe beside a UI thread
         )
         for xb, yb in itertools.islice(loader, skip, None):
-            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+            xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+            yield (self.augment(xb) if self.augment is not None else xb), yb
 
 
 @dataclass

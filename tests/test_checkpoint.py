@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -42,7 +43,12 @@ def test_a_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00" * 10, os.urandom(2048)], ids=["empty", "zeros", "random"])
+RANDOM = [random.Random(seed).randbytes(2048) for seed in range(20)]
+# random blobs that begin like a pickle or a zip exercise the deeper parser layers
+RANDOM += [b"\x80\x02" + r[:500] for r in RANDOM[:10]] + [b"PK\x03\x04" + r[:500] for r in RANDOM[:10]]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 10, *RANDOM], ids=["empty", "zeros", *map(str, range(len(RANDOM)))])
 def test_corrupt_files_give_one_line(tmp_path, content):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)

@@ -37,7 +37,7 @@ from tui_trainer.events import (
     Sink,
     StepLogged,
 )
-from tui_trainer.models import build_model, count_params, format_summary, summarize
+from tui_trainer.models import build_model, count_params, format_summary, state_mismatch, summarize
 from tui_trainer.optim import build_optimizer, build_schedule, current_lr, l1_penalty, set_lr
 from tui_trainer.runs import RunDir, create_run_dir
 
@@ -220,9 +220,16 @@ class _Run:
     # -- checkpoints -------------------------------------------------------
 
     def _restore(self, ck: dict[str, Any]) -> None:
-        self.model.load_state_dict(ck["model"])
-        if ck.get("optimizer"):
-            self.optimizer.load_state_dict(ck["optimizer"])
+        why = state_mismatch(self.model, ck["model"])
+        if why:
+            raise CheckpointError(f"checkpoint does not match the {self.cfg.model.arch} model of its config: {why}")
+        try:
+            self.model.load_state_dict(ck["model"])
+            if ck.get("optimizer"):
+                self.optimizer.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"checkpoint does not match the {self.cfg.model.arch} model of its config: {first}") from None
         self.schedule.load_state_dict(ck.get("scheduler") or {})
         self.epoch, self.step = int(ck["epoch"]), int(ck["step"])
         self.batch_in_epoch = int(ck.get("batch_in_epoch", 0))

@@ -235,6 +235,20 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerRow]:
     return rows
 
 
+def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """Why ``state`` cannot load into ``model`` (first difference, one line), or None if it fits."""
+    own = model.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            return f"the checkpoint has no {key}"
+        theirs = state[key]
+        if hasattr(theirs, "shape") and tuple(theirs.shape) != tuple(value.shape):
+            shape = "x".join(map(str, theirs.shape)) or "scalar"
+            return f"{key} is {shape} in the checkpoint but {'x'.join(map(str, value.shape)) or 'scalar'} in the model"
+    extra = [k for k in state if k not in own]
+    return f"the checkpoint has {extra[0]}, which the model lacks" if extra else None
+
+
 def count_params(model: nn.Module) -> tuple[int, int]:
     """(total, trainable) parameter counts."""
     total = sum(p.numel() for p in model.parameters())

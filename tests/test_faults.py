@@ -1,0 +1,295 @@
+"""Faults and bad input: nothing lost, clear errors, no tracebacks (issue 5's cases)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import signal
+import struct
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import tiny
+from tests.test_cli import run_main
+from tests.test_ui import Recorder, ready, until
+from tui_trainer.checkpoint import load_checkpoint, save_checkpoint
+from tui_trainer.engine import Trainer
+from tui_trainer.errors import CheckpointError
+from tui_trainer.events import ListSink, LogMessage, RunFinished, StepLogged
+from tui_trainer.ui.app import make_app
+from tui_trainer.ui.widgets.fields import ConfigField
+
+
+def _one_run(capsys, tmp_path, *extra) -> Path:
+    code, _out, err = run_main(capsys, "train", "moons-mlp", "--epochs", "3", "--runs-dir", str(tmp_path / "r"),
+                               "--set", "data.n_samples=200", *extra)
+    assert code == 0, err
+    return next((tmp_path / "r").iterdir())
+
+
+# -- checkpoints from elsewhere, corrupt last.pt -------------------------------------------
+
+
+def test_resume_from_a_corrupt_last_offers_the_previous_good_checkpoint(capsys, tmp_path):
+    run = _one_run(capsys, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    code, out, err = run_main(capsys, "resume", str(last), "--epochs", "5")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "truncated or corrupt" in err and f"tui-trainer resume {run / 'checkpoints' / 'best.pt'}" in err
+    assert "epoch" not in out  # it did not silently start over
+
+
+def test_a_checkpoint_that_does_not_match_its_architecture(capsys, tmp_path):
+    run = _one_run(capsys, tmp_path)
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    ck["config"]["model"]["hidden"] = [7]
+    doctored = save_checkpoint(ck, tmp_path / "doctored.pt")
+    for command in (["resume", str(doctored), "--epochs", "5"], ["evaluate", str(doctored)]):
+        code, _out, err = run_main(capsys, *command)
+        assert code == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
+
+
+# -- writing fails ---------------------------------------------------------------------------
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_goes_on(runs, monkeypatch):
+    from tui_trainer import engine
+
+    calls = {"n": 0}
+    real_save = engine.save_checkpoint
+
+    def flaky(payload, path):
+        calls["n"] += 1
+        if calls["n"] == 3:  # a write during epoch 2: the disk is full
+            raise CheckpointError(f"could not write {path}: No space left on device")
+        return real_save(payload, path)
+
+    monkeypatch.setattr(engine, "save_checkpoint", flaky)
+    sink = ListSink()
+    result = Trainer(runs).fit(tiny("train.epochs=3"), sink)
+    assert result.reason == "completed" and result.epoch == 3
+    errors = [m.text for m in sink.of(LogMessage) if m.level == "error"]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "is intact" in errors[0]
+    assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["epoch"] == 3
+    for path in (result.run_dir / "checkpoints").iterdir():
+        load_checkpoint(path)  # every file there is complete; no temp file is left behind
+
+
+# -- non-finite loss and out of memory in the CLI and the app ---------------------------------
+
+
+def test_non_finite_loss_headless_exits_1_with_a_hint(capsys, tmp_path):
+    code, out, err = run_main(capsys, "train", "spirals-mlp", "--runs-dir", str(tmp_path / "r"),
+                              "--set", "optimizer.lr=100.0", "--set", 'optimizer.name="sgd"', "--set", "train.log_every=1")
+    assert code == 1
+    assert "loss became non-finite at epoch 1, step" in err and "lower the learning rate" in err
+    assert "Traceback" not in err + out
+
+
+def test_out_of_memory_headless_exits_1_with_the_batch_size(capsys, tmp_path, monkeypatch):
+    from tui_trainer import engine
+
+    def oom(*a):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(engine._Run, "_train_step", oom)
+    code, _out, err = run_main(capsys, "train", "spirals-mlp", "--runs-dir", str(tmp_path / "r"))
+    assert code == 1 and "out of device memory at batch size 32" in err and "data.batch_size=16" in err
+
+
+@pytest.mark.parametrize("fault", ["nan", "oom"])
+async def test_app_shows_faults_and_unlocks_the_panels(tmp_path, monkeypatch, fault):
+    cfg = tiny("optimizer.lr=100.0", 'optimizer.name="sgd"', "train.log_every=1", "train.epochs=50")
+    if fault == "oom":
+        from tui_trainer import engine
+
+        monkeypatch.setattr(engine._Run, "_train_step",
+                            lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("CUDA out of memory")))
+        cfg = tiny()
+    rec = Recorder()
+    app = make_app(cfg, tmp_path / "runs")
+    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: rec.of(RunFinished))
+        await pilot.pause()
+        reason = rec.of(RunFinished)[0].reason
+        assert reason == {"nan": "non_finite_loss", "oom": "out_of_memory"}[fault]
+        log = "\n".join(str(line) for line in screen.query_one("#log").lines)
+        expected = "lower the learning rate" if fault == "nan" else "try a smaller data.batch_size"
+        assert expected in log
+        assert any(expected in str(n.message) for n in app._notifications)
+        assert not screen.query_one("#setup").disabled and not screen.query_one("#start").disabled
+
+
+# -- the app's inline validation, every field --------------------------------------------------
+
+
+async def test_every_text_field_in_the_app_rejects_bad_input(tmp_path):
+    from textual.widgets import Input
+
+    from tests.test_config import _bad_values
+
+    app = make_app(tiny(), tmp_path / "runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        checked = 0
+        for f in list(screen.query(ConfigField)):
+            inputs = f.query(Input)
+            kind = f.spec.type if isinstance(f.spec.type, str) else f.spec.type.__name__
+            if not inputs or kind == "str":  # any typed text is a valid string
+                continue
+            box = inputs.first()
+            original = box.value
+            bad = next((b for b in _bad_values(f.spec) if isinstance(b, (int, float, list)) and not isinstance(b, bool)),
+                       None)
+            if bad is None:
+                continue
+            box.value = json.dumps(bad) if isinstance(bad, list) else repr(bad)
+            await pilot.pause()
+            assert f.has_class("-invalid"), f.dotted
+            assert screen.query_one("#start").disabled, f.dotted
+            assert f.dotted in screen.invalid
+            box.value = original
+            await pilot.pause()
+            assert not f.has_class("-invalid"), f.dotted
+            checked += 1
+        assert not screen.invalid and not screen.query_one("#start").disabled
+        assert checked >= 20
+
+
+async def test_ctrl_c_in_the_app_stops_saves_and_quits(tmp_path):
+    rec = Recorder()
+    app = make_app(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path / "runs")
+    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
+        await ready(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: rec.of(StepLogged))
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: rec.of(RunFinished))
+    assert rec.of(RunFinished)[0].reason == "stopped"
+    assert load_checkpoint(rec.of(RunFinished)[0].last_checkpoint)["step"] == rec.of(RunFinished)[0].step
+
+
+async def test_resizing_during_training_does_not_crash(tmp_path):
+    rec = Recorder()
+    app = make_app(tiny("train.epochs=8", "data.n_samples=2000", "train.log_every=1"), tmp_path / "runs")
+    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("r")
+        for size in ((80, 24), (60, 20), (160, 50), (80, 24)):
+            await until(pilot, lambda n=len(rec.of(StepLogged)): len(rec.of(StepLogged)) > n or rec.of(RunFinished))
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.6)
+        await until(pilot, lambda: rec.of(RunFinished))
+        assert rec.of(RunFinished)[0].reason == "completed"
+        assert screen.size.width == 80
+
+
+# -- a real terminal: the SSH connection drops, a dumb terminal ---------------------------------
+
+
+class PtyApp:
+    """tui-trainer in a pseudo-terminal, its output drained so it never blocks."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cols: int = 120, rows: int = 36) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # child
+            os.execvpe(sys.executable, [sys.executable, "-m", "tui_trainer.cli", *args], env)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.output = bytearray()
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def send(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.02)  # polling a child's exit; not synchronising with it
+        os.kill(self.pid, signal.SIGKILL)
+        raise AssertionError(f"app did not exit in {timeout}s; output tail: {bytes(self.output[-500:])!r}")
+
+
+def _wait_for_epoch(runs: Path, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for metrics in runs.glob("*/metrics.jsonl"):
+            lines = metrics.read_text().splitlines()
+            if lines:
+                return json.loads(lines[0])
+        time.sleep(0.05)  # waiting on a file the app writes
+    raise AssertionError("no epoch finished")
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, TUI_TRAINER_HOME=str(tmp_path / "home"), TERM="xterm-256color", **extra)
+    env.pop("TEXTUAL", None)
+    return env
+
+
+def test_hangup_while_training_saves_last_with_the_current_step_and_resume_continues(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    app = PtyApp(["ui", "--runs-dir", str(runs), "--set", "train.epochs=1000", "--set", "data.n_samples=4000"],
+                 _env(tmp_path))
+    app.send(b"r")
+    first = _wait_for_epoch(runs)
+    os.close(app.fd)  # the SSH connection drops: the kernel sends SIGHUP, writes to the terminal fail
+    code = app.wait(timeout=20)
+    assert code == 129
+    last = next(runs.glob("*/checkpoints/last.pt"))
+    ck = load_checkpoint(last)
+    assert ck["step"] >= first["step"] and ck["epoch"] < 1000
+    code, out, err = run_main(capsys, "resume", str(last), "--epochs", str(ck["epoch"] + 2))
+    assert code == 0, err
+    assert f"epoch {ck['epoch'] + 2}/{ck['epoch'] + 2}" in out
+    rows = [json.loads(r) for r in (last.parent.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, ck["epoch"] + 3))
+
+
+@pytest.mark.parametrize("term", [{"TERM": "dumb"}, {"NO_COLOR": "1"}, {"TERM": "xterm-256color"}],
+                         ids=["dumb", "no-color", "xterm"])
+def test_real_terminal_trains_and_quits_cleanly(tmp_path, term):
+    runs = tmp_path / "runs"
+    env = _env(tmp_path)
+    env.update(term)
+    app = PtyApp(["ui", "--runs-dir", str(runs), "--set", "train.epochs=1000"], env, cols=80, rows=24)
+    app.send(b"r")
+    _wait_for_epoch(runs)
+    t0 = time.monotonic()
+    app.send(b"q")
+    code = app.wait(timeout=10)
+    quit_seconds = time.monotonic() - t0
+    assert code == 0
+    assert quit_seconds < 2.0
+    assert b"Traceback" not in app.output
+    assert load_checkpoint(next(runs.glob("*/checkpoints/last.pt")))["step"] > 0
+    if "NO_COLOR" in term:
+        # Textual renders NO_COLOR as greyscale: every 256-colour index used is a grey (16 or 232-255)
+        indices = {int(n) for n in re.findall(rb"[34]8;5;(\d+)", bytes(app.output))}
+        assert indices and indices <= {16, *range(232, 256)}, sorted(indices)
+        assert b"38;2;" not in app.output and b"48;2;" not in app.output

@@ -181,7 +181,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoints_clean(runs):
 def test_out_of_memory_is_a_reason_not_a_crash(runs, monkeypatch):
     from tui_trainer import engine
 
-    def boom(self, xb, yb, slot):
+    def boom(*args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(engine._Run, "_train_step", boom)

@@ -131,6 +131,7 @@ class TrainConfig:
     compile: bool = _f(False, "capture the training step (torch.compile reduce-overhead) where possible")
     amp: str = _f("none", "mixed precision autocast", choices=("none", "bf16"))
     channels_last: bool = _f(False, "channels_last memory format for CNNs")
+    diagnostics: bool = _f(True, "per-layer gradient health, dead units and curve hints at each log interval")
 
 
 @dataclass

@@ -27,6 +27,7 @@ from tui_trainer.checkpoint import FORMAT_VERSION, CheckpointError, save_checkpo
 from tui_trainer.config import RunConfig, from_dict
 from tui_trainer.data import DataBundle, load_data
 from tui_trainer.device import describe_device, memory_in_use, pick_device
+from tui_trainer.diagnostics import GradientMonitor, curve_hints, dead_alarm, dead_units, gradient_alarms, health_rows
 from tui_trainer.events import (
     CheckpointSaved,
     EpochEnded,
@@ -202,6 +203,10 @@ class _Run:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.last_checkpoint: Path | None = None
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.monitor = GradientMonitor(model) if t.diagnostics and self.params else None
+        self._health: torch.Tensor | None = None  # (layers, 3) on the device until the log-interval sync
+        self.layers: tuple = ()
+        self.alarmed: set[str] = set()
         if resume is not None:
             self._restore(resume)
             self.rundir = RunDir(Path(resume["run_dir"]))
@@ -293,7 +298,7 @@ class _Run:
             set_lr(self.optimizer, lr)
             self.sink.emit(LogMessage("info", f"learning rate set to {lr:g} at step {self.step}"))
 
-    def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, slot: int) -> None:
+    def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, slot: int, watch: bool = False) -> None:
         if self.cfg.train.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -305,9 +310,16 @@ class _Run:
             total = loss + reg.l1 * l1_penalty(self.model)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        watch = watch and self.monitor is not None
+        if watch:
+            self.monitor.after_backward()  # device kernels only; read at the log-interval sync
         if reg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, reg.grad_clip, foreach=True)
+        if watch:
+            self.monitor.before_step()
         self.optimizer.step()
+        if watch:
+            self._health = self.monitor.after_step()
         self.schedule.step_batch()
         # no .item(): the step's numbers stay on the device until the log interval
         self.loss_buf[slot] = loss.detach() * len(yb)
@@ -321,8 +333,17 @@ class _Run:
         losses = self.loss_buf[:used]
         finite = torch.isfinite(losses)
         loss_sum, correct, all_finite = losses.sum(), self.correct_buf[:used].sum(), finite.all()
-        # host sync: one transfer of three scalars per log interval
-        loss_sum_v, correct_v, ok = torch.stack([loss_sum.double(), correct.double(), all_finite.double()]).tolist()
+        parts = [torch.stack([loss_sum.double(), correct.double(), all_finite.double()])]
+        health, self._health = self._health, None
+        if health is not None:
+            parts.append(health.double().flatten())
+        # host sync: one transfer per log interval (three scalars, and the per-layer health table)
+        values = torch.cat(parts).tolist()
+        loss_sum_v, correct_v, ok = values[:3]
+        if health is not None:
+            table = [values[3 + 3 * i : 6 + 3 * i] for i in range(len(self.monitor.names))]
+            self.layers = health_rows(self.monitor.names, table)
+            self._alarm(gradient_alarms(self.layers))
         if not ok:
             bad = first_step + int((~finite).nonzero()[0, 0])
             raise _Stop("non_finite_loss",
@@ -332,6 +353,14 @@ class _Run:
         self.partial["correct"] += int(correct_v)
         self.partial["count"] += count
         return loss_sum_v / max(count, 1)
+
+    def _alarm(self, alarms: list[tuple[str, str]], where: str | None = None) -> None:
+        """Emit each kind of alarm or hint once per run."""
+        for kind, text in alarms:
+            if kind not in self.alarmed:
+                self.alarmed.add(kind)
+                place = where or f"epoch {self.epoch + 1}, step {self.step}"
+                self.sink.emit(LogMessage("warning", f"{place}: {text}"))
 
     def _sync_partial(self) -> None:
         """Fold the open interval into the partial-epoch totals (before a mid-epoch checkpoint)."""
@@ -347,7 +376,8 @@ class _Run:
         t_int, n_int = t_epoch, 0
         for xb, yb in self.data.train.epoch(epoch_seed(self.cfg.train.seed, self.epoch + 1), skip):
             self._poll_controls()
-            self._train_step(xb, yb, self._used)
+            watch = self._used + 1 == self.n or self.batch_in_epoch + 1 == batches
+            self._train_step(xb, yb, self._used, watch)
             self._used += 1
             self._count += len(yb)
             n_int += len(yb)
@@ -359,7 +389,7 @@ class _Run:
                 now = time.perf_counter()
                 self.sink.emit(StepLogged(self.epoch + 1, self.step, self.batch_in_epoch, batches, mean,
                                           current_lr(self.optimizer), n_int / max(now - t_int, 1e-9),
-                                          now - self._t_start))
+                                          now - self._t_start, self.layers))
                 t_int, n_int = now, 0
         self.partial["seconds"] += time.perf_counter() - t_epoch
 
@@ -379,10 +409,20 @@ class _Run:
         is_best = self.stopper.update(monitor, self.epoch)
         self.schedule.step_epoch(val_loss)
         train_seconds = p["seconds"]
+        dead: dict[str, float] = {}
+        if self.monitor is not None:
+            first_val_batch = next(iter(self.data.val.epoch(0)))[0]
+            dead = dead_units(self.model, first_val_batch)
+            alarm = dead_alarm(dead)
+            if alarm:
+                self._alarm([("dead", alarm)], where=f"after epoch {self.epoch}")
         row = EpochEnded(self.epoch, self.step, train_loss, val_loss, train_acc, val_acc, current_lr(self.optimizer),
-                         train_seconds + (time.perf_counter() - t_val), p["count"] / max(train_seconds, 1e-9), is_best)
+                         train_seconds + (time.perf_counter() - t_val), p["count"] / max(train_seconds, 1e-9), is_best,
+                         tuple((r.name, r.grad_norm) for r in self.layers), tuple(dead.items()))
         self.partial = {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
         self.history.append(row.metrics())
+        if self.monitor is not None:
+            self._alarm(curve_hints(self.history), where=f"after epoch {self.epoch}")
         try:
             self.rundir.append_metrics(row.metrics())
         except OSError as exc:

@@ -42,6 +42,7 @@ class StepLogged:
     lr: float
     samples_per_s: float
     elapsed_s: float
+    layers: tuple = ()  # diagnostics.LayerHealth per layer, when train.diagnostics is on
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class EpochEnded:
     samples_per_s: float
     is_best: bool = False
     grad_norms: tuple[tuple[str, float], ...] = ()
+    dead_units: tuple[tuple[str, float], ...] = ()
 
     def metrics(self) -> dict:
         """The metrics.jsonl row."""
@@ -66,6 +68,8 @@ class EpochEnded:
                                              "lr", "epoch_seconds", "samples_per_s")}
         if self.grad_norms:
             row["grad_norms"] = dict(self.grad_norms)
+        if self.dead_units:
+            row["dead_relu"] = dict(self.dead_units)
         return row
 
 

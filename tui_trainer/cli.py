@@ -320,6 +320,43 @@ def devices() -> None:
     print(f"auto picks: {pick_device('auto')}")
 
 
+@app.command(name="lr-find")
+def lr_find_cmd(
+    preset: Annotated[str, typer.Argument(help="preset name or path to a .toml file")],
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    steps: Annotated[int, typer.Option("--steps", min=10, help="batches in the sweep")] = 100,
+    start: Annotated[float, typer.Option("--start", min=1e-12, help="first learning rate")] = 1e-7,
+    end: Annotated[float, typer.Option("--end", max=1e3, help="last learning rate")] = 10.0,
+) -> None:
+    """Sweep the learning rate on a copy of the model and suggest one (steepest descent of the loss)."""
+    from tui_trainer.lrfind import lr_find
+
+    cfg = build_config(preset, set_, device=device)
+    if not start < end:
+        fail(f"--start {start:g} must be below --end {end:g}")
+    result = lr_find(cfg, start=start, end=end, steps=steps)
+    if sys.stdout.isatty() and len(result.lrs) > 2:
+        import plotext as plt
+
+        plt.plot(result.lrs, result.smoothed, marker="braille")
+        plt.xscale("log")
+        plt.xlabel("learning rate")
+        plt.ylabel("loss (smoothed)")
+        if result.suggestion:
+            plt.vline(result.suggestion)
+        plt.plotsize(min(100, plt.terminal_width() or 100), 20)
+        plt.show()
+    else:
+        for lr, loss in zip(result.lrs[:: max(1, len(result.lrs) // 20)], result.smoothed[:: max(1, len(result.lrs) // 20)],
+                            strict=True):
+            print(f"lr {lr:.3g} loss {loss:.4f}")
+    if result.suggestion is None:
+        fail("the loss did not fall by 2% anywhere in the sweep: try more --steps (this problem may need several epochs)",
+             EXIT_FAILED)
+    print(f"suggested lr: {result.suggestion:.3g}   (preset: {cfg.optimizer.lr:g}; use --set optimizer.lr=...)")
+
+
 @app.command()
 def doctor(runs_dir: RunsOpt = Path("runs")) -> None:
     """Check what training needs here (torch, device, datasets, runs directory) and say what to fix."""

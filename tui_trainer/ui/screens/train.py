@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Log, Select, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
@@ -71,8 +72,10 @@ class TrainScreen(Screen):
         with Horizontal(id="body"):
             with VerticalScroll(id="setup"):
                 yield PresetPanel(self.cfg.name)
-                for title in PANELS:
-                    yield ConfigPanel(title, self.values)
+                for i, title in enumerate(PANELS):
+                    panel = ConfigPanel(title, self.values)
+                    # panels below the fold mount after the first frame (first paint <= 1 s on 2 cores)
+                    yield panel if i < 2 else Lazy(panel)
             with Vertical(id="run"):
                 with Horizontal(id="buttons"):
                     yield Button("Start", id="start", variant="success", compact=True)
@@ -93,7 +96,8 @@ class TrainScreen(Screen):
 
     def on_mount(self) -> None:
         self._refresh_visibility()
-        self._import_engine()
+        # import torch only once the first frame is on screen: the import holds the GIL for seconds
+        self.call_after_refresh(self._import_engine)
         self.set_interval(1.0 / self.chart_hz, self._redraw_charts)
         self.set_interval(0.25, self.sink.flush)  # trailing events when the engine goes quiet
         self._log(f"preset {self.cfg.name}: {self.cfg.description}")

@@ -228,3 +228,64 @@ def test_setup_screen_snapshot(snap_compare, tmp_path):
         await pilot.pause()
 
     assert snap_compare(make_app(load_preset("spirals-mlp"), tmp_path / "runs"), terminal_size=(120, 36), run_before=settle)
+
+
+async def test_insight_views_fill_during_and_after_a_run(tmp_path):
+    from tui_trainer.events import Boundary, ClassResults
+
+    rec = Recorder()
+    app = make_app(tiny("train.epochs=4", "train.log_every=2", preset="moons-mlp"), tmp_path / "runs")
+    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: rec.of(RunFinished))
+        await pilot.pause()
+        boundaries = rec.of(Boundary)
+        assert [b.epoch for b in boundaries] == [1, 2, 3, 4]
+        view = screen.query_one("#boundary").render().plain
+        assert view.startswith(("·", "░")) and "epoch 4: regions" in view and "o" in view and "x" in view
+        results = rec.of(ClassResults)[0]
+        assert sum(map(sum, results.confusion)) == 80
+        assert "per-class accuracy" in screen.query_one("#results").render().plain
+        grad = screen.query_one("#grad-chart", SeriesChart)
+        assert set(grad.series) == {"layers.1", "layers.3", "layers.5"}
+        screen.query_one("#tabs").active = "tab-gradients"
+        await pilot.pause(0.6)
+        assert grad.replots >= 1 and not grad.dirty
+
+
+async def test_learning_rate_change_during_a_run_is_logged_marked_and_saved(tmp_path):
+    rec = Recorder()
+    app = make_app(tiny("train.epochs=500", "data.n_samples=2000", "train.log_every=1"), tmp_path / "runs")
+    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: rec.of(StepLogged))
+        await pilot.press("l")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "LearningRateDialog")
+        app.screen.query_one("#lr-input").value = "-1"
+        await pilot.press("enter")
+        assert "must be > 0" in str(app.screen.query_one("#lr-error").render())
+        app.screen.query_one("#lr-input").value = "0.0025"
+        await pilot.press("enter")
+        await until(pilot, lambda: any(getattr(e, "text", "").startswith("learning rate set to 0.0025") for e in rec.events))
+        assert screen.query_one("#loss-chart", SeriesChart).markers
+        await until(pilot, lambda: rec.of(StepLogged)[-1].lr == 0.0025)
+        await pilot.press("s")
+        await until(pilot, lambda: rec.of(RunFinished))
+        ck = load_checkpoint(rec.of(RunFinished)[0].last_checkpoint)
+        assert ck["optimizer"]["param_groups"][0]["lr"] == 0.0025
+
+
+async def test_lr_finder_in_the_app_suggests_and_applies(tmp_path):
+    app = make_app(tiny("data.n_samples=2000", preset="moons-mlp"), tmp_path / "runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("f")
+        await until(pilot, lambda: screen.lr_suggestion is not None)
+        assert screen.query_one("#lr-chart", SeriesChart).series["loss"][0]
+        await pilot.press("a")
+        await pilot.pause()
+        assert screen.current_config().optimizer.lr == pytest.approx(float(f"{screen.lr_suggestion:.3g}"))
+        log = "\n".join(str(line) for line in screen.query_one("#log").lines)
+        assert "suggested lr:" in log

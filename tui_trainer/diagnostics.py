@@ -175,3 +175,24 @@ def curve_hints(history: list[dict]) -> list[tuple[str, str]]:
     if (len(train) == 4 and rises >= 2) or (len(history) >= 3 and history[-1]["train_loss"] > 1.5 * history[0]["train_loss"]):
         hints.append(("too_high", "training loss is oscillating or rising: the learning rate is probably too high"))
     return hints
+
+
+@torch.no_grad()
+def decision_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cols: int = 64, rows: int = 24,
+                  max_points: int = 300) -> tuple[tuple[float, float], tuple[float, float], list[int], list]:
+    """Predicted class over a cols x rows grid spanning the points (10% margin), and up to max_points points."""
+    lo, hi = x.min(0).values, x.max(0).values
+    margin = (hi - lo) * 0.1
+    lo, hi = lo - margin, hi + margin
+    xs = torch.linspace(float(lo[0]), float(hi[0]), cols, device=x.device)
+    ys = torch.linspace(float(hi[1]), float(lo[1]), rows, device=x.device)  # top row first
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
+    was_training = model.training
+    model.eval()
+    classes = model(grid).argmax(1)
+    model.train(was_training)
+    step = max(1, len(x) // max_points)
+    pts = torch.cat([x[::step], y[::step, None].float()], dim=1)
+    # host sync: once per epoch, a few thousand numbers
+    return ((float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])), classes.tolist(),
+            [(a, b, int(c)) for a, b, c in pts.tolist()])

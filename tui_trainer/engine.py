@@ -27,9 +27,19 @@ from tui_trainer.checkpoint import FORMAT_VERSION, CheckpointError, save_checkpo
 from tui_trainer.config import RunConfig, from_dict
 from tui_trainer.data import DataBundle, load_data
 from tui_trainer.device import describe_device, memory_in_use, pick_device
-from tui_trainer.diagnostics import GradientMonitor, curve_hints, dead_alarm, dead_units, gradient_alarms, health_rows
+from tui_trainer.diagnostics import (
+    GradientMonitor,
+    curve_hints,
+    dead_alarm,
+    dead_units,
+    decision_grid,
+    gradient_alarms,
+    health_rows,
+)
 from tui_trainer.events import (
+    Boundary,
     CheckpointSaved,
+    ClassResults,
     EpochEnded,
     LogMessage,
     NullSink,
@@ -428,6 +438,8 @@ class _Run:
         except OSError as exc:
             self.sink.emit(LogMessage("error", f"could not append to {self.rundir.metrics_path}: {exc.strerror}"))
         self.sink.emit(row)
+        if self.monitor is not None and self.data.input_shape == (2,) and self.data.task == "classification":
+            self._emit_boundary()
         payload = self.payload("last")
         if is_best:
             if self.cfg.regularization.restore_best and self.cfg.regularization.early_stopping:
@@ -437,7 +449,25 @@ class _Run:
         reg = self.cfg.regularization
         return reg.early_stopping and self.stopper.should_stop
 
+    def _emit_boundary(self) -> None:
+        val = self.data.val
+        if not hasattr(val, "x"):
+            return
+        xr, yr, classes, points = decision_grid(self.model, val.x, val.y)
+        self.sink.emit(Boundary(self.epoch, xr, yr, 64, 24, tuple(classes), tuple(map(tuple, points))))
+
+    def _emit_class_results(self) -> None:
+        from tui_trainer.report import class_report, format_class_report
+
+        report = class_report(self.model, self.data)
+        self.sink.emit(ClassResults(report.class_names, report.confusion, format_class_report(report)))
+
     def _finish(self, reason: str, message: str) -> FitResult:
+        if reason in ("completed", "early_stopped", "stopped") and self.data.task == "classification" and self.epoch:
+            try:
+                self._emit_class_results()
+            except Exception as exc:  # noqa: BLE001 - a report must never turn a finished run into a failure
+                self.sink.emit(LogMessage("warning", f"per-class results unavailable: {exc}"))
         result = FitResult(reason, message, self.epoch, self.step, self.stopper.best, self.rundir.path,
                            list(self.history), self.last_checkpoint)
         self.sink.emit(RunFinished(reason, message, self.epoch, self.step, self.stopper.best, str(self.rundir.path),

@@ -92,6 +92,28 @@ class LogMessage:
 
 
 @dataclass(frozen=True)
+class Boundary:
+    """A 2-D classifier's predicted class over a grid, with validation points (row-major, top row first)."""
+
+    epoch: int
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+    cols: int
+    rows: int
+    classes: tuple[int, ...]
+    points: tuple[tuple[float, float, int], ...]
+
+
+@dataclass(frozen=True)
+class ClassResults:
+    """Per-class results on the validation split at the end of a run."""
+
+    class_names: tuple[str, ...]
+    confusion: tuple[tuple[int, ...], ...]
+    text: str
+
+
+@dataclass(frozen=True)
 class RunFinished:
     """The run ended; ``reason`` is one of REASONS."""
 
@@ -105,7 +127,7 @@ class RunFinished:
     history: tuple = field(default=(), repr=False)
 
 
-Event = RunStarted | StepLogged | EpochEnded | CheckpointSaved | LogMessage | RunFinished
+Event = RunStarted | StepLogged | EpochEnded | CheckpointSaved | LogMessage | Boundary | ClassResults | RunFinished
 
 
 class Sink(Protocol):

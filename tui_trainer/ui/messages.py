@@ -33,3 +33,11 @@ class ModelInfo(Message, bubble=False):
     def __init__(self, key: str, total: int, trainable: int, summary: str, error: str | None = None) -> None:
         super().__init__()
         self.key, self.total, self.trainable, self.summary, self.error = key, total, trainable, summary, error
+
+
+class LrFound(Message, bubble=False):
+    """The LR finder's sweep (computed on a worker), or why it failed."""
+
+    def __init__(self, result: object, error: str | None = None) -> None:
+        super().__init__()
+        self.result, self.error = result, error

@@ -24,9 +24,20 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from tui_trainer.config import ConfigError, RunConfig, from_dict, load_preset, save_user_preset
 from tui_trainer.errors import USER_ERRORS
-from tui_trainer.events import CheckpointSaved, EpochEnded, LogMessage, RunFinished, RunStarted, StepLogged
+from tui_trainer.events import (
+    Boundary,
+    CheckpointSaved,
+    ClassResults,
+    EpochEnded,
+    LogMessage,
+    RunFinished,
+    RunStarted,
+    StepLogged,
+)
 from tui_trainer.ui.bridge import UISink
-from tui_trainer.ui.messages import EngineEvents, EngineReady, ModelInfo
+from tui_trainer.ui.messages import EngineEvents, EngineReady, LrFound, ModelInfo
+from tui_trainer.ui.screens.lr import LearningRateDialog
+from tui_trainer.ui.widgets.boundary import BoundaryView
 from tui_trainer.ui.widgets.charts import SeriesChart, smooth
 from tui_trainer.ui.widgets.fields import ConfigField
 from tui_trainer.ui.widgets.panels import PANELS, ConfigPanel, PresetPanel, applies
@@ -47,6 +58,9 @@ class TrainScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("c", "save", "Save checkpoint"),
         Binding("q", "quit", "Quit"),
+        Binding("l", "change_lr", "Set LR"),
+        Binding("f", "lr_find", "LR finder"),
+        Binding("a", "apply_lr", "Apply LR", show=False),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -89,12 +103,27 @@ class TrainScreen(Screen):
                         yield SeriesChart("accuracy", "accuracy", id="acc-chart")
                     with TabPane("Log", id="tab-log"):
                         yield Log(id="log", max_lines=2000)
+                    with TabPane("Gradients", id="tab-gradients"):
+                        yield SeriesChart("gradient norm per layer (log)", "grad norm", id="grad-chart")
+                    with TabPane("Boundary", id="tab-boundary"):
+                        with VerticalScroll():
+                            yield BoundaryView("decision boundary: shown each epoch for 2-D datasets", id="boundary")
+                    with TabPane("LR finder", id="tab-lr"):
+                        yield SeriesChart("LR finder: press f to sweep, a to apply", "loss", id="lr-chart")
+                    with TabPane("Results", id="tab-results"):
+                        with VerticalScroll():
+                            yield Static("per-class results appear when a classification run ends", id="results")
                     with TabPane("Model", id="tab-model"):
                         with VerticalScroll():
                             yield Static("", id="model-summary")
         yield Footer()
 
     def on_mount(self) -> None:
+        grad = self.query_one("#grad-chart", SeriesChart)
+        grad.ylog = True
+        lr_chart = self.query_one("#lr-chart", SeriesChart)
+        lr_chart.xlog, lr_chart.xlabel = True, "learning rate"
+        self.lr_suggestion: float | None = None
         self._refresh_visibility()
         # import torch only once the first frame is on screen: the import holds the GIL for seconds
         self.call_after_refresh(self._import_engine)
@@ -283,6 +312,69 @@ class TrainScreen(Screen):
         else:
             self.notify("nothing to save: no run is training", severity="warning")
 
+    def action_change_lr(self) -> None:
+        """Change the learning rate: of the running fit (logged, marked, checkpointed), else of the panel."""
+        current = self.last_step.lr if (self.training and self.last_step) else self.values["optimizer"]["lr"]
+
+        def done(value: float | None) -> None:
+            if value is None:
+                return
+            if self.training and self.controls is not None:
+                self.controls.request_lr(value)
+                x = self.step_x[-1] if self.step_x else 0.0
+                self.query_one("#loss-chart", SeriesChart).add_marker(x)
+                self._log(f"learning rate change to {value:g} requested")
+            else:
+                field_widget = next(f for f in self.query(ConfigField) if f.dotted == "optimizer.lr")
+                field_widget.set_value(value)
+
+        self.app.push_screen(LearningRateDialog(current), done)
+
+    def action_lr_find(self) -> None:
+        """Sweep the learning rate on a copy of the panels' model (never the training one)."""
+        if self.training or not self.engine_ready:
+            self.notify("the LR finder runs between runs, once torch has loaded", severity="warning")
+            return
+        try:
+            cfg = self.current_config()
+        except ConfigError as exc:
+            self._error(str(exc))
+            return
+        self._log("LR finder: sweeping 1e-07 .. 10 over 100 batches on a copy of the model…")
+        self.query_one("#tabs", TabbedContent).active = "tab-lr"
+        self._lr_find(cfg)
+
+    @work(thread=True, exclusive=True, group="lr-find", exit_on_error=False, description="LR finder")
+    def _lr_find(self, cfg: RunConfig) -> None:
+        from tui_trainer.lrfind import lr_find
+
+        try:
+            self.post_message(LrFound(lr_find(cfg)))
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.post_message(LrFound(None, f"{type(exc).__name__}: {exc}"))
+
+    def on_lr_found(self, message: LrFound) -> None:
+        if message.error or message.result is None:
+            self._error(f"LR finder failed: {message.error}")
+            return
+        r = message.result
+        chart = self.query_one("#lr-chart", SeriesChart)
+        chart.clear_series()
+        chart.set_series("loss", r.lrs, r.smoothed)
+        self.lr_suggestion = r.suggestion
+        if r.suggestion is None:
+            self._log("LR finder: the loss did not fall by 2% anywhere in the sweep; no suggestion")
+            return
+        chart.add_marker(r.suggestion)
+        self._log(f"suggested lr: {r.suggestion:.3g} (press a to put it in the Optimizer panel)")
+
+    def action_apply_lr(self) -> None:
+        if self.lr_suggestion is None or self.training:
+            return
+        field_widget = next(f for f in self.query(ConfigField) if f.dotted == "optimizer.lr")
+        field_widget.set_value(float(f"{self.lr_suggestion:.3g}"))
+        self._log(f"optimizer.lr set to {self.lr_suggestion:.3g} from the LR finder")
+
     async def action_quit(self) -> None:
         """Stop the run (it saves last.pt within one step), wait for the thread, leave."""
         await self.stop_and_wait()
@@ -332,6 +424,7 @@ class TrainScreen(Screen):
         self.t0 = time.monotonic()
         self.last_step: StepLogged | None = None
         self.events_seen = 0
+        self.grad_series: dict[str, tuple[list[float], list[float]]] = {}
 
     def on_engine_events(self, message: EngineEvents) -> None:
         self.events_seen += len(message.events)
@@ -352,6 +445,15 @@ class TrainScreen(Screen):
             self.step_x.append(event.epoch - 1 + event.batch / max(event.batches, 1))
             self.step_loss.append(event.loss)
             self.query_one("#loss-chart", SeriesChart).set_series("train (steps)", self.step_x, smooth(self.step_loss))
+            if event.layers:
+                self._gradients(event)
+        elif isinstance(event, Boundary):
+            self.query_one("#boundary", BoundaryView).show(event)
+        elif isinstance(event, ClassResults):
+            self.query_one("#results", Static).update(event.text)
+            self._log(event.text.splitlines()[0] + " " + ", ".join(
+                f"{n} {row[i] / max(sum(row), 1):.0%}" for i, (n, row) in enumerate(zip(event.class_names, event.confusion,
+                                                                                        strict=True))))
         elif isinstance(event, EpochEnded):
             self._epoch_ended(event)
         elif isinstance(event, CheckpointSaved):
@@ -365,6 +467,16 @@ class TrainScreen(Screen):
                 self._log(event.text if event.level == "info" else f"{event.level}: {event.text}")
         elif isinstance(event, RunFinished):
             self._finished(event)
+
+    def _gradients(self, event: StepLogged) -> None:
+        x = self.step_x[-1]
+        for layer in event.layers:
+            xs, ys = self.grad_series.setdefault(layer.name, ([], []))
+            xs.append(x)
+            ys.append(max(layer.grad_norm, 1e-12))  # log axis
+        chart = self.query_one("#grad-chart", SeriesChart)
+        for name, (xs, ys) in self.grad_series.items():
+            chart.set_series(name, xs, ys)
 
     def _epoch_ended(self, e: EpochEnded) -> None:
         self.epochs.append(e.epoch)
@@ -417,8 +529,11 @@ class TrainScreen(Screen):
 
     def _redraw_charts(self) -> None:
         """Timer (chart_hz): rebuild only charts that got new points and are on screen."""
-        charts = [c for c in self.query(SeriesChart) if c.dirty]
-        if not charts or self.query_one("#tabs", TabbedContent).active != "tab-charts":
+        active = self.query_one("#tabs", TabbedContent).active
+        if not active:
+            return
+        charts = [c for c in self.query_one(f"#{active}").query(SeriesChart) if c.dirty]
+        if not charts:
             return
         with self.app.batch_update():
             for chart in charts:

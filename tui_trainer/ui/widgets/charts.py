@@ -50,6 +50,8 @@ class SeriesChart(PlotextPlot):
         self.dirty = False
         self.replots = 0
         self.ylog = False
+        self.xlog = False
+        self.xlabel = "epoch"
 
     def set_series(self, name: str, xs: Sequence[float], ys: Sequence[float]) -> None:
         """Replace one series (immutable copies) and mark the chart for the next redraw."""
@@ -75,10 +77,12 @@ class SeriesChart(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         plt.title(self.title)
-        plt.xlabel("epoch")
+        plt.xlabel(self.xlabel)
         plt.ylabel(self.ylabel)
         if self.ylog:
             plt.yscale("log")
+        if self.xlog:
+            plt.xscale("log")
         for name, (xs, ys) in self.series.items():
             if xs:
                 dx, dy = downsample(xs, ys)

@@ -221,3 +221,55 @@ def test_engine_imports_no_ui_libraries():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.timeout(300)
+def test_compile_option_trains_or_falls_back_cleanly(runs, monkeypatch):
+    sink = ListSink()
+    result = Trainer(runs).fit(tiny("train.compile=true", "train.epochs=1"), sink)
+    assert result.reason == "completed" and result.history[-1]["val_loss"] < 0.75
+    # a capture failure (as on a device without graph support) falls back to eager and says so
+    import tui_trainer.engine as engine_mod
+
+    def broken_compile(model, **kw):
+        def fails(*a, **k):
+            raise RuntimeError("CUDA graph capture not supported")
+        return fails
+
+    monkeypatch.setattr(engine_mod.torch, "compile", broken_compile)
+    sink = ListSink()
+    result = Trainer(runs).fit(tiny("train.compile=true", "train.epochs=1"), sink)
+    assert result.reason == "completed"
+    assert any("capture failed (RuntimeError: CUDA graph capture not supported); continuing eagerly" in m.text
+               for m in sink.of(LogMessage))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_no_device_to_host_sync_inside_training_steps(runs):
+    """Steps between log intervals must not synchronise with the host (issue 6)."""
+    controls = Controls()
+    cfg = tiny('train.device="cuda"', "train.log_every=1000", "data.n_samples=4000", "train.epochs=1")
+
+    from tui_trainer import engine as engine_mod
+
+    original = engine_mod._Run._train_epoch
+
+    def guarded(self):
+        batches = self.data.train.epoch(1)
+        first = next(batches)  # the epoch's permutation is copied to the device here, before the guard
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            self._train_step(*first, 0, watch=True)
+            for i, (xb, yb) in zip(range(1, 50), batches, strict=False):
+                self._train_step(xb, yb, i % self.n, watch=i % 10 == 0)  # gradient statistics stay on the device too
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return original(self)
+
+    engine_mod._Run._train_epoch = guarded
+    try:
+        result = Trainer(runs).fit(cfg, ListSink(), controls)
+    finally:
+        engine_mod._Run._train_epoch = original
+    assert result.reason == "completed"

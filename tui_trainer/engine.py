@@ -213,6 +213,15 @@ class _Run:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.last_checkpoint: Path | None = None
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.forward: nn.Module = model
+        self._compile_pending = False
+        if t.compile:
+            try:  # fixed-shape steps (drop_last): CUDA graphs on GPU, inductor kernels on CPU
+                self.forward = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else "default",
+                                             dynamic=False)
+                self._compile_pending = True
+            except Exception as exc:  # noqa: BLE001 - no compiler here: train eagerly
+                self.sink.emit(LogMessage("warning", f"train.compile unavailable ({type(exc).__name__}); training eagerly"))
         self.monitor = GradientMonitor(model) if t.diagnostics and self.params else None
         self._health: torch.Tensor | None = None  # (layers, 3) on the device until the log-interval sync
         self.layers: tuple = ()
@@ -312,7 +321,7 @@ class _Run:
         if self.cfg.train.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.model(xb)
+            out = self._compiled_forward(xb) if self._compile_pending else self.forward(xb)
         loss = self.loss_fn(out.float(), yb)
         total = loss
         reg = self.cfg.regularization
@@ -335,6 +344,18 @@ class _Run:
         self.loss_buf[slot] = loss.detach() * len(yb)
         if self.data.task == "classification":
             self.correct_buf[slot] = (out.detach().argmax(1) == yb).sum()
+
+    def _compiled_forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """The first compiled call captures the step; if capture fails, fall back to eager for the run."""
+        self._compile_pending = False
+        try:
+            return self.forward(xb)
+        except Exception as exc:  # noqa: BLE001 - dynamo, inductor and graph-capture errors all mean "not here"
+            self.forward = self.model
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            self.sink.emit(LogMessage("warning", f"train.compile: capture failed ({type(exc).__name__}: {first}); "
+                                                 "continuing eagerly"))
+            return self.forward(xb)
 
     def _flush(self, used: int, count: int, first_step: int) -> float:
         """Read the interval's buffers (host sync, once per log interval); returns the interval's mean loss."""

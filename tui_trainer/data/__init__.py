@@ -168,7 +168,7 @@ def _synthetic(cfg: RunConfig) -> DataBundle:
     n_classes = int(y.max()) + 1
     return DataBundle(
         name=d.dataset, task="classification", n_classes=n_classes, input_shape=(2,),
-        train=TensorBatches(xt, y[tr], d.batch_size, shuffle=True),
+        train=TensorBatches(xt, y[tr], d.batch_size, shuffle=True, drop_last=cfg.train.compile),
         val=TensorBatches(xv, y[va], 4096, shuffle=False),
         class_names=[str(i) for i in range(n_classes)],
     )

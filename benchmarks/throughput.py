@@ -265,6 +265,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="engine with train.compile")
     parser.add_argument("--quick", action="store_true", help="2 epochs of 100 steps: checks that every mode runs")
     parser.add_argument("--modes", default="abcd")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of modes a and b, interleaved; the median is kept")
     parser.add_argument("--startup", action="store_true", help="also time --help and the app's first frame")
     parser.add_argument("--terminal", type=float, default=0.0, help="seconds of pty output to measure (0 = skip)")
     parser.add_argument("--json", action="store_true")
@@ -285,10 +286,16 @@ def main() -> None:
         "steps_per_epoch": args.steps, "compile": args.compile, "samples_per_s": {},
     }
     rates = results["samples_per_s"]
-    if "a" in args.modes:
-        rates["a_lecture_loop"] = lecture_loop(cfg, device)
-    if "b" in args.modes:
-        rates["b_engine_headless"] = engine_headless(cfg, runs)
+    samples: dict[str, list[float]] = {"a_lecture_loop": [], "b_engine_headless": []}
+    for _ in range(1 if args.quick else args.repeat):  # interleaved, so drift in machine load hits both alike
+        if "a" in args.modes:
+            samples["a_lecture_loop"].append(lecture_loop(cfg, device))
+        if "b" in args.modes:
+            samples["b_engine_headless"].append(engine_headless(cfg, runs))
+    for name, values in samples.items():
+        if values:
+            rates[name] = sorted(values)[len(values) // 2]
+            results.setdefault("runs", {})[name] = values
     if "c" in args.modes:
         rates["c_engine_in_app"], results["app"] = engine_in_app(cfg, runs, args.chart_hz)
     if "d" in args.modes:
@@ -308,7 +315,9 @@ def main() -> None:
           f"{args.epochs} epochs x {args.steps} steps")
     for name, rate in rates.items():
         ratio = results["ratio_to_lecture"].get(name)
-        print(f"  {name:<20} {rate:>12,.0f} samples/s" + (f"   {ratio:5.2f}x lecture loop" if ratio else ""))
+        spread = results.get("runs", {}).get(name)
+        extra = f"   (runs: {', '.join(f'{v:,.0f}' for v in spread)})" if spread and len(spread) > 1 else ""
+        print(f"  {name:<20} {rate:>12,.0f} samples/s" + (f"   {ratio:5.2f}x lecture loop" if ratio else "") + extra)
     if "app_over_headless" in results:
         print(f"  app / headless: {results['app_over_headless']:.2f}  (chart redraws {results['app']['replots']}, "
               f"UI posts {results['app']['posts']})")

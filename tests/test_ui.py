@@ -289,3 +289,20 @@ async def test_lr_finder_in_the_app_suggests_and_applies(tmp_path):
         assert screen.current_config().optimizer.lr == pytest.approx(float(f"{screen.lr_suggestion:.3g}"))
         log = "\n".join(str(line) for line in screen.query_one("#log").lines)
         assert "suggested lr:" in log
+
+
+async def test_every_tab_is_reachable_by_keyboard_at_80x24(tmp_path):
+    from textual.widgets import TabbedContent, Tabs
+
+    app = make_app(tiny(), tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        tabs = screen.query_one("#tabs", TabbedContent)
+        screen.query_one(Tabs).focus()
+        seen = [tabs.active]
+        for _ in range(6):
+            await pilot.press("right")
+            seen.append(tabs.active)
+        assert seen == ["tab-charts", "tab-log", "tab-gradients", "tab-boundary", "tab-lr", "tab-results", "tab-model"]
+        pane = screen.query_one("#tab-model")
+        assert pane.region.width > 20 and pane.region.height > 5 and pane.region.right <= 80

@@ -120,6 +120,8 @@ class ConfigField(Horizontal):
             result = FieldResult(check_value(self.section, self.key, raw), None)
         except ConfigError as exc:
             result = FieldResult(raw, str(exc))
+        if result == self.result:
+            return  # no change (the controls report their initial value on mount: 35 needless re-layouts)
         self.result = result
         self.set_class(result.error is not None, "-invalid")
         self.tooltip = result.error or self.spec.metadata.get("help", "")

@@ -194,6 +194,17 @@ class TrainScreen(Screen):
         for f in self.query(ConfigField):
             f.display = applies(f.section, f.key, self.values)
 
+    def _valid_config(self) -> RunConfig | None:
+        """The panels' config, or None after telling the user what to fix."""
+        if self.invalid:
+            self._error("fix the marked fields first: " + "; ".join(self.invalid.values()))
+            return None
+        try:
+            return self.current_config()
+        except ConfigError as exc:
+            self._error(str(exc))
+            return None
+
     def current_config(self) -> RunConfig:
         """The panels' settings as a validated config (ConfigError if they do not fit together)."""
         return from_dict({**self.values, "name": self.cfg.name, "description": self.cfg.description}, source="panels")
@@ -276,13 +287,8 @@ class TrainScreen(Screen):
             self.start_pending = True
             self.query_one("#progress", Static).update("starting as soon as torch has loaded…")
             return
-        if self.invalid:
-            self._error("fix the marked fields first: " + "; ".join(self.invalid.values()))
-            return
-        try:
-            cfg = self.current_config()
-        except ConfigError as exc:
-            self._error(str(exc))
+        cfg = self._valid_config()
+        if cfg is None:
             return
         resume = None
         if self.resume_path is not None:
@@ -335,10 +341,8 @@ class TrainScreen(Screen):
         if self.training or not self.engine_ready:
             self.notify("the LR finder runs between runs, once torch has loaded", severity="warning")
             return
-        try:
-            cfg = self.current_config()
-        except ConfigError as exc:
-            self._error(str(exc))
+        cfg = self._valid_config()
+        if cfg is None:
             return
         self._log("LR finder: sweeping 1e-07 .. 10 over 100 batches on a copy of the model…")
         self.query_one("#tabs", TabbedContent).active = "tab-lr"

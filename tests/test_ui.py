@@ -306,3 +306,13 @@ async def test_every_tab_is_reachable_by_keyboard_at_80x24(tmp_path):
         assert seen == ["tab-charts", "tab-log", "tab-gradients", "tab-boundary", "tab-lr", "tab-results", "tab-model"]
         pane = screen.query_one("#tab-model")
         assert pane.region.width > 20 and pane.region.height > 5 and pane.region.right <= 80
+
+
+def test_painting_the_app_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from tui_trainer.config import load_preset; from tui_trainer.ui.app import make_app; "
+            "make_app(load_preset('spirals-mlp')); print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stdout + proc.stderr

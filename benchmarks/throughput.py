@@ -268,6 +268,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of modes a and b, interleaved; the median is kept")
     parser.add_argument("--startup", action="store_true", help="also time --help and the app's first frame")
     parser.add_argument("--terminal", type=float, default=0.0, help="seconds of pty output to measure (0 = skip)")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak host memory (max RSS) of modes a and b, each in its own child process")
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -276,6 +279,28 @@ def main() -> None:
 
     runs = Path(tempfile.mkdtemp()) / "runs"
     cfg = job_config(args, runs)
+    if args.child:  # one mode alone, for --memory: its max RSS is the mode's own peak
+        import resource
+
+        device = torch.device("cpu") if args.device == "cpu" else __import__("tui_trainer.device").device.pick_device(args.device)
+        if args.child == "a":
+            lecture_loop(cfg, device)
+        else:
+            engine_headless(cfg, runs)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+        return
+    if args.memory:
+        import subprocess
+
+        peaks = {}
+        for mode in "ab":
+            cmd = [sys.executable, __file__, "--child", mode, "--device", args.device, "--batch-size", str(args.batch_size),
+                   "--epochs", str(args.epochs), "--steps", str(args.steps), "--preset", args.preset]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+            peaks[mode] = int(out[-1]) / 1024
+        print(f"peak host memory (max RSS): lecture loop {peaks['a']:,.0f} MiB, engine {peaks['b']:,.0f} MiB "
+              f"({peaks['b'] / peaks['a']:.2f}x)")
+        return
     from tui_trainer.device import describe_device, pick_device
 
     device = pick_device(args.device)

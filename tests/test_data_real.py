@@ -280,3 +280,15 @@ def test_peek_shape_without_loading(tmp_path):
     assert peek_shape(load_preset("cifar10-resnet")) == ((3, 32, 32), 10)
     assert peek_shape(tiny()) == ((2,), 2)
     assert peek_shape(load_preset("regression-toy")) == ((1,), 1)
+
+
+def test_streaming_path_resume_equals_a_straight_run(tmp_path, runs):
+    from tui_trainer.checkpoint import load_checkpoint
+
+    root = make_image_folder(tmp_path / "imgs")
+    extra = ('data.device_resident="never"', "model.dropout=0.2", "data.num_workers=1")  # persistent spawned workers
+    straight = Trainer(runs).fit(folder_cfg(root, "train.epochs=3", *extra), ListSink())
+    first = Trainer(runs).fit(folder_cfg(root, "train.epochs=1", *extra), ListSink())
+    ck = load_checkpoint(first.run_dir / "checkpoints" / "last.pt")
+    resumed = Trainer(runs).fit(folder_cfg(root, "train.epochs=3", *extra), ListSink(), resume=ck)
+    assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)

@@ -144,3 +144,17 @@ def test_lr_find_on_fashion_mnist_is_within_10x_of_the_preset(tmp_path):
     result = lr_find(cfg)
     assert result.suggestion is not None
     assert cfg.optimizer.lr / 10 <= result.suggestion <= cfg.optimizer.lr * 10, result.suggestion
+
+
+def test_running_mean_is_the_debiased_moving_average():
+    from tui_trainer.smoothing import RunningMean
+
+    values = [3.0, 1.0, 4.0, 1.0, 5.0]
+    mean = RunningMean(0.9)
+    got = [mean.add(v) for v in values]
+    expected, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = 0.9 * avg + 0.1 * v
+        expected.append(avg / (1 - 0.9**i))
+    assert got == pytest.approx(expected) and mean.values == got
+    assert got[0] == pytest.approx(3.0)  # debiased: the first point is not pulled towards zero

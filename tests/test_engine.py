@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import tiny
 from tui_trainer.checkpoint import load_checkpoint
-from tui_trainer.config import load_preset
+from tui_trainer.config import apply_overrides, load_preset
 from tui_trainer.engine import Controls, Trainer, config_from_checkpoint
 from tui_trainer.events import CheckpointSaved, EpochEnded, ListSink, LogMessage, RunFinished, RunStarted, StepLogged
 
@@ -72,10 +72,14 @@ def test_early_stopping_restores_best_weights(runs):
     result = trainer.fit(cfg, sink)
     best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
     assert best["epoch"] == 1
-    # the final weights written at the last epoch differ from best; the restored model must equal best
     last = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     assert last["epoch"] == 2
-    assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+    assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])  # training moved on
+    restored = result.model.state_dict()
+    assert all(torch.equal(restored[k].cpu(), best["model"][k]) for k in best["model"])  # ...and was rolled back
+    no_restore = Trainer(runs).fit(apply_overrides(cfg, ["regularization.restore_best=false"]), ListSink())
+    kept = no_restore.model.state_dict()  # same seed, same best epoch, but the last weights stay
+    assert any(not torch.equal(kept[k].cpu(), best["model"][k]) for k in best["model"])
 
 
 class _ActAt:

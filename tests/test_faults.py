@@ -20,7 +20,7 @@ import torch
 
 from tests.conftest import tiny
 from tests.test_cli import run_main
-from tests.test_ui import Recorder, ready, until
+from tests.test_ui import ready, training, until
 from tui_trainer.checkpoint import load_checkpoint, save_checkpoint
 from tui_trainer.engine import Trainer
 from tui_trainer.errors import CheckpointError
@@ -116,11 +116,7 @@ async def test_app_shows_faults_and_unlocks_the_panels(tmp_path, monkeypatch, fa
         monkeypatch.setattr(engine._Run, "_train_step",
                             lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("CUDA out of memory")))
         cfg = tiny()
-    rec = Recorder()
-    app = make_app(cfg, tmp_path / "runs")
-    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("r")
+    async with training(cfg, tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
         await pilot.pause()
         reason = rec.of(RunFinished)[0].reason
@@ -128,7 +124,7 @@ async def test_app_shows_faults_and_unlocks_the_panels(tmp_path, monkeypatch, fa
         log = "\n".join(str(line) for line in screen.query_one("#log").lines)
         expected = "lower the learning rate" if fault == "nan" else "try a smaller data.batch_size"
         assert expected in log
-        assert any(expected in str(n.message) for n in app._notifications)
+        assert any(expected in str(n.message) for n in pilot.app._notifications)
         assert not screen.query_one("#setup").disabled and not screen.query_one("#start").disabled
 
 
@@ -169,11 +165,7 @@ async def test_every_text_field_in_the_app_rejects_bad_input(tmp_path):
 
 
 async def test_ctrl_c_in_the_app_stops_saves_and_quits(tmp_path):
-    rec = Recorder()
-    app = make_app(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path / "runs")
-    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
-        await ready(pilot)
-        await pilot.press("r")
+    async with training(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("ctrl+c")
         await until(pilot, lambda: rec.of(RunFinished))
@@ -182,11 +174,7 @@ async def test_ctrl_c_in_the_app_stops_saves_and_quits(tmp_path):
 
 
 async def test_resizing_during_training_does_not_crash(tmp_path):
-    rec = Recorder()
-    app = make_app(tiny("train.epochs=8", "data.n_samples=2000", "train.log_every=1"), tmp_path / "runs")
-    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("r")
+    async with training(tiny("train.epochs=8", "data.n_samples=2000", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
         for size in ((80, 24), (60, 20), (160, 50), (80, 24)):
             await until(pilot, lambda n=len(rec.of(StepLogged)): len(rec.of(StepLogged)) > n or rec.of(RunFinished))
             await pilot.resize_terminal(*size)

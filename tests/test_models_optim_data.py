@@ -156,3 +156,19 @@ def test_lecture_gradient_worked_example():
     assert lin2.bias.grad.item() == pytest.approx(-3.3142, abs=1e-4)
     assert lin2.weight.grad.squeeze().tolist() == pytest.approx([-2.9191, -2.4229], abs=1e-4)
     assert lin1.bias.grad.tolist() == pytest.approx([-0.3480, -1.3032], abs=1e-4)
+
+
+@pytest.mark.timeout(120)
+def test_loader_with_workers_is_built_once_and_reseeded_every_epoch():
+    x, y = torch.arange(12.0)[:, None], torch.arange(12)
+    lb = LoaderBatches(torch.utils.data.TensorDataset(x, y), 4, shuffle=True, num_workers=1, device=CPU)
+    first = [yb.tolist() for _, yb in lb.epoch(seed=5)]
+    loader = lb._loader
+    other = [yb.tolist() for _, yb in lb.epoch(seed=6)]
+    again = [yb.tolist() for _, yb in lb.epoch(seed=5)]
+    assert lb._loader is loader and loader.persistent_workers  # workers spawned once, not per epoch
+    assert again == first and other != first
+    assert sorted(sum(first, [])) == list(range(12))
+    # both batching paths shuffle identically, and a resumed epoch skips batches without loading them
+    assert first == [yb.tolist() for _, yb in TensorBatches(x, y, 4, shuffle=True).epoch(seed=5)]
+    assert [yb.tolist() for _, yb in lb.epoch(seed=5, skip=2)] == first[2:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,17 @@ async def until(pilot, condition, timeout: float = 60.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await pilot.pause(0.02)
+
+
+@contextlib.asynccontextmanager
+async def training(cfg, tmp_path, size=(120, 36)):
+    """The app on ``cfg``, torch loaded and 'r' pressed: yields (pilot, screen, recorder)."""
+    rec = Recorder()
+    app = make_app(cfg, tmp_path / "runs")
+    async with app.run_test(size=size, message_hook=rec) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("r")
+        yield pilot, screen, rec
 
 
 def field(screen, dotted: str) -> ConfigField:
@@ -104,11 +116,7 @@ async def test_invalid_lr_is_marked_and_disables_start(tmp_path):
 
 
 async def test_start_trains_and_charts_receive_points(tmp_path):
-    rec = Recorder()
-    app = make_app(tiny("train.epochs=3"), tmp_path / "runs")
-    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("r")
+    async with training(tiny("train.epochs=3"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
         await pilot.pause(0.6)  # one chart period: let the timer redraw
         assert [e.epoch for e in rec.of(EpochEnded)] == [1, 2, 3]
@@ -126,11 +134,7 @@ async def test_start_trains_and_charts_receive_points(tmp_path):
 
 
 async def test_save_writes_a_checkpoint_while_the_run_continues_and_stop_ends_it(tmp_path):
-    rec = Recorder()
-    app = make_app(tiny("train.epochs=500", "data.n_samples=2000", "train.log_every=1"), tmp_path / "runs")
-    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("r")
+    async with training(tiny("train.epochs=500", "data.n_samples=2000", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(EpochEnded))
         assert screen.training and screen.query_one("#setup").disabled  # panels are locked while training
         assert screen.query_one("#start").disabled and not screen.query_one("#stop").disabled
@@ -151,11 +155,7 @@ async def test_save_writes_a_checkpoint_while_the_run_continues_and_stop_ends_it
 
 
 async def test_quit_mid_run_saves_last_and_leaves_no_thread(tmp_path):
-    rec = Recorder()
-    app = make_app(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path / "runs")
-    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("r")
+    async with training(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         worker = screen.train_worker
         loop = asyncio.get_running_loop()
@@ -174,11 +174,7 @@ async def test_an_error_in_the_run_is_shown_and_unlocks_the_panels(tmp_path, mon
     from tui_trainer import engine
 
     monkeypatch.setattr(engine._Run, "_train_step", lambda *a: (_ for _ in ()).throw(RuntimeError("kaboom")))
-    rec = Recorder()
-    app = make_app(tiny(), tmp_path / "runs")
-    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("r")
+    async with training(tiny(), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
         await pilot.pause()
         assert rec.of(RunFinished)[0].reason == "error"
@@ -233,11 +229,7 @@ def test_setup_screen_snapshot(snap_compare, tmp_path):
 async def test_insight_views_fill_during_and_after_a_run(tmp_path):
     from tui_trainer.events import Boundary, ClassResults
 
-    rec = Recorder()
-    app = make_app(tiny("train.epochs=4", "train.log_every=2", preset="moons-mlp"), tmp_path / "runs")
-    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("r")
+    async with training(tiny("train.epochs=4", "train.log_every=2", preset="moons-mlp"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
         await pilot.pause()
         boundaries = rec.of(Boundary)
@@ -255,18 +247,14 @@ async def test_insight_views_fill_during_and_after_a_run(tmp_path):
 
 
 async def test_learning_rate_change_during_a_run_is_logged_marked_and_saved(tmp_path):
-    rec = Recorder()
-    app = make_app(tiny("train.epochs=500", "data.n_samples=2000", "train.log_every=1"), tmp_path / "runs")
-    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("r")
+    async with training(tiny("train.epochs=500", "data.n_samples=2000", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("l")
-        await until(pilot, lambda: app.screen.__class__.__name__ == "LearningRateDialog")
-        app.screen.query_one("#lr-input").value = "-1"
+        await until(pilot, lambda: pilot.app.screen.__class__.__name__ == "LearningRateDialog")
+        pilot.app.screen.query_one("#lr-input").value = "-1"
         await pilot.press("enter")
-        assert "must be > 0" in str(app.screen.query_one("#lr-error").render())
-        app.screen.query_one("#lr-input").value = "0.0025"
+        assert "must be > 0" in str(pilot.app.screen.query_one("#lr-error").render())
+        pilot.app.screen.query_one("#lr-input").value = "0.0025"
         await pilot.press("enter")
         await until(pilot, lambda: any(getattr(e, "text", "").startswith("learning rate set to 0.0025") for e in rec.events))
         assert screen.query_one("#loss-chart", SeriesChart).markers

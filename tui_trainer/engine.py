@@ -68,7 +68,9 @@ class Controls:
             self._pending_lr = lr
 
     def take_lr(self) -> float | None:
-        """The pending learning-rate change, if any (clears it)."""
+        """The pending learning-rate change, if any (clears it). Polled every step: no lock unless one is pending."""
+        if self._pending_lr is None:
+            return None
         with self._lr_lock:
             lr, self._pending_lr = self._pending_lr, None
             return lr
@@ -86,6 +88,7 @@ class FitResult:
     run_dir: Path
     history: list[dict] = field(default_factory=list)
     last_checkpoint: Path | None = None
+    model: nn.Module | None = field(default=None, repr=False)  # the trained model (best weights if restored)
 
     @property
     def ok(self) -> bool:
@@ -226,6 +229,7 @@ class _Run:
         self._health: torch.Tensor | None = None  # (layers, 3) on the device until the log-interval sync
         self.layers: tuple = ()
         self.alarmed: set[str] = set()
+        self._probe: torch.Tensor | None = None
         if resume is not None:
             self._restore(resume)
             self.rundir = RunDir(Path(resume["run_dir"]))
@@ -442,8 +446,7 @@ class _Run:
         train_seconds = p["seconds"]
         dead: dict[str, float] = {}
         if self.monitor is not None:
-            first_val_batch = next(iter(self.data.val.epoch(0)))[0]
-            dead = dead_units(self.model, first_val_batch)
+            dead = dead_units(self.model, self._probe_batch())
             alarm = dead_alarm(dead)
             if alarm:
                 self._alarm([("dead", alarm)], where=f"after epoch {self.epoch}")
@@ -470,6 +473,12 @@ class _Run:
         reg = self.cfg.regularization
         return reg.early_stopping and self.stopper.should_stop
 
+    def _probe_batch(self) -> torch.Tensor:
+        """One validation batch, taken once and kept on the device, for the per-epoch dead-unit check."""
+        if self._probe is None:
+            self._probe = next(iter(self.data.val.epoch(0)))[0]
+        return self._probe
+
     def _emit_boundary(self) -> None:
         val = self.data.val
         if not hasattr(val, "x"):
@@ -490,7 +499,7 @@ class _Run:
             except Exception as exc:  # noqa: BLE001 - a report must never turn a finished run into a failure
                 self.sink.emit(LogMessage("warning", f"per-class results unavailable: {exc}"))
         result = FitResult(reason, message, self.epoch, self.step, self.stopper.best, self.rundir.path,
-                           list(self.history), self.last_checkpoint)
+                           list(self.history), self.last_checkpoint, self.model)
         self.sink.emit(RunFinished(reason, message, self.epoch, self.step, self.stopper.best, str(self.rundir.path),
                                    str(self.last_checkpoint) if self.last_checkpoint else None,
                                    tuple(self.history)))

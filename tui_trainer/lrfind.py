@@ -15,6 +15,7 @@ from torch import nn
 
 from tui_trainer.config import RunConfig
 from tui_trainer.optim import build_optimizer, set_lr
+from tui_trainer.smoothing import RunningMean
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ def lr_find(cfg: RunConfig, start: float = 1e-7, end: float = 10.0, steps: int =
     else:
         loss_fn = nn.MSELoss()
     factor = (end / start) ** (1 / max(steps - 1, 1))
-    lrs, losses, smoothed = [], [], []
-    avg, best = 0.0, math.inf
+    lrs, losses = [], []
+    mean, best = RunningMean(beta), math.inf
     epoch = 0
     batches = iter(())
     for i in range(steps):
@@ -77,12 +78,12 @@ def lr_find(cfg: RunConfig, start: float = 1e-7, end: float = 10.0, steps: int =
         loss.backward()
         optimizer.step()
         value = loss.item()  # host sync per step: fine for a 100-step diagnostic sweep
-        avg = beta * avg + (1 - beta) * value
-        smooth = avg / (1 - beta ** (i + 1))
+        smooth = mean.add(value)
         if not math.isfinite(smooth) or (i > 5 and smooth > diverge * best):
+            mean.values.pop()  # the diverged point is not part of the curve
             break
         best = min(best, smooth)
         lrs.append(lr)
         losses.append(value)
-        smoothed.append(smooth)
+    smoothed = mean.values
     return LRFindResult(tuple(lrs), tuple(losses), tuple(smoothed), suggest(lrs, smoothed))

@@ -11,7 +11,6 @@ Two batch sources feed the same engine:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -77,6 +76,19 @@ class TensorBatches:
             yield xb, yb
 
 
+class _EpochOrder(torch.utils.data.Sampler):
+    """The sample order of the current epoch, set before each iteration (persistent workers re-read it)."""
+
+    def __init__(self, n: int) -> None:
+        self.order: list[int] = list(range(n))
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
 class LoaderBatches:
     """A split streamed through a DataLoader with workers and pinned memory."""
 
@@ -87,6 +99,8 @@ class LoaderBatches:
         self.num_workers, self.device, self.drop_last = num_workers, device, drop_last
         self.augment = augment  # batched, on the device, after the copy
         self.resident = False
+        self._order = _EpochOrder(len(dataset))  # type: ignore[arg-type]
+        self._loader: torch.utils.data.DataLoader | None = None
 
     @property
     def n_samples(self) -> int:
@@ -104,18 +118,26 @@ class LoaderBatches:
 
     def epoch(self, seed: int, skip: int = 0) -> Iterator[Batch]:
         """Batches of one epoch, copied to the device asynchronously from pinned memory."""
-        loader = torch.utils.data.DataLoader(
-            self.dataset,
-            batch_size=self.batch_size,
-            shuffle=self.shuffle,
-            generator=torch.Generator().manual_seed(seed) if self.shuffle else None,
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-            drop_last=self.drop_last,
-            persistent_workers=False,
-            multiprocessing_context="spawn" if self.num_workers else None,  # fork is unsafe beside a UI thread
-        )
-        for xb, yb in itertools.islice(loader, skip, None):
+        n, bs = self.n_samples, self.batch_size
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if self.shuffle else list(
+            range(n))
+        self._order.order = order[skip * bs :]  # a resumed epoch does not even load the batches it skips
+        if self._loader is None:  # built once: workers are spawned (and import torch) once, not every epoch
+            workers = self.num_workers
+            self._loader = torch.utils.data.DataLoader(
+                self.dataset,
+                batch_size=bs,
+                sampler=self._order,
+                # only seeds the workers; a private generator, so the global RNG (dropout) is never drawn from
+                generator=torch.Generator().manual_seed(0),
+                num_workers=workers,
+                pin_memory=self.device.type == "cuda",
+                drop_last=self.drop_last,
+                persistent_workers=workers > 0,
+                multiprocessing_context="spawn" if workers else None,  # fork is unsafe beside a UI thread
+            )
+        loader = self._loader
+        for xb, yb in loader:
             xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
             yield (self.augment(xb) if self.augment is not None else xb), yb
 

@@ -34,11 +34,12 @@ from tui_trainer.events import (
     RunStarted,
     StepLogged,
 )
+from tui_trainer.smoothing import RunningMean
 from tui_trainer.ui.bridge import UISink
 from tui_trainer.ui.messages import EngineEvents, EngineReady, LrFound, ModelInfo
 from tui_trainer.ui.screens.lr import LearningRateDialog
 from tui_trainer.ui.widgets.boundary import BoundaryView
-from tui_trainer.ui.widgets.charts import SeriesChart, smooth
+from tui_trainer.ui.widgets.charts import SeriesChart
 from tui_trainer.ui.widgets.fields import ConfigField
 from tui_trainer.ui.widgets.panels import PANELS, ConfigPanel, PresetPanel, applies
 
@@ -424,6 +425,8 @@ class TrainScreen(Screen):
         self.val_acc: list[float] = []
         self.step_x: list[float] = []
         self.step_loss: list[float] = []
+        self.step_smooth = RunningMean()
+        self.changed: set[str] = set()  # which series got points in the current batch of events
         self.started: RunStarted | None = None
         self.t0 = time.monotonic()
         self.last_step: StepLogged | None = None
@@ -434,7 +437,26 @@ class TrainScreen(Screen):
         self.events_seen += len(message.events)
         for event in message.events:
             self._apply(event)
+        self._push_series()  # once per batch: each push copies a whole series
         self._update_progress()
+
+    def _push_series(self) -> None:
+        """Hand the charts immutable copies of the series that grew (they redraw on their timer)."""
+        if "steps" in self.changed:
+            self.query_one("#loss-chart", SeriesChart).set_series("train (steps)", self.step_x, self.step_smooth.values)
+        if "epochs" in self.changed:
+            loss = self.query_one("#loss-chart", SeriesChart)
+            loss.set_series("train", self.epochs, self.train_loss)
+            loss.set_series("val", self.epochs, self.val_loss)
+            if self.val_acc:
+                acc = self.query_one("#acc-chart", SeriesChart)
+                acc.set_series("train", self.epochs, self.train_acc)
+                acc.set_series("val", self.epochs, self.val_acc)
+        if "grads" in self.changed:
+            grad = self.query_one("#grad-chart", SeriesChart)
+            for name, (xs, ys) in self.grad_series.items():
+                grad.set_series(name, xs, ys)
+        self.changed.clear()
 
     def _apply(self, event: Any) -> None:
         if isinstance(event, RunStarted):
@@ -448,7 +470,8 @@ class TrainScreen(Screen):
             self.last_step = event
             self.step_x.append(event.epoch - 1 + event.batch / max(event.batches, 1))
             self.step_loss.append(event.loss)
-            self.query_one("#loss-chart", SeriesChart).set_series("train (steps)", self.step_x, smooth(self.step_loss))
+            self.step_smooth.add(event.loss)
+            self.changed.add("steps")
             if event.layers:
                 self._gradients(event)
         elif isinstance(event, Boundary):
@@ -478,24 +501,17 @@ class TrainScreen(Screen):
             xs, ys = self.grad_series.setdefault(layer.name, ([], []))
             xs.append(x)
             ys.append(max(layer.grad_norm, 1e-12))  # log axis
-        chart = self.query_one("#grad-chart", SeriesChart)
-        for name, (xs, ys) in self.grad_series.items():
-            chart.set_series(name, xs, ys)
+        self.changed.add("grads")
 
     def _epoch_ended(self, e: EpochEnded) -> None:
         self.epochs.append(e.epoch)
         self.train_loss.append(e.train_loss)
         self.val_loss.append(e.val_loss)
-        loss = self.query_one("#loss-chart", SeriesChart)
-        loss.set_series("train", self.epochs, self.train_loss)
-        loss.set_series("val", self.epochs, self.val_loss)
+        self.changed.add("epochs")
         acc = ""
         if e.val_acc is not None:
             self.train_acc.append(e.train_acc)
             self.val_acc.append(e.val_acc)
-            chart = self.query_one("#acc-chart", SeriesChart)
-            chart.set_series("train", self.epochs, self.train_acc)
-            chart.set_series("val", self.epochs, self.val_acc)
             acc = f" acc {e.train_acc:.3f}/{e.val_acc:.3f}"
         best = " (new best)" if e.is_best else ""
         self._log(f"epoch {e.epoch}: loss {e.train_loss:.4f}/{e.val_loss:.4f}{acc} lr {e.lr:.3g} "

@@ -30,15 +30,6 @@ def downsample(xs: Sequence[float], ys: Sequence[float], max_points: int = MAX_P
     return out_x, out_y
 
 
-def smooth(values: Sequence[float], beta: float = 0.9) -> list[float]:
-    """Debiased exponential moving average (as TensorBoard smooths)."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values, 1):
-        avg = beta * avg + (1 - beta) * v
-        out.append(avg / (1 - beta**i))
-    return out
-
-
 class SeriesChart(PlotextPlot):
     """A chart of named series; ``set_series`` stores points, ``replot`` draws them."""
 

@@ -1,0 +1,18 @@
+"""Smoothing shared by the engine side (LR finder) and the UI (charts); stdlib only."""
+
+from __future__ import annotations
+
+
+class RunningMean:
+    """Debiased exponential moving average (as TensorBoard smooths), updated one point at a time."""
+
+    def __init__(self, beta: float = 0.9) -> None:
+        self.beta, self._avg = beta, 0.0
+        self.values: list[float] = []
+
+    def add(self, value: float) -> float:
+        """Fold in one point; returns (and keeps) the smoothed value."""
+        self._avg = self.beta * self._avg + (1 - self.beta) * value
+        smoothed = self._avg / (1 - self.beta ** (len(self.values) + 1))
+        self.values.append(smoothed)
+        return smoothed

@@ -26,10 +26,16 @@ class TrainerApp(App):
         self.cfg, self.runs_dir, self.resume, self.chart_hz = cfg, Path(runs_dir), resume, chart_hz
         self.hung_up = False
 
+    def get_default_screen(self) -> TrainScreen:
+        return TrainScreen(self.cfg, self.runs_dir, self.resume, self.chart_hz)
+
     def on_mount(self) -> None:
         self.sub_title = self.cfg.name
-        self.push_screen(TrainScreen(self.cfg, self.runs_dir, self.resume, self.chart_hz))
         self._install_signal_handlers()
+
+    def on_ready(self) -> None:
+        """The first frame is on the terminal."""
+        self.train_screen.after_first_frame()
 
     @property
     def train_screen(self) -> TrainScreen:

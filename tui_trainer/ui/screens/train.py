@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Log, Select, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
@@ -39,8 +38,7 @@ from tui_trainer.ui.bridge import UISink
 from tui_trainer.ui.messages import EngineEvents, EngineReady, LrFound, ModelInfo
 from tui_trainer.ui.screens.lr import LearningRateDialog
 from tui_trainer.ui.widgets.boundary import BoundaryView
-from tui_trainer.ui.widgets.charts import SeriesChart
-from tui_trainer.ui.widgets.fields import ConfigField
+from tui_trainer.ui.widgets.fields import CompactButton, ConfigField
 from tui_trainer.ui.widgets.panels import PANELS, ConfigPanel, PresetPanel, applies
 
 
@@ -78,6 +76,7 @@ class TrainScreen(Screen):
         self.sink = UISink(self, max_posts_per_s=5.0)  # measured: 10/s cost ~8% more training speed than 2/s
         self.train_worker: Worker | None = None
         self.last_result: RunFinished | None = None
+        self._resumed = False
         self._reset_series()
 
     # -- layout --------------------------------------------------------------
@@ -86,31 +85,25 @@ class TrainScreen(Screen):
         yield Header(show_clock=False)
         with Horizontal(id="body"):
             with VerticalScroll(id="setup"):
+                # the four config panels (~180 of the screen's ~250 widgets) mount once the first
+                # frame is on the terminal: see after_first_frame
                 yield PresetPanel(self.cfg.name)
-                for i, title in enumerate(PANELS):
-                    panel = ConfigPanel(title, self.values)
-                    # panels below the fold mount after the first frame (first paint <= 1 s on 2 cores)
-                    yield panel if i < 2 else Lazy(panel)
             with Vertical(id="run"):
                 with Horizontal(id="buttons"):
-                    yield Button("Start", id="start", variant="success", compact=True)
-                    yield Button("Stop", id="stop", variant="error", compact=True, disabled=True)
-                    yield Button("Save checkpoint", id="save", variant="primary", compact=True, disabled=True)
+                    yield CompactButton("Start", id="start", variant="success")
+                    yield CompactButton("Stop", id="stop", variant="error", disabled=True)
+                    yield CompactButton("Save checkpoint", id="save", variant="primary", disabled=True)
                     yield Label("loading torch…", id="device")
                 yield Static("ready: press r to start", id="progress")
                 with TabbedContent(id="tabs"):
-                    with TabPane("Charts", id="tab-charts"):
-                        yield SeriesChart("loss", "loss", id="loss-chart")
-                        yield SeriesChart("accuracy", "accuracy", id="acc-chart")
+                    yield TabPane("Charts", id="tab-charts")  # charts mount after the first frame
                     with TabPane("Log", id="tab-log"):
                         yield Log(id="log", max_lines=2000)
-                    with TabPane("Gradients", id="tab-gradients"):
-                        yield SeriesChart("gradient norm per layer (log)", "grad norm", id="grad-chart")
+                    yield TabPane("Gradients", id="tab-gradients")
                     with TabPane("Boundary", id="tab-boundary"):
                         with VerticalScroll():
                             yield BoundaryView("decision boundary: shown each epoch for 2-D datasets", id="boundary")
-                    with TabPane("LR finder", id="tab-lr"):
-                        yield SeriesChart("LR finder: press f to sweep, a to apply", "loss", id="lr-chart")
+                    yield TabPane("LR finder", id="tab-lr")
                     with TabPane("Results", id="tab-results"):
                         with VerticalScroll():
                             yield Static("per-class results appear when a classification run ends", id="results")
@@ -120,20 +113,47 @@ class TrainScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        grad = self.query_one("#grad-chart", SeriesChart)
-        grad.ylog = True
-        lr_chart = self.query_one("#lr-chart", SeriesChart)
-        lr_chart.xlog, lr_chart.xlabel = True, "learning rate"
         self.lr_suggestion: float | None = None
         self._refresh_visibility()
-        # import torch only once the first frame is on screen: the import holds the GIL for seconds
-        self.call_after_refresh(self._import_engine)
         self.set_interval(1.0 / self.chart_hz, self._redraw_charts)
         self.set_interval(0.25, self.sink.flush)  # trailing events when the engine goes quiet
         self._log(f"preset {self.cfg.name}: {self.cfg.description}")
 
-    def on_resize(self) -> None:
-        self.set_class(self.size.width < 100, "-narrow")
+    def after_first_frame(self) -> None:
+        """Called by the app once the first frame is on the terminal: fill in the rest.
+
+        Textual paints nothing until the whole start-up mount is done. The config panels (~180
+        of ~250 widgets) and the charts (plotext's import alone is ~65 ms) cost ~0.5 s of first
+        frame on 2 cores when mounted with it; mounted after it, they appear a moment later.
+        torch is imported after that (the import holds the GIL for seconds)."""
+        self.call_after_refresh(self._mount_the_rest)
+
+    async def _mount_the_rest(self) -> None:
+        if self.query(ConfigPanel):
+            return
+        from tui_trainer.ui.widgets.charts import SeriesChart  # imports plotext: after the first frame
+
+        grad = SeriesChart("gradient norm per layer (log)", "grad norm", id="grad-chart")
+        grad.ylog = True
+        lr_chart = SeriesChart("LR finder: press f to sweep, a to apply", "loss", id="lr-chart")
+        lr_chart.xlog, lr_chart.xlabel = True, "learning rate"
+        await self.query_one("#setup").mount_all([ConfigPanel(title, self.values) for title in PANELS])
+        await self.query_one("#tab-charts").mount_all([SeriesChart("loss", "loss", id="loss-chart"),
+                                                        SeriesChart("accuracy", "accuracy", id="acc-chart")])
+        await self.query_one("#tab-gradients").mount(grad)
+        await self.query_one("#tab-lr").mount(lr_chart)
+        self._show_panel_errors()
+        self.call_after_refresh(self._import_engine)
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        """Skip the restyle of the first resume (this handler runs before Screen's own).
+
+        Every widget was styled as it mounted, moments earlier; Textual restyles the whole tree
+        again when a pushed screen first resumes, ~0.2 s on 2 cores before the first frame.
+        Later resumes (after a dialog) keep it."""
+        if not self._resumed:
+            self._resumed = True
+            event.refresh_styles = False
 
     # -- engine start-up (off the UI thread) -----------------------------------
 
@@ -189,7 +209,9 @@ class TrainScreen(Screen):
         for panel in self.query(ConfigPanel):
             keys = {f"{s}.{k}" for s, k in PANELS[panel.title]}
             errors = [msg for key, msg in self.invalid.items() if key in keys]
-            panel.query_one(".panel-error", Static).update("\n".join(errors))
+            error = panel.query_one(".panel-error", Static)
+            error.update("\n".join(errors))
+            error.display = bool(errors)  # no blank row in every panel
 
     def _refresh_visibility(self) -> None:
         for f in self.query(ConfigField):
@@ -224,7 +246,9 @@ class TrainScreen(Screen):
         self.invalid.clear()
         for f in self.query(ConfigField):
             f.set_value(self.values[f.section][f.key])
-        self.query_one("#preset-description", Label).update(cfg.description)
+        description = self.query_one("#preset-description", Label)
+        description.update(cfg.description)
+        description.display = True
         self._log(f"preset {cfg.name}: {cfg.description}")
 
     @on(Button.Pressed, "#preset-save")
@@ -300,7 +324,7 @@ class TrainScreen(Screen):
         self.training = True
         self.query_one("#setup").disabled = True
         self._reset_series()
-        for chart in self.query(SeriesChart):
+        for chart in self.query("SeriesChart"):
             chart.clear_series()
         self._update_buttons()
         self.query_one("#progress", Static).update("starting…")
@@ -329,7 +353,7 @@ class TrainScreen(Screen):
             if self.training and self.controls is not None:
                 self.controls.request_lr(value)
                 x = self.step_x[-1] if self.step_x else 0.0
-                self.query_one("#loss-chart", SeriesChart).add_marker(x)
+                self.query_one("#loss-chart").add_marker(x)
                 self._log(f"learning rate change to {value:g} requested")
             else:
                 field_widget = next(f for f in self.query(ConfigField) if f.dotted == "optimizer.lr")
@@ -363,7 +387,7 @@ class TrainScreen(Screen):
             self._error(f"LR finder failed: {message.error}")
             return
         r = message.result
-        chart = self.query_one("#lr-chart", SeriesChart)
+        chart = self.query_one("#lr-chart")
         chart.clear_series()
         chart.set_series("loss", r.lrs, r.smoothed)
         self.lr_suggestion = r.suggestion
@@ -443,17 +467,17 @@ class TrainScreen(Screen):
     def _push_series(self) -> None:
         """Hand the charts immutable copies of the series that grew (they redraw on their timer)."""
         if "steps" in self.changed:
-            self.query_one("#loss-chart", SeriesChart).set_series("train (steps)", self.step_x, self.step_smooth.values)
+            self.query_one("#loss-chart").set_series("train (steps)", self.step_x, self.step_smooth.values)
         if "epochs" in self.changed:
-            loss = self.query_one("#loss-chart", SeriesChart)
+            loss = self.query_one("#loss-chart")
             loss.set_series("train", self.epochs, self.train_loss)
             loss.set_series("val", self.epochs, self.val_loss)
             if self.val_acc:
-                acc = self.query_one("#acc-chart", SeriesChart)
+                acc = self.query_one("#acc-chart")
                 acc.set_series("train", self.epochs, self.train_acc)
                 acc.set_series("val", self.epochs, self.val_acc)
         if "grads" in self.changed:
-            grad = self.query_one("#grad-chart", SeriesChart)
+            grad = self.query_one("#grad-chart")
             for name, (xs, ys) in self.grad_series.items():
                 grad.set_series(name, xs, ys)
         self.changed.clear()
@@ -552,7 +576,7 @@ class TrainScreen(Screen):
         active = self.query_one("#tabs", TabbedContent).active
         if not active:
             return
-        charts = [c for c in self.query_one(f"#{active}").query(SeriesChart) if c.dirty]
+        charts = [c for c in self.query_one(f"#{active}").query("SeriesChart") if c.dirty]
         if not charts:
             return
         with self.app.batch_update():

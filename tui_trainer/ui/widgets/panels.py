@@ -6,10 +6,10 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Label, Static
 
 from tui_trainer.config import IMAGE_DATASETS, SYNTHETIC_DATASETS, list_presets
-from tui_trainer.ui.widgets.fields import ConfigField
+from tui_trainer.ui.widgets.fields import CompactButton, CompactInput, CompactSelect, ConfigField
 
 PANELS: dict[str, list[tuple[str, str]]] = {
     "Dataset": [("data", "dataset"), ("data", "batch_size"), ("data", "val_fraction"), ("data", "n_samples"),
@@ -92,9 +92,9 @@ class PresetPanel(Vertical):
         names = list(list_presets())
         if self.current not in names:
             names.insert(0, self.current)
-        yield Select([(n, n) for n in names], value=self.current, allow_blank=False, compact=True, id="preset-select",
+        yield CompactSelect([(n, n) for n in names], value=self.current, allow_blank=False, id="preset-select",
                      type_to_search=False)
         with Horizontal(classes="field"):
-            yield Input(placeholder="name for 'save as'", compact=True, id="preset-name")
-            yield Button("Save as preset", compact=True, id="preset-save")
+            yield CompactInput(placeholder="name for 'save as'", id="preset-name")
+            yield CompactButton("Save as preset", id="preset-save")
         yield Label("", id="preset-description", classes="hint")

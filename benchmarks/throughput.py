@@ -1,5 +1,6 @@
 """Throughput benchmark: the same job through (a) the lecture notes' loop, (b) the engine headless,
-(c) the engine inside the running app with live charts, (d) Lightning if installed.
+(c) the engine inside the running app with live charts, (d) Lightning if installed, (e) the
+engine in a process beside the running app, which draws live charts from its events.
 
 One process, one run, one device. Each mode trains the same model (default: the lecture's
 Fashion-MNIST MLP 784-512-512-10, RMSprop, label smoothing 0.01) on the same data for the
@@ -141,6 +142,68 @@ def engine_in_app(cfg, runs: Path, chart_hz: float) -> tuple[float, dict]:
             await pilot.press("q")
 
     asyncio.run(drive())
+    return steady_rate([e for e in events if isinstance(e, EpochEnded)]), stats
+
+
+# -- (e) the engine in a process beside the running app ---------------------------------------------
+
+
+def _engine_child(args: argparse.Namespace, runs: Path, conn) -> None:
+    """Spawned child: the engine headless (all torch threads), every event piped to the app."""
+    cfg = job_config(args, runs)
+
+    class PipeSink:
+        def emit(self, event) -> None:
+            conn.send(event)
+
+    Trainer(runs).fit(cfg, PipeSink())
+    conn.close()
+
+
+def engine_beside_app(args: argparse.Namespace, cfg, runs: Path, chart_hz: float, app: bool = True) -> tuple[float, dict]:
+    """The app draws live charts from events a training process sends it. The process starts
+    before the app runs (spawning inside a running Textual app fails). ``app=False``: the same
+    child with no app, its events only collected: the baseline for (e)."""
+    import multiprocessing
+    import threading
+
+    from tui_trainer.ui.app import make_app
+
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_engine_child, args=(args, runs, sender), daemon=True)
+    child.start()
+    sender.close()
+    events: list = []
+    stats: dict = {}
+
+    def pump(sink=None) -> None:  # as the engine thread would: into the screen's UISink
+        while True:
+            try:
+                event = receiver.recv()
+            except EOFError:
+                return
+            events.append(event)
+            if sink is not None:
+                sink.emit(event)
+
+    async def drive() -> None:
+        async with make_app(cfg, runs, chart_hz=chart_hz).run_test(size=(120, 36)) as pilot:
+            screen = pilot.app.train_screen
+            while not screen.query("SeriesChart"):
+                await asyncio.sleep(0.05)
+            reader = threading.Thread(target=pump, args=(screen.sink,), daemon=True)
+            reader.start()
+            while reader.is_alive():
+                await asyncio.sleep(0.1)  # the app keeps running; this coroutine only watches
+            charts = list(screen.query("SeriesChart"))
+            stats.update(replots=sum(c.replots for c in charts), posts=screen.sink.posts)
+
+    if app:
+        asyncio.run(drive())
+    else:
+        pump()
+    child.join()
     return steady_rate([e for e in events if isinstance(e, EpochEnded)]), stats
 
 
@@ -288,7 +351,7 @@ def main() -> None:
     parser.add_argument("--chart-hz", type=float, default=2.0)
     parser.add_argument("--compile", action="store_true", help="engine with train.compile")
     parser.add_argument("--quick", action="store_true", help="2 epochs of 100 steps: checks that every mode runs")
-    parser.add_argument("--modes", default="abcd")
+    parser.add_argument("--modes", default="abcde")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of modes a and b, interleaved, and launches for --startup; the median is kept")
     parser.add_argument("--startup", action="store_true", help="also time --help and the app's first frame")
@@ -342,6 +405,11 @@ def main() -> None:
             samples["a_lecture_loop"].append(lecture_loop(cfg, device))
         if "b" in args.modes:
             samples["b_engine_headless"].append(engine_headless(cfg, runs))
+        if "e" in args.modes:  # (e) and its baseline, each in a fresh child process
+            samples.setdefault("b_engine_headless_child", []).append(
+                engine_beside_app(args, cfg, runs, args.chart_hz, app=False)[0])
+            rate, results["beside_app"] = engine_beside_app(args, cfg, runs, args.chart_hz)
+            samples.setdefault("e_engine_beside_app", []).append(rate)
     for name, values in samples.items():
         if values:
             rates[name] = sorted(values)[len(values) // 2]
@@ -356,6 +424,8 @@ def main() -> None:
     results["ratio_to_lecture"] = {k: v / base for k, v in rates.items()} if base else {}
     if "b_engine_headless" in rates and "c_engine_in_app" in rates:
         results["app_over_headless"] = rates["c_engine_in_app"] / rates["b_engine_headless"]
+    if "e_engine_beside_app" in rates:
+        results["beside_app_over_headless"] = rates["e_engine_beside_app"] / rates["b_engine_headless_child"]
     if args.startup or args.terminal:
         results["startup"] = startup_and_terminal(args.terminal or 5.0, repeat=1 if args.quick else args.repeat)
     if args.json:
@@ -367,10 +437,13 @@ def main() -> None:
         ratio = results["ratio_to_lecture"].get(name)
         spread = results.get("runs", {}).get(name)
         extra = f"   (runs: {', '.join(f'{v:,.0f}' for v in spread)})" if spread and len(spread) > 1 else ""
-        print(f"  {name:<20} {rate:>12,.0f} samples/s" + (f"   {ratio:5.2f}x lecture loop" if ratio else "") + extra)
+        print(f"  {name:<24} {rate:>12,.0f} samples/s" + (f"   {ratio:5.2f}x lecture loop" if ratio else "") + extra)
     if "app_over_headless" in results:
         print(f"  app / headless: {results['app_over_headless']:.2f}  (chart redraws {results['app']['replots']}, "
               f"UI posts {results['app']['posts']})")
+    if "beside_app_over_headless" in results:
+        print(f"  beside app / headless, each in a child: {results['beside_app_over_headless']:.2f}  (chart redraws "
+              f"{results['beside_app']['replots']}, UI posts {results['beside_app']['posts']})")
     for key, value in results.get("startup", {}).items():
         print(f"  {key}: {value:.2f}" if isinstance(value, float) else f"  {key}: {value}")
 

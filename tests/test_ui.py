@@ -268,11 +268,20 @@ async def test_learning_rate_change_during_a_run_is_logged_marked_and_saved(tmp_
         assert ck["optimizer"]["param_groups"][0]["lr"] == 0.0025
 
 
-async def test_lr_finder_in_the_app_suggests_and_applies(tmp_path):
+async def test_lr_finder_in_the_app_suggests_and_applies(tmp_path, monkeypatch):
+    import threading
+
+    import tui_trainer.lrfind
+
+    gate, real = threading.Event(), tui_trainer.lrfind.lr_find
+    monkeypatch.setattr(tui_trainer.lrfind, "lr_find", lambda cfg: real(cfg) if gate.wait(60) else None)
     app = make_app(tiny("data.n_samples=2000", preset="moons-mlp"), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
         await pilot.press("f")
+        await pilot.press("r")  # refused while the finder sweeps: two trainings would share the RNG
+        assert not screen.training and not (tmp_path / "runs").exists()
+        gate.set()
         await until(pilot, lambda: screen.lr_suggestion is not None)
         assert screen.query_one("#lr-chart", SeriesChart).series["loss"][0]
         await pilot.press("a")

@@ -280,7 +280,12 @@ class TrainScreen(Screen):
             from tui_trainer.models import build_model, count_params, format_summary, summarize
 
             shape, out = peek_shape(cfg)
-            model = build_model(cfg.model, shape, out)
+            import torch
+
+            # on the meta device: no memory, no init, and no draw from the global RNG, which a
+            # run starting on the training thread is seeding at this moment
+            with torch.device("meta"):
+                model = build_model(cfg.model, shape, out)
             total, trainable = count_params(model)
             self.post_message(ModelInfo(key, total, trainable, format_summary(summarize(model, shape), model)))
         except Exception as exc:  # noqa: BLE001 - shown in the panel
@@ -307,6 +312,10 @@ class TrainScreen(Screen):
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
         if self.training:
+            return
+        if any(w.group == "lr-find" and w.is_running for w in self.app.workers):
+            # two threads training at once would share the CPU and the global RNG (no seeded run)
+            self.notify("the LR finder is still sweeping: press r when it is done", severity="warning")
             return
         if not self.engine_ready:
             self.start_pending = True

@@ -353,7 +353,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 epochs of 100 steps: checks that every mode runs")
     parser.add_argument("--modes", default="abcde")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of modes a and b, interleaved, and launches for --startup; the median is kept")
+                        help="runs of modes a, b, c and e, interleaved, and launches for --startup; the median is kept")
     parser.add_argument("--startup", action="store_true", help="also time --help and the app's first frame")
     parser.add_argument("--terminal", type=float, default=0.0, help="seconds of pty output to measure (0 = skip)")
     parser.add_argument("--memory", action="store_true",
@@ -405,6 +405,9 @@ def main() -> None:
             samples["a_lecture_loop"].append(lecture_loop(cfg, device))
         if "b" in args.modes:
             samples["b_engine_headless"].append(engine_headless(cfg, runs))
+        if "c" in args.modes:
+            rate, results["app"] = engine_in_app(cfg, runs, args.chart_hz)
+            samples.setdefault("c_engine_in_app", []).append(rate)
         if "e" in args.modes:  # (e) and its baseline, each in a fresh child process
             samples.setdefault("b_engine_headless_child", []).append(
                 engine_beside_app(args, cfg, runs, args.chart_hz, app=False)[0])
@@ -414,8 +417,6 @@ def main() -> None:
         if values:
             rates[name] = sorted(values)[len(values) // 2]
             results.setdefault("runs", {})[name] = values
-    if "c" in args.modes:
-        rates["c_engine_in_app"], results["app"] = engine_in_app(cfg, runs, args.chart_hz)
     if "d" in args.modes:
         rate = lightning(cfg, device)
         if rate is not None:

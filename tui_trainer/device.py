@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -64,19 +63,6 @@ def memory_in_use(device: torch.device) -> tuple[int, int] | None:
         return None
     free, _total = torch.cuda.mem_get_info(device)
     return torch.cuda.memory_allocated(device), free
-
-
-def leave_a_core_for_the_ui() -> tuple[int, int]:
-    """Give torch's CPU threads every core but one; returns (threads, cores).
-
-    Measured on a 2-core machine (benchmarks/RESULTS.md): with both cores, torch's OpenMP
-    threads spin against the UI thread and training in the app ran at 0.62 of headless; with
-    one thread it ran at 0.97 and faster in absolute terms. Headless runs keep every core.
-    """
-    cores = os.cpu_count() or 1
-    threads = max(1, min(torch.get_num_threads(), cores - 1))
-    torch.set_num_threads(threads)
-    return threads, cores
 
 
 def all_devices() -> list[DeviceInfo]:

@@ -20,11 +20,10 @@ class EngineEvents(Message, bubble=False):
 class EngineReady(Message, bubble=False):
     """torch and the engine finished importing on a worker thread."""
 
-    def __init__(self, device: str, error: str | None = None, threads: int = 0, cores: int = 0) -> None:
+    def __init__(self, device: str, error: str | None = None) -> None:
         super().__init__()
         self.device = device
         self.error = error
-        self.threads, self.cores = threads, cores  # torch CPU threads and the machine's cores
 
 
 class ModelInfo(Message, bubble=False):

@@ -163,12 +163,12 @@ class TrainScreen(Screen):
             from tui_trainer.engine import warm_up  # the slow import: torch
 
             warm_up()
-            from tui_trainer.device import describe_device, leave_a_core_for_the_ui, pick_device
+            from tui_trainer.device import describe_device, pick_device
 
-            threads, cores = leave_a_core_for_the_ui()
-
+            # torch keeps every core, as headless: on 2 cores, with one core left to the interface
+            # the app trained slower in 4 of 5 interleaved pairs, the fifth a tie (RESULTS.md)
             device = describe_device(pick_device(self.values["train"]["device"])).describe()
-            self.post_message(EngineReady(device, threads=threads, cores=cores))
+            self.post_message(EngineReady(device))
         except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
             self.post_message(EngineReady("", error=f"{type(exc).__name__}: {exc}"))
 
@@ -179,8 +179,6 @@ class TrainScreen(Screen):
             return
         self.engine_ready = True
         self.query_one("#device", Label).update(message.device)
-        if message.threads and message.threads < message.cores:
-            self._log(f"torch uses {message.threads} of {message.cores} CPU cores; one is left for the interface")
         self._update_buttons()
         self._request_model_info()
         if self.resume_path is not None:

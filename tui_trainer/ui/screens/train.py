@@ -114,7 +114,6 @@ class TrainScreen(Screen):
 
     def on_mount(self) -> None:
         self.lr_suggestion: float | None = None
-        self._refresh_visibility()
         self.set_interval(1.0 / self.chart_hz, self._redraw_charts)
         self.set_interval(0.25, self.sink.flush)  # trailing events when the engine goes quiet
         self._log(f"preset {self.cfg.name}: {self.cfg.description}")
@@ -149,8 +148,8 @@ class TrainScreen(Screen):
         """Skip the restyle of the first resume (this handler runs before Screen's own).
 
         Every widget was styled as it mounted, moments earlier; Textual restyles the whole tree
-        again when a pushed screen first resumes, ~0.2 s on 2 cores before the first frame.
-        Later resumes (after a dialog) keep it."""
+        again when the screen first resumes, ~0.2 s on 2 cores before the first frame. Later
+        resumes (after a dialog) keep it."""
         if not self._resumed:
             self._resumed = True
             event.refresh_styles = False
@@ -274,12 +273,12 @@ class TrainScreen(Screen):
     @work(thread=True, exclusive=True, group="model-info", exit_on_error=False, description="count parameters")
     def _model_info(self, cfg: RunConfig, key: str) -> None:
         try:
+            import torch
+
             from tui_trainer.data import peek_shape
             from tui_trainer.models import build_model, count_params, format_summary, summarize
 
             shape, out = peek_shape(cfg)
-            import torch
-
             # on the meta device: no memory, no init, and no draw from the global RNG, which a
             # run starting on the training thread is seeding at this moment
             with torch.device("meta"):

@@ -29,40 +29,32 @@ from tui_trainer.config import TORCHVISION_ARCHS, ConfigError, check_value, fiel
 COMPACT = "-textual-compact"
 
 
-class CompactInput(Input):
-    """An ``Input(compact=True)`` without the late restyle."""
+class _Compact:
+    """Mixin: ``compact=True`` without the late restyle (see above)."""
 
     compact = reactive(True, toggle_class=COMPACT)
+    START_CLASSES = COMPACT
 
     def __init__(self, *args: Any, classes: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, compact=True, classes=f"{classes} {COMPACT} -valid", **kwargs)
+        super().__init__(*args, compact=True, classes=f"{classes} {self.START_CLASSES}", **kwargs)
 
 
-class CompactSelect(Select):
-    """A ``Select(compact=True)`` without the late restyle."""
+class CompactInput(_Compact, Input):
+    """A compact Input."""
 
-    compact = reactive(True, toggle_class=COMPACT)
-
-    def __init__(self, *args: Any, classes: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, compact=True, classes=f"{classes} {COMPACT}", **kwargs)
+    START_CLASSES = f"{COMPACT} -valid"
 
 
-class CompactCheckbox(Checkbox):
-    """A ``Checkbox(compact=True)`` without the late restyle."""
-
-    compact = reactive(True, toggle_class=COMPACT)
-
-    def __init__(self, *args: Any, classes: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, compact=True, classes=f"{classes} {COMPACT}", **kwargs)
+class CompactSelect(_Compact, Select):
+    """A compact Select."""
 
 
-class CompactButton(Button):
-    """A ``Button(compact=True)`` without the late restyle."""
+class CompactCheckbox(_Compact, Checkbox):
+    """A compact Checkbox."""
 
-    compact = reactive(True, toggle_class=COMPACT)
 
-    def __init__(self, *args: Any, classes: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, compact=True, classes=f"{classes} {COMPACT}", **kwargs)
+class CompactButton(_Compact, Button):
+    """A compact Button."""
 
 
 def parse_text(section: str, key: str, text: str) -> Any:

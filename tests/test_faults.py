@@ -190,9 +190,12 @@ async def test_resizing_during_training_does_not_crash(tmp_path):
 class PtyApp:
     """tui-trainer in a pseudo-terminal, its output drained so it never blocks."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cols: int = 120, rows: int = 36) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], cols: int = 120, rows: int = 36,
+                 cwd: Path | None = None) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child
+            if cwd is not None:
+                os.chdir(cwd)
             os.execvpe(sys.executable, [sys.executable, "-m", "tui_trainer.cli", *args], env)
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.output = bytearray()
@@ -257,6 +260,22 @@ def test_hangup_while_training_saves_last_with_the_current_step_and_resume_conti
     assert f"epoch {ck['epoch'] + 2}/{ck['epoch'] + 2}" in out
     rows = [json.loads(r) for r in (last.parent.parent / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, ck["epoch"] + 3))
+
+
+def test_bare_command_opens_the_app_on_the_default_preset_without_typer(tmp_path):
+    """`tui-trainer` alone (the quick start) skips the typer CLI; it trains, saves and quits the same."""
+    import subprocess
+
+    imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tui_trainer.launch"],
+                             capture_output=True, text=True, timeout=60).stderr
+    assert "tui_trainer.config" in imports and "typer" not in imports
+    app = PtyApp([], _env(tmp_path), cwd=tmp_path)  # no arguments: the console script's bare path
+    app.send(b"r")
+    first = _wait_for_epoch(tmp_path / "runs")  # ./runs, as the CLI's default
+    assert first["epoch"] == 1
+    app.send(b"q")
+    assert app.wait(timeout=10) == 0
+    assert b"Traceback" not in app.output and b"spirals-mlp" in app.output
 
 
 @pytest.mark.parametrize("term", [{"TERM": "dumb"}, {"NO_COLOR": "1"}, {"TERM": "xterm-256color"}],

@@ -45,6 +45,7 @@ def test_step_events_report_interval_loss_without_per_batch_sync(runs):
     # 320 train samples / 32 = 10 batches: logs after 3, 6, 9 and the epoch's last batch
     assert [s.step for s in steps] == [3, 6, 9, 10]
     assert all(s.loss > 0 and s.samples_per_s > 0 for s in steps)
+    assert all(s.memory is None for s in steps)  # device memory is reported on CUDA only
 
 
 def test_regression_toy_fits_and_early_stops(runs):

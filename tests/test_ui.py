@@ -268,6 +268,23 @@ async def test_learning_rate_change_during_a_run_is_logged_marked_and_saved(tmp_
         assert ck["optimizer"]["param_groups"][0]["lr"] == 0.0025
 
 
+async def test_device_line_shows_cuda_memory_from_the_engine_events(tmp_path):
+    """The engine puts (allocated, free) into each StepLogged on CUDA; the device line shows it.
+    No GPU here: the event is made by hand, with what a CUDA run would send."""
+    from tui_trainer.events import StepLogged
+    from tui_trainer.ui.messages import EngineEvents
+
+    app = make_app(tiny(), tmp_path / "runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        device = screen.query_one("#device")
+        before = str(device.render())
+        screen.post_message(EngineEvents((StepLogged(1, 20, 20, 100, 0.5, 1e-3, 1000.0, 1.0, (),
+                                                     (3 * 2**30, 70 * 2**30)),)))
+        await until(pilot, lambda: "GiB" in str(device.render()))
+        assert str(device.render()) == f"{before}  3.00 GiB in use, 70.0 GiB free"
+
+
 async def test_lr_finder_in_the_app_suggests_and_applies(tmp_path, monkeypatch):
     import threading
 

@@ -422,9 +422,11 @@ class _Run:
                 mean = self._flush(self._used, self._count, self.step - self._used + 1)
                 self._used, self._count = 0, 0
                 now = time.perf_counter()
+                # memory_in_use: host-side counters and cudaMemGetInfo, no stream sync (the loss read
+                # above already waited for this interval's steps)
                 self.sink.emit(StepLogged(self.epoch + 1, self.step, self.batch_in_epoch, batches, mean,
                                           current_lr(self.optimizer), n_int / max(now - t_int, 1e-9),
-                                          now - self._t_start, self.layers))
+                                          now - self._t_start, self.layers, memory_in_use(self.device)))
                 t_int, n_int = now, 0
         self.partial["seconds"] += time.perf_counter() - t_epoch
 

@@ -43,6 +43,7 @@ class StepLogged:
     samples_per_s: float
     elapsed_s: float
     layers: tuple = ()  # diagnostics.LayerHealth per layer, when train.diagnostics is on
+    memory: tuple[int, int] | None = None  # (allocated, free) bytes on a CUDA device; None elsewhere
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ class TrainScreen(Screen):
         self.train_worker: Worker | None = None
         self.last_result: RunFinished | None = None
         self._resumed = False
+        self.device_text = ""
         self._reset_series()
 
     # -- layout --------------------------------------------------------------
@@ -177,6 +178,7 @@ class TrainScreen(Screen):
             self.query_one("#device", Label).update("device: unavailable")
             return
         self.engine_ready = True
+        self.device_text = message.device
         self.query_one("#device", Label).update(message.device)
         self._update_buttons()
         self._request_model_info()
@@ -491,6 +493,7 @@ class TrainScreen(Screen):
     def _apply(self, event: Any) -> None:
         if isinstance(event, RunStarted):
             self.started, self.t0 = event, time.monotonic()
+            self.device_text = event.device
             self.query_one("#device", Label).update(event.device)
             self.query_one("#model-summary", Static).update(event.summary)
             verb = "resuming" if event.start_epoch else "training"
@@ -504,6 +507,10 @@ class TrainScreen(Screen):
             self.changed.add("steps")
             if event.layers:
                 self._gradients(event)
+            if event.memory is not None:
+                used, free = event.memory
+                self.query_one("#device", Label).update(
+                    f"{self.device_text}  {used / 2**30:.2f} GiB in use, {free / 2**30:.1f} GiB free", layout=False)
         elif isinstance(event, Boundary):
             self.query_one("#boundary", BoundaryView).show(event)
         elif isinstance(event, ClassResults):
@@ -575,7 +582,7 @@ class TrainScreen(Screen):
         bar = "█" * int(frac * width) + "░" * (width - int(frac * width))
         text = (f"epoch {s.epoch}/{st.epochs} {bar} {frac:4.0%}  {s.samples_per_s:,.0f} samples/s  "
                 f"elapsed {_hms(elapsed)}  ETA {_hms(eta)}")
-        self.query_one("#progress", Static).update(text)
+        self.query_one("#progress", Static).update(text, layout=False)  # one fixed line: a repaint, no layout
 
     def _redraw_charts(self) -> None:
         """Timer (chart_hz): rebuild only charts that got new points and are on screen."""

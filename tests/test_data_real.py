@@ -262,7 +262,12 @@ def test_augmentations_keep_shapes_and_do_what_they_say():
 def test_augmentation_applies_to_training_batches_only(tmp_path):
     root = make_image_folder(tmp_path / "imgs")
     data = load_data(folder_cfg(root, 'data.augment=["vflip", "jitter"]', 'data.device_resident="always"'), CPU)
-    assert data.train.augment is not None and data.val.augment is None
+    xb, yb = next(data.train.epoch(1))
+    order = torch.randperm(data.train.n_samples, generator=torch.Generator().manual_seed(1))[: len(xb)]
+    assert torch.equal(yb, data.train.y[order])  # the same samples, in the epoch's order...
+    assert not torch.allclose(xb, data.train.x[order])  # ...changed by the augmentations (jitter always does)
+    xv, _ = next(data.val.epoch(0))
+    assert torch.equal(xv, data.val.x[: len(xv)])  # validation batches are never augmented
 
 
 @pytest.mark.skipif(not (real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),

@@ -137,6 +137,17 @@ def test_lr_find_leaves_training_untouched_and_suggests_for_a_learnable_problem(
     assert before == after  # the sweep used its own model, optimizer and data order
 
 
+def test_lr_find_stops_when_asked():
+    polls = []
+
+    def stop_after_ten() -> bool:
+        polls.append(1)
+        return len(polls) > 10
+
+    result = lr_find(tiny("data.n_samples=2000", preset="moons-mlp"), steps=100, should_stop=stop_after_ten)
+    assert len(result.lrs) == 10 and len(polls) == 11
+
+
 @pytest.mark.skipif(not (real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_lr_find_on_fashion_mnist_is_within_10x_of_the_preset(tmp_path):

@@ -178,7 +178,9 @@ async def test_resizing_during_training_does_not_crash(tmp_path):
         for size in ((80, 24), (60, 20), (160, 50), (80, 24)):
             await until(pilot, lambda n=len(rec.of(StepLogged)): len(rec.of(StepLogged)) > n or rec.of(RunFinished))
             await pilot.resize_terminal(*size)
-            await pilot.pause(0.6)
+            replots = screen.query_one("#loss-chart").replots
+            # a chart redraw at the new size (or the run ended)
+            await until(pilot, lambda r=replots: screen.query_one("#loss-chart").replots > r or rec.of(RunFinished))
         await until(pilot, lambda: rec.of(RunFinished))
         assert rec.of(RunFinished)[0].reason == "completed"
         assert screen.size.width == 80

@@ -121,7 +121,6 @@ async def test_invalid_lr_is_marked_and_disables_start(tmp_path):
 async def test_start_trains_and_charts_receive_points(tmp_path):
     async with training(tiny("train.epochs=3"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
-        await pilot.pause(0.6)  # one chart period: let the timer redraw
         assert [e.epoch for e in rec.of(EpochEnded)] == [1, 2, 3]
         assert rec.of(RunFinished)[0].reason == "completed"
         assert rec.messages < len(rec.events)  # events arrive batched, not one message each
@@ -130,7 +129,7 @@ async def test_start_trains_and_charts_receive_points(tmp_path):
         assert loss.series["val"][1] == tuple(e.val_loss for e in rec.of(EpochEnded))
         assert acc.series["val"][1] == tuple(e.val_acc for e in rec.of(EpochEnded))
         assert len(loss.series["train (steps)"][0]) == len(rec.of(StepLogged))
-        assert loss.replots >= 1 and not loss.dirty
+        await until(pilot, lambda: loss.replots >= 1 and not loss.dirty)  # the chart timer redraws
         assert not screen.training and not screen.query_one("#setup").disabled
         assert not screen.query_one("#start").disabled
         assert "completed 3 epochs" in str(screen.query_one("#progress").render())
@@ -245,8 +244,7 @@ async def test_insight_views_fill_during_and_after_a_run(tmp_path):
         grad = screen.query_one("#grad-chart", SeriesChart)
         assert set(grad.series) == {"layers.1", "layers.3", "layers.5"}
         screen.query_one("#tabs").active = "tab-gradients"
-        await pilot.pause(0.6)
-        assert grad.replots >= 1 and not grad.dirty
+        await until(pilot, lambda: grad.replots >= 1 and not grad.dirty)  # redrawn once its tab shows
 
 
 async def test_learning_rate_change_during_a_run_is_logged_marked_and_saved(tmp_path):
@@ -266,6 +264,24 @@ async def test_learning_rate_change_during_a_run_is_logged_marked_and_saved(tmp_
         await until(pilot, lambda: rec.of(RunFinished))
         ck = load_checkpoint(rec.of(RunFinished)[0].last_checkpoint)
         assert ck["optimizer"]["param_groups"][0]["lr"] == 0.0025
+
+
+async def test_a_late_parameter_count_from_an_older_request_is_dropped(tmp_path):
+    from tui_trainer.engine import describe_model
+    from tui_trainer.ui.messages import ModelInfo
+
+    app = make_app(tiny(), tmp_path / "runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        count = screen.query_one("#param-count")
+        await until(pilot, lambda: "4,482" in str(count.render()))
+        field(screen, "model.hidden").query_one("Input").value = "8"
+        await until(pilot, lambda: screen.values["model"]["hidden"] == [8])
+        now = f"params: {describe_model(screen.current_config())[0]:,}"
+        await until(pilot, lambda: str(count.render()) == now)
+        screen.post_message(ModelInfo(screen.model_request - 1, 4482, 4482, "stale"))  # the 64, 64 answer, late
+        await pilot.pause()
+        assert now != "params: 4,482" and str(count.render()) == now
 
 
 async def test_device_line_shows_cuda_memory_from_the_engine_events(tmp_path):
@@ -291,7 +307,7 @@ async def test_lr_finder_in_the_app_suggests_and_applies(tmp_path, monkeypatch):
     import tui_trainer.lrfind
 
     gate, real = threading.Event(), tui_trainer.lrfind.lr_find
-    monkeypatch.setattr(tui_trainer.lrfind, "lr_find", lambda cfg: real(cfg) if gate.wait(60) else None)
+    monkeypatch.setattr(tui_trainer.lrfind, "lr_find", lambda cfg, **kw: real(cfg, **kw) if gate.wait(60) else None)
     app = make_app(tiny("data.n_samples=2000", preset="moons-mlp"), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)

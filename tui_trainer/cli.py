@@ -263,9 +263,8 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Validation loss and accuracy of a checkpoint (and per-class results for classification)."""
-    import torch
 
-    from tui_trainer.engine import Trainer, config_from_checkpoint
+    from tui_trainer.engine import Trainer, build_loss, config_from_checkpoint
     from tui_trainer.engine import evaluate as eval_model
     from tui_trainer.models import state_mismatch
     from tui_trainer.report import class_report, format_class_report
@@ -279,9 +278,7 @@ def evaluate(
     if why:
         fail(f"{checkpoint}: checkpoint does not match the {cfg.model.arch} model of its config: {why}")
     model.load_state_dict(ck["model"])
-    loss_fn = (torch.nn.CrossEntropyLoss(label_smoothing=cfg.regularization.label_smoothing)
-               if data.task == "classification" else torch.nn.MSELoss())
-    val_loss, val_acc = eval_model(model, data, loss_fn)
+    val_loss, val_acc = eval_model(model, data, build_loss(data.task, cfg.regularization.label_smoothing))
     acc = f" val_acc {val_acc:.4f}" if val_acc is not None else ""
     print(f"{checkpoint}: epoch {ck['epoch']} step {ck['step']} val_loss {val_loss:.4f}{acc}")
     if data.task == "classification":
@@ -411,13 +408,9 @@ def summary(
     set_: SetOpt = None,
 ) -> None:
     """Layers, output shapes and parameter counts of a preset's model."""
-    from tui_trainer.data import peek_shape
-    from tui_trainer.models import build_model, format_summary, summarize
+    from tui_trainer.engine import describe_model
 
-    cfg = build_config(preset, set_, device="cpu")
-    shape, out = peek_shape(cfg)  # no need to load (or download) the data
-    model = build_model(cfg.model, shape, out)
-    print(format_summary(summarize(model, shape), model))
+    print(describe_model(build_config(preset, set_, device="cpu"))[2])  # no data loaded (or downloaded)
 
 
 @app.command()

@@ -25,7 +25,7 @@ from torch import nn
 
 from tui_trainer.checkpoint import FORMAT_VERSION, CheckpointError, save_checkpoint
 from tui_trainer.config import RunConfig, from_dict
-from tui_trainer.data import DataBundle, load_data
+from tui_trainer.data import DataBundle, load_data, peek_shape
 from tui_trainer.device import describe_device, memory_in_use, pick_device
 from tui_trainer.diagnostics import (
     GradientMonitor,
@@ -143,6 +143,25 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def build_loss(task: str, label_smoothing: float = 0.0) -> nn.Module:
+    """Cross-entropy (label smoothing applies) for classification, mean squared error for regression."""
+    if task == "classification":
+        return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    return nn.MSELoss()
+
+
+def describe_model(cfg: RunConfig) -> tuple[int, int, str]:
+    """(total, trainable, layer table) of ``cfg``'s model, without loading the data.
+
+    Built on the meta device: no memory, no weights, and no draw from the global RNG (the app
+    asks from a worker thread while a run may be seeding that RNG on the training thread)."""
+    shape, out = peek_shape(cfg)
+    with torch.device("meta"):
+        model = build_model(cfg.model, shape, out)
+    total, trainable = count_params(model)
+    return total, trainable, format_summary(summarize(model, shape), model)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataBundle, loss_fn: nn.Module, amp: bool = False) -> tuple[float, float | None]:
     """Validation loss (summed over samples, divided by their count) and accuracy."""
@@ -202,10 +221,7 @@ class _Run:
         self.data, self.model = data, model
         self.amp = cfg.train.amp == "bf16"
         t = cfg.train
-        if data.task == "classification":
-            self.loss_fn: nn.Module = nn.CrossEntropyLoss(label_smoothing=cfg.regularization.label_smoothing)
-        else:
-            self.loss_fn = nn.MSELoss()
+        self.loss_fn = build_loss(data.task, cfg.regularization.label_smoothing)
         self.optimizer = build_optimizer(model, cfg.optimizer, cfg.regularization, device)
         self.schedule = build_schedule(self.optimizer, cfg.optimizer, t.epochs, len(data.train))
         reg = cfg.regularization

@@ -9,9 +9,8 @@ is touched: the model, optimizer and data order are built here and thrown away.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
 
 from tui_trainer.config import RunConfig
 from tui_trainer.optim import build_optimizer, set_lr
@@ -48,23 +47,23 @@ def suggest(lrs: list[float], smoothed: list[float], skip: float = 0.1, min_drop
 
 
 def lr_find(cfg: RunConfig, start: float = 1e-7, end: float = 10.0, steps: int = 100, beta: float = 0.98,
-            diverge: float = 4.0) -> LRFindResult:
-    """Sweep the learning rate on a fresh model built from ``cfg``."""
-    from tui_trainer.engine import Trainer, epoch_seed
+            diverge: float = 4.0, should_stop: Callable[[], bool] = lambda: False) -> LRFindResult:
+    """Sweep the learning rate on a fresh model built from ``cfg``; ``should_stop`` is polled before
+    each batch (the app cancels a sweep when it quits)."""
+    from tui_trainer.engine import Trainer, build_loss, epoch_seed
 
     device, data, model = Trainer().prepare(cfg)
     model.train()
     optimizer = build_optimizer(model, cfg.optimizer, cfg.regularization, device)
-    if data.task == "classification":
-        loss_fn: nn.Module = nn.CrossEntropyLoss(label_smoothing=cfg.regularization.label_smoothing)
-    else:
-        loss_fn = nn.MSELoss()
+    loss_fn = build_loss(data.task, cfg.regularization.label_smoothing)
     factor = (end / start) ** (1 / max(steps - 1, 1))
     lrs, losses = [], []
     mean, best = RunningMean(beta), math.inf
     epoch = 0
     batches = iter(())
     for i in range(steps):
+        if should_stop():
+            break
         try:
             xb, yb = next(batches)
         except StopIteration:

@@ -387,7 +387,7 @@ def _load_csv(cfg: RunConfig, device: torch.device) -> DataBundle:
     xt, xv = (x[tr] - mean) / std, (x[va] - mean) / std
     return DataBundle(
         name="csv", task=task, n_classes=len(classes) if classes else 1, input_shape=(x.shape[1],),
-        train=TensorBatches(xt, y[tr], d.batch_size, shuffle=True),
+        train=TensorBatches(xt, y[tr], d.batch_size, shuffle=True, drop_last=cfg.train.compile),
         val=TensorBatches(xv, y[va], 4096, shuffle=False), class_names=classes)
 
 

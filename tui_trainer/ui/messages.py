@@ -29,9 +29,9 @@ class EngineReady(Message, bubble=False):
 class ModelInfo(Message, bubble=False):
     """Parameter count and summary of the model the panels describe (computed on a worker)."""
 
-    def __init__(self, key: str, total: int, trainable: int, summary: str, error: str | None = None) -> None:
+    def __init__(self, request: int, total: int, trainable: int, summary: str, error: str | None = None) -> None:
         super().__init__()
-        self.key, self.total, self.trainable, self.summary, self.error = key, total, trainable, summary, error
+        self.request, self.total, self.trainable, self.summary, self.error = request, total, trainable, summary, error
 
 
 class LrFound(Message, bubble=False):

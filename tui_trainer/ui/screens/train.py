@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Log, Select, Static, TabbedContent, TabPane
-from textual.worker import Worker, WorkerCancelled, WorkerFailed
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, get_current_worker
 
 from tui_trainer.config import ConfigError, RunConfig, from_dict, load_preset, save_user_preset
 from tui_trainer.errors import USER_ERRORS
@@ -78,6 +78,7 @@ class TrainScreen(Screen):
         self.last_result: RunFinished | None = None
         self._resumed = False
         self.device_text = ""
+        self.model_request = 0  # the latest parameter-count request; older answers are dropped
         self._reset_series()
 
     # -- layout --------------------------------------------------------------
@@ -270,27 +271,21 @@ class TrainScreen(Screen):
             cfg = self.current_config()
         except ConfigError:
             return
-        self._model_info(cfg, repr((cfg.model, cfg.data.dataset, cfg.data.image_size)))
+        self.model_request += 1
+        self._model_info(cfg, self.model_request)
 
     @work(thread=True, exclusive=True, group="model-info", exit_on_error=False, description="count parameters")
-    def _model_info(self, cfg: RunConfig, key: str) -> None:
+    def _model_info(self, cfg: RunConfig, request: int) -> None:
+        from tui_trainer.engine import describe_model
+
         try:
-            import torch
-
-            from tui_trainer.data import peek_shape
-            from tui_trainer.models import build_model, count_params, format_summary, summarize
-
-            shape, out = peek_shape(cfg)
-            # on the meta device: no memory, no init, and no draw from the global RNG, which a
-            # run starting on the training thread is seeding at this moment
-            with torch.device("meta"):
-                model = build_model(cfg.model, shape, out)
-            total, trainable = count_params(model)
-            self.post_message(ModelInfo(key, total, trainable, format_summary(summarize(model, shape), model)))
+            self.post_message(ModelInfo(request, *describe_model(cfg)))
         except Exception as exc:  # noqa: BLE001 - shown in the panel
-            self.post_message(ModelInfo(key, 0, 0, "", error=str(exc)))
+            self.post_message(ModelInfo(request, 0, 0, "", error=str(exc)))
 
     def on_model_info(self, message: ModelInfo) -> None:
+        if message.request != self.model_request:
+            return  # an older request finishing late (a thread worker cannot be interrupted)
         label = self.query_one("#param-count", Static)
         if message.error:
             label.update(f"params: ? ({message.error})")
@@ -364,8 +359,7 @@ class TrainScreen(Screen):
                 self.query_one("#loss-chart").add_marker(x)
                 self._log(f"learning rate change to {value:g} requested")
             else:
-                field_widget = next(f for f in self.query(ConfigField) if f.dotted == "optimizer.lr")
-                field_widget.set_value(value)
+                self.query_one("#f-optimizer-lr", ConfigField).set_value(value)
 
         self.app.push_screen(LearningRateDialog(current), done)
 
@@ -385,8 +379,9 @@ class TrainScreen(Screen):
     def _lr_find(self, cfg: RunConfig) -> None:
         from tui_trainer.lrfind import lr_find
 
+        worker = get_current_worker()
         try:
-            self.post_message(LrFound(lr_find(cfg)))
+            self.post_message(LrFound(lr_find(cfg, should_stop=lambda: worker.is_cancelled)))
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.post_message(LrFound(None, f"{type(exc).__name__}: {exc}"))
 
@@ -408,8 +403,7 @@ class TrainScreen(Screen):
     def action_apply_lr(self) -> None:
         if self.lr_suggestion is None or self.training:
             return
-        field_widget = next(f for f in self.query(ConfigField) if f.dotted == "optimizer.lr")
-        field_widget.set_value(float(f"{self.lr_suggestion:.3g}"))
+        self.query_one("#f-optimizer-lr", ConfigField).set_value(float(f"{self.lr_suggestion:.3g}"))
         self._log(f"optimizer.lr set to {self.lr_suggestion:.3g} from the LR finder")
 
     async def action_quit(self) -> None:
@@ -456,17 +450,14 @@ class TrainScreen(Screen):
         self.train_acc: list[float] = []
         self.val_acc: list[float] = []
         self.step_x: list[float] = []
-        self.step_loss: list[float] = []
         self.step_smooth = RunningMean()
         self.changed: set[str] = set()  # which series got points in the current batch of events
         self.started: RunStarted | None = None
         self.t0 = time.monotonic()
         self.last_step: StepLogged | None = None
-        self.events_seen = 0
         self.grad_series: dict[str, tuple[list[float], list[float]]] = {}
 
     def on_engine_events(self, message: EngineEvents) -> None:
-        self.events_seen += len(message.events)
         for event in message.events:
             self._apply(event)
         self._push_series()  # once per batch: each push copies a whole series
@@ -502,7 +493,6 @@ class TrainScreen(Screen):
         elif isinstance(event, StepLogged):
             self.last_step = event
             self.step_x.append(event.epoch - 1 + event.batch / max(event.batches, 1))
-            self.step_loss.append(event.loss)
             self.step_smooth.add(event.loss)
             self.changed.add("steps")
             if event.layers:

@@ -58,10 +58,6 @@ class SeriesChart(PlotextPlot):
         self.markers = (*self.markers, x)
         self.dirty = True
 
-    def point_count(self) -> int:
-        """Points the next redraw will draw (after downsampling)."""
-        return sum(min(len(xs), MAX_POINTS) for xs, _ in self.series.values())
-
     def replot(self) -> None:
         """Clear, plot and refresh this widget (UI thread only)."""
         plt = self.plt

@@ -66,15 +66,11 @@ class ConfigPanel(Vertical):
         self.border_title = title
         self.title, self.values = title, values
 
-    def on_mount(self) -> None:
-        """Hide the fields that mean nothing for the current choices (panels may mount lazily)."""
-        values = getattr(self.screen, "values", self.values)
-        for f in self.query(ConfigField):
-            f.display = applies(f.section, f.key, values)
-
     def compose(self) -> ComposeResult:
         for section, key in PANELS[self.title]:
-            yield ConfigField(section, key, self.values[section][key], LABELS.get((section, key)))
+            f = ConfigField(section, key, self.values[section][key], LABELS.get((section, key)))
+            f.display = applies(section, key, self.values)  # fields that mean nothing for these choices are hidden
+            yield f
         if self.title == "Architecture":
             yield Static("params: …", id="param-count", classes="hint")
         yield Static("", classes="panel-error")

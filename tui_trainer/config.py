@@ -128,7 +128,7 @@ class TrainConfig:
     seed: int = _f(0, "random seed (data split, init, shuffling, dropout)", min=0)
     device: str = _f("auto", "device to train on", choices=DEVICES)
     log_every: int = _f(20, "steps between progress reports (each one is a host sync)", min=1)
-    compile: bool = _f(False, "capture the training step (torch.compile reduce-overhead) where possible")
+    compile: bool = _f(False, "GPU: replay the whole training step as one CUDA graph; CPU: compile the forward pass")
     amp: str = _f("none", "mixed precision autocast", choices=("none", "bf16"))
     channels_last: bool = _f(False, "channels_last memory format for CNNs")
     diagnostics: bool = _f(True, "per-layer gradient health, dead units and curve hints at each log interval")

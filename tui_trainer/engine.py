@@ -7,7 +7,9 @@ Speed rules kept here (see benchmarks/RESULTS.md for what they buy):
 * no ``loss.item()`` per batch: each step's loss and correct count are written into small
   device buffers, read once per log interval (the only host syncs in the training steps,
   each commented as one);
-* controls are ``threading.Event``s polled between steps, so Stop and Save act within one step.
+* controls are ``threading.Event``s polled between steps, so Stop and Save act within one step;
+* ``train.compile`` on a GPU records the whole step as one CUDA graph (``capture.py``); on a
+  CPU, or with an optimizer that cannot be captured, it compiles the forward pass.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tui_trainer.capture import WARM_UP_STEPS, CapturedStep, capture_ready
 from tui_trainer.checkpoint import FORMAT_VERSION, CheckpointError, save_checkpoint
 from tui_trainer.config import RunConfig, from_dict
 from tui_trainer.data import DataBundle, load_data, peek_shape
@@ -49,7 +52,16 @@ from tui_trainer.events import (
     StepLogged,
 )
 from tui_trainer.models import build_model, count_params, format_summary, state_mismatch, summarize
-from tui_trainer.optim import build_optimizer, build_schedule, current_lr, l1_penalty, set_lr
+from tui_trainer.optim import (
+    CAPTURABLE,
+    build_optimizer,
+    build_schedule,
+    current_lr,
+    l1_penalty,
+    load_optimizer_state,
+    optimizer_state,
+    set_lr,
+)
 from tui_trainer.runs import RunDir, create_run_dir
 
 
@@ -222,7 +234,8 @@ class _Run:
         self.amp = cfg.train.amp == "bf16"
         t = cfg.train
         self.loss_fn = build_loss(data.task, cfg.regularization.label_smoothing)
-        self.optimizer = build_optimizer(model, cfg.optimizer, cfg.regularization, device)
+        capture = t.compile and device.type == "cuda" and cfg.optimizer.name in CAPTURABLE
+        self.optimizer = build_optimizer(model, cfg.optimizer, cfg.regularization, device, capture=capture)
         self.schedule = build_schedule(self.optimizer, cfg.optimizer, t.epochs, len(data.train))
         reg = cfg.regularization
         self.stopper = EarlyStopping(reg.monitor, reg.patience, reg.min_delta)
@@ -234,8 +247,16 @@ class _Run:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.forward: nn.Module = model
         self._compile_pending = False
-        if t.compile:
-            try:  # fixed-shape steps (drop_last): CUDA graphs on GPU, inductor kernels on CPU
+        self.captured: CapturedStep | None = None
+        self._capture_in = -1  # eager warm-up steps left before the step is captured; -1: no capture
+        if capture and capture_ready(self.optimizer) is None:
+            self._capture_in = WARM_UP_STEPS
+            self._side_stream = torch.cuda.Stream(device)
+        elif t.compile:
+            if device.type == "cuda":
+                self.sink.emit(LogMessage("info", f"train.compile: {cfg.optimizer.name} keeps its step count on the host, "
+                                                  "so only the forward pass is compiled, not the whole step"))
+            try:  # fixed-shape steps (drop_last): CUDA graphs of the forward on GPU, inductor kernels on CPU
                 self.forward = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else "default",
                                              dynamic=False)
                 self._compile_pending = True
@@ -270,7 +291,7 @@ class _Run:
         try:
             self.model.load_state_dict(ck["model"])
             if ck.get("optimizer"):
-                self.optimizer.load_state_dict(ck["optimizer"])
+                load_optimizer_state(self.optimizer, ck["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"checkpoint does not match the {self.cfg.model.arch} model of its config: {first}") from None
@@ -295,7 +316,7 @@ class _Run:
             "format": FORMAT_VERSION,
             "kind": kind,
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer_state(self.optimizer),
             "scheduler": self.schedule.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
@@ -338,9 +359,17 @@ class _Run:
             self.sink.emit(LogMessage("info", f"learning rate set to {lr:g} at step {self.step}"))
 
     def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, slot: int, watch: bool = False) -> None:
+        """One eager training step, then the per-step schedule."""
         if self.cfg.train.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        self._step_body(xb, yb, slot, watch)
+        self.schedule.step_batch()
+
+    def _step_body(self, xb: torch.Tensor, yb: torch.Tensor, slot: int | torch.Tensor, watch: bool = False) -> None:
+        """Forward, loss, backward, clipping, optimizer step; the loss and correct count go to ``slot``
+        of the interval's buffers (an int, or a (1,) device tensor when the step is being captured)."""
+        # cache_enabled=False: autocast's weight-cast cache cannot live across CUDA-graph replays
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
             out = self._compiled_forward(xb) if self._compile_pending else self.forward(xb)
         loss = self.loss_fn(out.float(), yb)
         total = loss
@@ -359,11 +388,53 @@ class _Run:
         self.optimizer.step()
         if watch:
             self._health = self.monitor.after_step()
-        self.schedule.step_batch()
         # no .item(): the step's numbers stay on the device until the log interval
-        self.loss_buf[slot] = loss.detach() * len(yb)
-        if self.data.task == "classification":
-            self.correct_buf[slot] = (out.detach().argmax(1) == yb).sum()
+        loss_v = loss.detach() * len(yb)
+        correct = (out.detach().argmax(1) == yb).sum() if self.data.task == "classification" else None
+        if isinstance(slot, int):
+            self.loss_buf[slot] = loss_v
+            if correct is not None:
+                self.correct_buf[slot] = correct
+        else:
+            self.loss_buf.index_copy_(0, slot, loss_v.view(1))
+            if correct is not None:
+                self.correct_buf.index_copy_(0, slot, correct.view(1))
+
+    def _step(self, xb: torch.Tensor, yb: torch.Tensor, watch: bool) -> None:
+        """One training step: a replay of the captured step, or an eager one (warm-up, watched steps
+        whose gradient statistics need hooks between backward and the optimizer, odd shapes)."""
+        if self.captured is not None and not watch and xb.shape == self.captured.x.shape:
+            self.captured.run(xb, yb, self._used)  # copy_ into the static input keeps its memory format
+            self.schedule.step_batch()
+        elif self._capture_in == 0 and not watch:
+            self._capture(xb, yb)
+        elif self._capture_in > 0:
+            side = self._side_stream  # warm-up on a side stream, as PyTorch's CUDA-graph notes require
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._train_step(xb, yb, self._used, watch)
+            torch.cuda.current_stream().wait_stream(side)
+            self._capture_in -= 1
+        else:
+            self._train_step(xb, yb, self._used, watch)
+
+    def _capture(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        """Record this step as a CUDA graph, then replay it (capture records without running)."""
+        self._capture_in = -1
+        if self.cfg.train.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        try:
+            self.captured = CapturedStep(self._step_body, xb, yb)
+        except Exception as exc:  # noqa: BLE001 - any capture error means "not here": the run goes on eagerly
+            self.captured = None
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            self.sink.emit(LogMessage("warning", f"train.compile: CUDA-graph capture failed ({type(exc).__name__}: "
+                                                 f"{first}); continuing eagerly"))
+            self._train_step(xb, yb, self._used)
+            return
+        self.sink.emit(LogMessage("info", "train.compile: the training step is captured as one CUDA graph and replayed"))
+        self.captured.run(xb, yb, self._used)
+        self.schedule.step_batch()
 
     def _compiled_forward(self, xb: torch.Tensor) -> torch.Tensor:
         """The first compiled call captures the step; if capture fails, fall back to eager for the run."""
@@ -428,7 +499,7 @@ class _Run:
         for xb, yb in self.data.train.epoch(epoch_seed(self.cfg.train.seed, self.epoch + 1), skip):
             self._poll_controls()
             watch = self._used + 1 == self.n or self.batch_in_epoch + 1 == batches
-            self._train_step(xb, yb, self._used, watch)
+            self._step(xb, yb, watch)
             self._used += 1
             self._count += len(yb)
             n_int += len(yb)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,18 +21,31 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return groups
 
 
+# Optimizers whose step can be recorded in a CUDA graph: their step count lives on the device
+# (capturable=True, or the fused kernels) and they take the learning rate as a device tensor.
+# Adagrad cannot: its step keeps the count on the host.
+CAPTURABLE = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adamax")
+
+
 def build_optimizer(model: nn.Module, opt: OptimizerConfig, reg: RegularizationConfig,
-                    device: torch.device) -> torch.optim.Optimizer:
+                    device: torch.device, capture: bool = False) -> torch.optim.Optimizer:
     """The optimizer ``opt.name`` over ``model``'s trainable parameters.
 
     Multi-tensor (foreach) kernels everywhere; the fused single-kernel step for Adam-family and
-    SGD on CUDA, where it saves a launch per parameter.
+    SGD on CUDA, where it saves a launch per parameter. ``capture`` (CUDA, a name in
+    CAPTURABLE): the step count on the device and the learning rate a device tensor, so that a
+    CUDA graph of the step replays with the current rate (schedules and ``set_lr`` fill it).
     """
     groups = param_groups(model, reg.weight_decay)
     fast: dict = {"foreach": True}
     if device.type == "cuda" and opt.name in ("adam", "adamw", "sgd", "momentum", "nesterov"):
         fast = {"fused": True}
-    name, lr = opt.name, opt.lr
+    name = opt.name
+    lr: float | torch.Tensor = opt.lr
+    if capture:
+        lr = torch.tensor(opt.lr, device=device)
+        if name not in ("sgd", "momentum", "nesterov"):  # SGD keeps no step count
+            fast["capturable"] = True
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, **fast)
     if name == "momentum":
@@ -50,6 +64,52 @@ def build_optimizer(model: nn.Module, opt: OptimizerConfig, reg: RegularizationC
     if name == "adamax":
         return torch.optim.Adamax(groups, lr=lr, betas=betas, eps=opt.eps, **fast)
     raise ValueError(name)  # pragma: no cover - the config validator rejects other names
+
+
+_IMPLEMENTATION = ("foreach", "fused", "capturable", "differentiable")
+
+
+def _plain(value: Any) -> Any:
+    """A one-element tensor as a float, lists and dicts of them likewise; anything else as is."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.item())  # host sync: only when a checkpoint is written
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """``optimizer.state_dict()`` with learning rates and other group settings as plain floats,
+    so a checkpoint resumes on any device, with or without graph capture."""
+    state = optimizer.state_dict()
+    state["param_groups"] = [{k: (v if k == "params" else _plain(v)) for k, v in g.items()}
+                             for g in state["param_groups"]]
+    return state
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved state into ``optimizer`` but keep how this optimizer runs: its foreach, fused
+    and capturable flags, a tensor learning rate (filled with the saved value) and step counts on
+    the device when it needs them there."""
+    mine = [{k: g[k] for k in (*_IMPLEMENTATION, "lr") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, own in zip(optimizer.param_groups, mine, strict=True):
+        for key in _IMPLEMENTATION:
+            if key in own:
+                group[key] = own[key]
+        saved = group["lr"]
+        if isinstance(own["lr"], torch.Tensor):
+            own["lr"].fill_(float(saved))
+            group["lr"] = own["lr"]
+        else:
+            group["lr"] = float(saved)
+        on_device = group.get("capturable") or group.get("fused")
+        for p in group["params"]:
+            st = optimizer.state.get(p, {})
+            if isinstance(st.get("step"), torch.Tensor):
+                st["step"] = st["step"].to(device=p.device if on_device else "cpu", dtype=torch.float32)
 
 
 @dataclass
@@ -75,8 +135,8 @@ class Schedule:
             self.scheduler.step()
 
     def state_dict(self) -> dict:
-        """Scheduler state for a checkpoint ({} when there is none)."""
-        return {} if self.scheduler is None else self.scheduler.state_dict()
+        """Scheduler state for a checkpoint ({} when there is none), rates as plain floats."""
+        return {} if self.scheduler is None else _plain(self.scheduler.state_dict())
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from a checkpoint, keeping this run's horizon (a resume may ask for more epochs)."""

@@ -20,14 +20,15 @@ PANELS: dict[str, list[tuple[str, str]]] = {
                      ("model", "batch_norm"), ("model", "pretrained"), ("model", "freeze_backbone")],
     "Optimizer": [("optimizer", "name"), ("optimizer", "lr"), ("optimizer", "momentum"), ("optimizer", "beta1"),
                   ("optimizer", "beta2"), ("optimizer", "schedule"), ("optimizer", "step_size"),
-                  ("optimizer", "gamma"), ("train", "epochs"), ("train", "device")],
+                  ("optimizer", "gamma"), ("train", "epochs"), ("train", "device"), ("train", "compile")],
     "Regularization": [("regularization", "weight_decay"), ("regularization", "l1"), ("model", "dropout"),
                        ("regularization", "label_smoothing"), ("regularization", "grad_clip"),
                        ("regularization", "early_stopping"), ("regularization", "patience"),
                        ("regularization", "min_delta"), ("regularization", "monitor")],
 }
 
-LABELS = {("train", "epochs"): "epochs", ("train", "device"): "device", ("optimizer", "name"): "optimizer",
+LABELS = {("train", "epochs"): "epochs", ("train", "device"): "device", ("train", "compile"): "compile step",
+          ("optimizer", "name"): "optimizer",
           ("regularization", "weight_decay"): "weight decay L2", ("regularization", "l1"): "L1"}
 
 

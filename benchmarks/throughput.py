@@ -416,6 +416,7 @@ def main() -> None:
                 engine_beside_app(args, cfg, runs, args.chart_hz, app=False)[0])
             rate, results["beside_app"] = engine_beside_app(args, cfg, runs, args.chart_hz)
             samples.setdefault("e_engine_beside_app", []).append(rate)
+        print("  so far: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in samples.items() if v), file=sys.stderr, flush=True)
     for name, values in samples.items():
         if values:
             rates[name] = sorted(values)[len(values) // 2]

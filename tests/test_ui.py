@@ -366,5 +366,8 @@ async def main():
         print(seen, len(pilot.app.screen.query("ConfigField")), len(pilot.app.screen.query("SeriesChart")))
 asyncio.run(main())
 """
+    from tui_trainer.ui.widgets.panels import PANELS
+
+    fields = sum(len(keys) for keys in PANELS.values())
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.split() == ["[(False,", "False,", "0)]", "42", "4"], proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["[(False,", "False,", "0)]", str(fields), "4"], proc.stdout + proc.stderr

@@ -130,3 +130,14 @@ def test_a_captured_run_resumes_on_the_cpu(runs):
     assert type(ck["optimizer"]["param_groups"][0]["lr"]) is float
     resumed = Trainer(runs).fit(tiny('train.device="cpu"', "train.epochs=2"), ListSink(), resume=ck)
     assert resumed.reason == "completed" and resumed.epoch == 2
+
+
+@cuda
+def test_an_optimizer_that_cannot_be_captured_compiles_the_forward_only(runs):
+    sink = ListSink()
+    result = Trainer(runs).fit(tiny('train.device="cuda"', "train.compile=true", 'optimizer.name="adagrad"',
+                                    "train.epochs=1"), sink)
+    texts = [m.text for m in sink.of(LogMessage)]
+    assert result.reason == "completed", result.message
+    assert any("the whole step cannot be captured (adagrad keeps its step count on the host)" in t for t in texts)
+    assert CAPTURED not in texts

@@ -249,13 +249,15 @@ class _Run:
         self._compile_pending = False
         self.captured: CapturedStep | None = None
         self._capture_in = -1  # eager warm-up steps left before the step is captured; -1: no capture
-        if capture and capture_ready(self.optimizer) is None:
-            self._capture_in = WARM_UP_STEPS
-            self._side_stream = torch.cuda.Stream(device)
-        elif t.compile:
-            if device.type == "cuda":
-                self.sink.emit(LogMessage("info", f"train.compile: {cfg.optimizer.name} keeps its step count on the host, "
-                                                  "so only the forward pass is compiled, not the whole step"))
+        if t.compile and device.type == "cuda":
+            why = capture_ready(self.optimizer) if capture else f"{cfg.optimizer.name} keeps its step count on the host"
+            if why is None:
+                self._capture_in = WARM_UP_STEPS
+                self._side_stream = torch.cuda.Stream(device)
+            else:
+                self.sink.emit(LogMessage("info", f"train.compile: the whole step cannot be captured ({why}); "
+                                                  "compiling the forward pass only"))
+        if t.compile and self._capture_in < 0:
             try:  # fixed-shape steps (drop_last): CUDA graphs of the forward on GPU, inductor kernels on CPU
                 self.forward = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else "default",
                                              dynamic=False)

@@ -33,47 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks import offline  # noqa: E402
 from tui_trainer.config import SYNTHETIC_DATASETS, apply_overrides, load_preset  # noqa: E402
-from tui_trainer.data import real  # noqa: E402
 from tui_trainer.engine import Trainer  # noqa: E402
 from tui_trainer.events import EpochEnded, ListSink, RunStarted  # noqa: E402
 
 PRESETS = ROOT / "presets"
-SIZES = {"fashion-mnist": (60_000, 10_000), "mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
-_synthetic_names: set[str] = set()
-
-
-# -- data that is not on disk: synthetic tensors of the real shape, a generated image folder ----------
-
-
-def _ensure_offline(name: str, root: Path) -> Path:
-    """real.ensure_dataset without the download: synthetic data when the files are not here."""
-    if real._present(name, root) or (name == "fashion-mnist" and real._copy_debian_fashion(root)
-                                     and real._present(name, root)):
-        _synthetic_names.discard(name)
-        return root
-    _synthetic_names.add(name)
-    return root
-
-
-_real_tensors = real._tensors
-
-
-def _tensors(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    if name not in _synthetic_names:
-        return _real_tensors(name, root, train)
-    shape = real.TORCHVISION[name][2]
-    n = SIZES[name][0 if train else 1]
-    g = torch.Generator().manual_seed(0)
-    patterns = torch.rand((10, *shape), generator=g) * 255  # one fixed pattern per class, both splits
-    g.manual_seed(1 if train else 2)
-    y = torch.randint(0, 10, (n,), generator=g)
-    noise = torch.randn((n, *shape), generator=g) * 48
-    return (0.75 * patterns[y] + 32 + noise).clamp(0, 255).to(torch.uint8), y
-
-
-real.ensure_dataset = _ensure_offline  # type: ignore[assignment]
-real._tensors = _tensors  # type: ignore[assignment]
+offline.install()  # no downloads: synthetic data of the real shape where a dataset is not on disk
 
 
 def make_stripes_folder(root: Path, per_class: int = 120, val_per_class: int = 40, size: int = 48) -> Path:
@@ -145,7 +111,7 @@ def run_preset(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     t0 = time.perf_counter()
     result = trainer.fit(cfg, sink)
     wall = time.perf_counter() - t0
-    if cfg.data.dataset in _synthetic_names:
+    if cfg.data.dataset in offline.synthetic_names:
         source = "synthetic, same shape"
     epochs = sink.of(EpochEnded)
     started = sink.of(RunStarted)

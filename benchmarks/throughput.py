@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks import offline  # noqa: E402
 from tui_trainer.config import apply_overrides, load_preset  # noqa: E402
-from tui_trainer.data import real  # noqa: E402
 from tui_trainer.engine import Trainer, warm_up  # noqa: E402
 from tui_trainer.events import EpochEnded, ListSink  # noqa: E402
 from tui_trainer.models import MLP  # noqa: E402
@@ -46,19 +46,8 @@ def job_config(args: argparse.Namespace, runs: Path):
         f"data.subset={args.steps * args.batch_size}", f"train.log_every={args.log_every}",
         f"train.compile={'true' if args.compile else 'false'}",
     ]
-    cfg = apply_overrides(load_preset(args.preset), overrides)
-    if not real._present("fashion-mnist", real.cache_dir(cfg)) and not (
-            real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
-        print("Fashion-MNIST not found: using synthetic data of the same shape", file=sys.stderr)
-        real.ensure_dataset = lambda name, root: root  # type: ignore[assignment]
-        real._tensors = _synthetic_tensors  # type: ignore[assignment]
-    return cfg
-
-
-def _synthetic_tensors(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0 if train else 1)
-    n = 60_000 if train else 10_000
-    return torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8), torch.randint(0, 10, (n,), generator=g)
+    offline.install()  # here, not at import: the spawned child of mode (e) builds its config here too
+    return apply_overrides(load_preset(args.preset), overrides)
 
 
 def steady_rate(epochs: list[EpochEnded]) -> float:

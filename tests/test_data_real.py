@@ -113,6 +113,12 @@ def test_a_failed_download_leaves_nothing_a_later_run_trusts(tmp_path, monkeypat
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+def test_ensure_dataset_without_download_never_touches_the_network(tmp_path, monkeypatch):
+    monkeypatch.setattr(real, "_download", lambda *a: pytest.fail("download attempted"))
+    with pytest.raises(DataError, match="dataset mnist not found"):
+        real.ensure_dataset("mnist", tmp_path / "cache", download=False)
+
+
 # -- image folders ------------------------------------------------------------
 
 

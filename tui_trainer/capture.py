@@ -49,12 +49,3 @@ class CapturedStep:
         self.graph.replay()
         self.slot_value = slot + 1
 
-
-def capture_ready(optimizer: torch.optim.Optimizer) -> str | None:
-    """Why this optimizer's step cannot be captured, or None when it can."""
-    for group in optimizer.param_groups:
-        if not isinstance(group["lr"], torch.Tensor):
-            return "its learning rate is a Python number (it would be frozen into the graph)"
-        if not (group.get("capturable") or group.get("fused")):
-            return f"{type(optimizer).__name__} is neither capturable nor fused here"
-    return None

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tui_trainer.capture import WARM_UP_STEPS, CapturedStep, capture_ready
+from tui_trainer.capture import WARM_UP_STEPS, CapturedStep
 from tui_trainer.checkpoint import FORMAT_VERSION, CheckpointError, save_checkpoint
 from tui_trainer.config import RunConfig, from_dict
 from tui_trainer.data import DataBundle, load_data, peek_shape
@@ -249,15 +249,13 @@ class _Run:
         self._compile_pending = False
         self.captured: CapturedStep | None = None
         self._capture_in = -1  # eager warm-up steps left before the step is captured; -1: no capture
-        if t.compile and device.type == "cuda":
-            why = capture_ready(self.optimizer) if capture else f"{cfg.optimizer.name} keeps its step count on the host"
-            if why is None:
-                self._capture_in = WARM_UP_STEPS
-                self._side_stream = torch.cuda.Stream(device)
-            else:
-                self.sink.emit(LogMessage("info", f"train.compile: the whole step cannot be captured ({why}); "
-                                                  "compiling the forward pass only"))
-        if t.compile and self._capture_in < 0:
+        if capture:
+            self._capture_in = WARM_UP_STEPS
+            self._side_stream = torch.cuda.Stream(device)
+        elif t.compile:
+            if device.type == "cuda":
+                self.sink.emit(LogMessage("info", f"train.compile: the whole step cannot be captured ({cfg.optimizer.name} "
+                                                  "keeps its step count on the host); compiling the forward pass only"))
             try:  # fixed-shape steps (drop_last): CUDA graphs of the forward on GPU, inductor kernels on CPU
                 self.forward = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else "default",
                                              dynamic=False)
@@ -360,11 +358,15 @@ class _Run:
             set_lr(self.optimizer, lr)
             self.sink.emit(LogMessage("info", f"learning rate set to {lr:g} at step {self.step}"))
 
+    def _layout(self, xb: torch.Tensor) -> torch.Tensor:
+        """The batch in the model's memory format (channels_last for image batches when asked)."""
+        if self.cfg.train.channels_last and xb.dim() == 4:
+            return xb.contiguous(memory_format=torch.channels_last)
+        return xb
+
     def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, slot: int, watch: bool = False) -> None:
         """One eager training step, then the per-step schedule."""
-        if self.cfg.train.channels_last and xb.dim() == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        self._step_body(xb, yb, slot, watch)
+        self._step_body(self._layout(xb), yb, slot, watch)
         self.schedule.step_batch()
 
     def _step_body(self, xb: torch.Tensor, yb: torch.Tensor, slot: int | torch.Tensor, watch: bool = False) -> None:
@@ -423,8 +425,7 @@ class _Run:
     def _capture(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
         """Record this step as a CUDA graph, then replay it (capture records without running)."""
         self._capture_in = -1
-        if self.cfg.train.channels_last and xb.dim() == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
+        xb = self._layout(xb)
         try:
             self.captured = CapturedStep(self._step_body, xb, yb)
         except Exception as exc:  # noqa: BLE001 - any capture error means "not here": the run goes on eagerly

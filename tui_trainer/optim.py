@@ -184,6 +184,8 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
 def current_lr(optimizer: torch.optim.Optimizer) -> float:
     """The learning rate of the first parameter group."""
     lr = optimizer.param_groups[0]["lr"]
+    # host sync when the rate is a device tensor (captured steps): called at log intervals and
+    # epoch ends only, right after the interval's own read of the loss buffers
     return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
 
 

@@ -103,13 +103,15 @@ def _download(name: str, root: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_dataset(name: str, root: Path) -> Path:
-    """Find or fetch a torchvision dataset; DataError saying how to provide it when offline."""
+def ensure_dataset(name: str, root: Path, download: bool = True) -> Path:
+    """Find (or, with ``download``, fetch) a torchvision dataset; DataError saying how to provide it."""
     if _present(name, root):
         return root
     if name == "fashion-mnist" and _copy_debian_fashion(root) and _present(name, root):
         return root
     try:
+        if not download:
+            raise FileNotFoundError(name)
         _download(name, root)
     except Exception as exc:  # noqa: BLE001 - urllib, http and checksum errors all mean "not available"
         hint = " (or install Debian's dataset-fashion-mnist package)" if name == "fashion-mnist" else ""

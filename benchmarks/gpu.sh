@@ -23,16 +23,17 @@ step() { local limit=$1 name=$2; shift 2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 $PY -c "import torch, platform; print('torch', torch.__version__, 'python', platform.python_version(), 'cuda', torch.cuda.is_available())"
 step 150 sync $PY -m pytest -q -p no:cacheprovider tests/test_capture.py tests/test_engine.py -k "sync or capture or compile or optimizer"
-step 130 tp128c $PY benchmarks/throughput.py --device "$DEV" --batch-size 128 --epochs 5 --modes abc --repeat 3 "${Q[@]}" --compile
-step 130 tp64c $PY benchmarks/throughput.py --device "$DEV" --batch-size 64 --epochs 5 --modes abc --repeat 3 "${Q[@]}" --compile
-step 130 tp128 $PY benchmarks/throughput.py --device "$DEV" --batch-size 128 --epochs 5 --modes abcd --repeat 3 "${Q[@]}"
-step 130 tp64 $PY benchmarks/throughput.py --device "$DEV" --batch-size 64 --epochs 5 --modes abc --repeat 3 "${Q[@]}"
-step 130 tp128ce $PY benchmarks/throughput.py --device "$DEV" --batch-size 128 --epochs 5 --modes be --repeat 2 "${Q[@]}" --compile
+step 240 tp128c $PY benchmarks/throughput.py --device "$DEV" --batch-size 128 --epochs 5 --modes abc --repeat 3 "${Q[@]}" --compile
+step 240 tp64c $PY benchmarks/throughput.py --device "$DEV" --batch-size 64 --epochs 5 --modes abc --repeat 3 "${Q[@]}" --compile
+step 240 tp128 $PY benchmarks/throughput.py --device "$DEV" --batch-size 128 --epochs 5 --modes abcd --repeat 3 "${Q[@]}"
+step 240 tp64 $PY benchmarks/throughput.py --device "$DEV" --batch-size 64 --epochs 5 --modes abc --repeat 3 "${Q[@]}"
 TAIL=20 step 240 presets $PY benchmarks/presets.py --device "$DEV" --epochs 3 "${P[@]}"
 TAIL=6 step 120 presets-compile $PY benchmarks/presets.py fashion-mnist-mlp fashion-mnist-cnn cifar10-resnet imagefolder-cnn \
     --device "$DEV" --epochs 3 --compile "${P[@]}"
 TAIL=4 step 120 resnet-bf16-cl $PY benchmarks/presets.py cifar10-resnet fashion-mnist-cnn --device "$DEV" --epochs 3 "${P[@]}" \
     --set train.amp=\"bf16\" --set train.channels_last=true
+step 300 events $PY benchmarks/events_cost.py --device "$DEV" --epochs 3 --repeat 3 ${QUICK:+--quick}
+step 120 attach $PY benchmarks/attach.py --epochs 10000 ${QUICK:+--epochs 1000}
 step 90 tta-mlp $PY benchmarks/time_to_accuracy.py fashion-mnist-mlp 0.88 --device "$DEV"
 step 150 tta-cnn $PY benchmarks/time_to_accuracy.py fashion-mnist-cnn 0.90 --max-epochs 15 --device "$DEV"
 TAIL=20 step 90 screen120 $PY benchmarks/screen.py fashion-mnist-mlp --device "$DEV" --epochs 4 --size 120x36 --out "$LOGS"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from tui_trainer.config import apply_overrides, load_preset  # noqa: E402
-from tui_trainer.engine import Trainer  # noqa: E402
+from tui_trainer.engine import fit  # noqa: E402
 from tui_trainer.events import EpochEnded, ListSink  # noqa: E402
 
 STEPS, BATCH = 400, 128
@@ -80,8 +80,10 @@ def engine(device: str, hidden: list[int], *overrides: str, epochs: int = 3) -> 
         f'train.device="{device}"', f"data.batch_size={BATCH}", f"data.subset={STEPS * BATCH}",
         f"train.epochs={epochs}", "train.log_every=50", f"model.hidden={hidden}", *overrides])
     sink = ListSink()
-    Trainer(tempfile.mkdtemp()).fit(cfg, sink)
+    fit(cfg, sink, runs_dir=tempfile.mkdtemp())
     later = sink.of(EpochEnded)[1:]
+    if not later:
+        raise SystemExit(f"the engine did not finish its epochs: {sink.events[-1]}")
     return sum(BATCH / e.samples_per_s for e in later) / len(later) * 1e3
 
 

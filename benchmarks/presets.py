@@ -1,6 +1,6 @@
 """Every preset's accuracy and epoch time on one device: the table issue 3's closing note asks for.
 
-Each preset trains through the engine (`Trainer.fit`, the path `tui-trainer train` takes) for
+Each preset trains through the engine (`Fit`, what `fit()` and the run process run) for
 `--epochs` epochs (0 = the preset's own) on the chosen device. Data comes from where the app
 finds it (cache, Debian's Fashion-MNIST); nothing is downloaded. A torchvision dataset that is
 not on disk (MNIST, CIFAR-10 on an offline machine) is replaced by synthetic data of the same
@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from benchmarks import offline  # noqa: E402
 from tui_trainer.config import SYNTHETIC_DATASETS, apply_overrides, load_preset  # noqa: E402
-from tui_trainer.engine import Trainer  # noqa: E402
+from tui_trainer.engine import Controls, Fit  # noqa: E402
 from tui_trainer.events import EpochEnded, ListSink, RunStarted  # noqa: E402
 
 PRESETS = ROOT / "presets"
@@ -74,16 +74,6 @@ def _weights_cached(arch: str) -> bool:
 # -- one preset ----------------------------------------------------------------------------------------
 
 
-class _Probe(Trainer):
-    """A Trainer that remembers which batch source it was given and when data and model were ready."""
-
-    def prepare(self, cfg):
-        device, data, model = super().prepare(cfg)
-        self.resident = data.train.resident
-        self.ready_at = time.perf_counter()
-        return device, data, model
-
-
 def run_preset(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     cfg = load_preset(name)
     overrides = [f'train.device="{args.device}"']
@@ -107,9 +97,12 @@ def run_preset(name: str, args: argparse.Namespace, scratch: Path) -> dict:
         source += ", random weights (no pretrained file offline)"
     cfg = apply_overrides(cfg, [*overrides, *args.set])
 
-    sink, trainer = ListSink(), _Probe(scratch / "runs")
+    sink = ListSink()
     t0 = time.perf_counter()
-    result = trainer.fit(cfg, sink)
+    # fit() without its error mapping: the benchmark wants the traceback, and the set-up Fit (its data, ready time)
+    run = Fit(cfg, sink, Controls(), None, None, scratch / "runs")
+    ready_at = time.perf_counter()
+    result = run.run()
     wall = time.perf_counter() - t0
     if cfg.data.dataset in offline.synthetic_names:
         source = "synthetic, same shape"
@@ -120,14 +113,14 @@ def run_preset(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     final = [getattr(e, metric) for e in epochs]
     return {
         "preset": name, "data": source, "device": started[0].device if started else args.device,
-        "batches": "device-resident" if trainer.resident else "DataLoader",
+        "batches": "device-resident" if run.data.train.resident else "DataLoader",
         "train_samples": started[0].train_samples if started else 0, "epochs": len(epochs),
-        "reason": result.reason, "metric": metric,
+        "reason": result.reason.value, "metric": metric,
         "final": final[-1] if final else None, "best": (max(final) if metric == "val_acc" else min(final)) if final else None,
         "first_epoch_s": epochs[0].epoch_seconds if epochs else None,
         "epoch_s": sum(e.epoch_seconds for e in later) / len(later) if later else None,
         "samples_per_s": sum(e.samples_per_s for e in later) / len(later) if later else None,
-        "setup_s": trainer.ready_at - t0, "wall_s": wall,
+        "setup_s": ready_at - t0, "wall_s": wall,
     }
 
 

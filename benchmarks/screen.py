@@ -1,8 +1,9 @@
 """What the app shows while it trains a preset: SVG screenshots and the device/progress lines.
 
 For machines without tmux or a terminal (a GPU box reached through a batch job): the real app,
-driven by Textual's pilot at a real terminal size, presses `r`, and saves a screenshot after
-the first epoch and one after the run ends, with the text of the device and progress lines.
+driven by Textual's pilot at a real terminal size, presses `r` (which starts a run process that
+the app follows), and saves a screenshot after the first epoch and one after the run ends, with
+the text of the device and progress lines.
 
     python benchmarks/screen.py fashion-mnist-mlp --device cuda --epochs 3 --out /tmp/shots
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -18,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# the run process and the app's helper are children: they import this tree, not an installed copy
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def main() -> None:
@@ -36,7 +40,7 @@ def main() -> None:
     from tui_trainer.config import apply_overrides, load_preset
     from tui_trainer.events import EpochEnded, RunFinished
     from tui_trainer.ui.app import make_app
-    from tui_trainer.ui.messages import EngineEvents
+    from tui_trainer.ui.messages import RunEvents
 
     cfg = apply_overrides(load_preset(args.preset),
                           [f'train.device="{args.device}"', f"train.epochs={args.epochs}", *args.set])
@@ -44,7 +48,7 @@ def main() -> None:
     report: list[str] = []  # printed after the app exits (the app captures stdout while it runs)
 
     def hook(message) -> None:
-        if isinstance(message, EngineEvents):
+        if isinstance(message, RunEvents):
             events.extend(message.events)
 
     def lines(app) -> str:
@@ -64,9 +68,12 @@ def main() -> None:
             app = make_app(cfg, runs)
             async with app.run_test(size=(width, height), message_hook=hook) as pilot:
                 screen = app.train_screen
-                await until(lambda: screen.engine_ready, "torch to load")
+                await until(lambda: screen.query("SeriesChart") and screen.query("ConfigField"), "the panels")
                 await pilot.press("r")
-                await until(lambda: any(isinstance(e, EpochEnded) for e in events), "the first epoch")
+                await until(lambda: any(isinstance(e, (EpochEnded, RunFinished)) for e in events), "the first epoch")
+                if not any(isinstance(e, EpochEnded) for e in events):
+                    end = next(e for e in events if isinstance(e, RunFinished))
+                    raise SystemExit(f"the run ended before its first epoch: {end.reason}: {end.message}")
                 loss = screen.query_one("#loss-chart")
 
                 def drawn(epochs: int) -> bool:  # the loss chart holds and has drawn `epochs` val points
@@ -80,6 +87,7 @@ def main() -> None:
                 await until(lambda: drawn(finished.epoch), "the last epoch on the chart")
                 await pilot.pause()
                 report.append("after the run\n" + lines(app))
+                report.append(f"run folder: {screen.handle.path}")
                 app.save_screenshot(f"{args.preset}-{args.size}-end.svg", str(out))
                 report.append(f"run finished: {finished.reason}: {finished.message}")
                 for e in events:

@@ -8,7 +8,7 @@ import torch
 
 from tests.conftest import tiny
 from tui_trainer.checkpoint import load_checkpoint
-from tui_trainer.engine import Controls, Trainer
+from tui_trainer.engine import Controls, fit
 from tui_trainer.events import ListSink, LogMessage, StepLogged
 from tui_trainer.optim import Schedule, load_optimizer_state, optimizer_state
 
@@ -62,7 +62,7 @@ def test_captured_steps_train_like_eager_ones(runs, optimizer):
     histories, logs = [], []
     for compile_ in ("false", "true"):
         sink = ListSink()
-        result = Trainer(runs).fit(tiny(*common, f"train.compile={compile_}"), sink)
+        result = fit(tiny(*common, f"train.compile={compile_}"), sink, runs_dir=runs)
         assert result.reason == "completed", result.message
         histories.append(result.history)
         logs.append([m.text for m in sink.of(LogMessage)])
@@ -90,8 +90,8 @@ def test_replayed_steps_do_not_sync_with_the_host(runs, monkeypatch):
         replays.append(slot)
 
     monkeypatch.setattr(capture.CapturedStep, "run", guarded)
-    result = Trainer(runs).fit(tiny('train.device="cuda"', "train.compile=true", "train.log_every=50",
-                                    "data.n_samples=4000", "train.epochs=1"), ListSink())
+    result = fit(tiny('train.device="cuda"', "train.compile=true", "train.log_every=50",
+                                    "data.n_samples=4000", "train.epochs=1"), ListSink(), runs_dir=runs)
     assert result.reason == "completed", result.message
     assert len(replays) > 50
 
@@ -100,44 +100,74 @@ def test_replayed_steps_do_not_sync_with_the_host(runs, monkeypatch):
 def test_a_rate_set_by_hand_reaches_the_captured_step(runs):
     """lr set to 0 after capture: if the graph had frozen the old rate, the weights would still move."""
 
-    class Probe(Trainer):
-        def prepare(self, cfg):
-            out = super().prepare(cfg)
-            self.model = out[2]
-            return out
+    import tui_trainer.engine.loop as loop
 
-    trainer, controls, snapshot = Probe(runs), Controls(), {}
+    controls, snapshot, built = Controls(), {}, {}
+    real_prepare = loop.prepare
+
+    def probe(cfg):
+        out = real_prepare(cfg)
+        built["model"] = out[2]
+        return out
 
     class Sink(ListSink):
         def emit(self, event):
             super().emit(event)
             if isinstance(event, StepLogged) and not snapshot:  # after the capture (warm-up is 3 steps)
-                snapshot.update({k: v.detach().clone() for k, v in trainer.model.named_parameters()})
-                controls.request_lr(0.0)
+                snapshot.update({k: v.detach().clone() for k, v in built["model"].named_parameters()})
+                controls.send("set_lr", lr=1e-30)  # the smallest rate the command allows: no visible move
 
-    sink = Sink()
-    result = trainer.fit(tiny('train.device="cuda"', "train.compile=true", "train.log_every=10", "train.epochs=2"),
-                         sink, controls)
+    loop.prepare = probe
+    try:
+        sink = Sink()
+        result = fit(tiny('train.device="cuda"', "train.compile=true", "train.log_every=10", "train.epochs=2"),
+                     sink, controls, runs_dir=runs)
+    finally:
+        loop.prepare = real_prepare
     assert result.reason == "completed" and CAPTURED in [m.text for m in sink.of(LogMessage)]
-    for name, value in trainer.model.named_parameters():
-        assert torch.equal(value.detach(), snapshot[name]), name
+    for name, value in built["model"].named_parameters():
+        assert torch.allclose(value.detach(), snapshot[name], rtol=0, atol=1e-20), name
 
 
 @cuda
 def test_a_captured_run_resumes_on_the_cpu(runs):
-    first = Trainer(runs).fit(tiny('train.device="cuda"', "train.compile=true", "train.epochs=1"), ListSink())
+    first = fit(tiny('train.device="cuda"', "train.compile=true", "train.epochs=1"), ListSink(), runs_dir=runs)
     ck = load_checkpoint(first.last_checkpoint)
     assert type(ck["optimizer"]["param_groups"][0]["lr"]) is float
-    resumed = Trainer(runs).fit(tiny('train.device="cpu"', "train.epochs=2"), ListSink(), resume=ck)
+    resumed = fit(tiny('train.device="cpu"', "train.epochs=2"), ListSink(), resume_path=first.last_checkpoint, runs_dir=runs)
     assert resumed.reason == "completed" and resumed.epoch == 2
 
 
 @cuda
 def test_an_optimizer_that_cannot_be_captured_compiles_the_forward_only(runs):
     sink = ListSink()
-    result = Trainer(runs).fit(tiny('train.device="cuda"', "train.compile=true", 'optimizer.name="adagrad"',
-                                    "train.epochs=1"), sink)
+    result = fit(tiny('train.device="cuda"', "train.compile=true", 'optimizer.name="adagrad"',
+                                    "train.epochs=1"), sink, runs_dir=runs)
     texts = [m.text for m in sink.of(LogMessage)]
     assert result.reason == "completed", result.message
-    assert any("the whole step cannot be captured (adagrad keeps its step count on the host)" in t for t in texts)
+    assert any("adagrad keeps its step count on the host, so the step cannot be captured; compiling the forward pass only"
+               in t for t in texts)
     assert CAPTURED not in texts
+
+
+def test_capture_is_on_by_default_on_cuda_wherever_it_is_exact():
+    """The choice itself (no GPU needed): auto captures on CUDA with an optimizer that keeps its state on the
+    device, in one process; never on a CPU, with Adagrad, under DDP, or when switched off."""
+    from tui_trainer.engine.steps import capture_possible
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert tiny().train.compile == "auto"
+    assert capture_possible(tiny(), cuda)
+    assert capture_possible(tiny("train.compile=true"), cuda)  # true is read as on
+    assert not capture_possible(tiny(), cpu)
+    assert not capture_possible(tiny('optimizer.name="adagrad"'), cuda)
+    assert not capture_possible(tiny("train.nproc=2"), cuda)
+    assert not capture_possible(tiny('train.compile="off"'), cuda)
+    assert not capture_possible(tiny("train.compile=false"), cuda)
+
+
+def test_on_a_cpu_steps_run_eagerly_and_say_why(runs):
+    sink = ListSink()
+    result = fit(tiny("train.epochs=1"), sink, runs_dir=runs)
+    assert result.reason == "completed"
+    assert "steps run eagerly (train.compile = auto: a CPU: capture is for CUDA)" in [m.text for m in sink.of(LogMessage)]

@@ -50,6 +50,17 @@ def _bad_values(f) -> list:
     elif kind == "list":
         bad.append("64")
         bad.append(["zzz"] if "items" in meta else [0])
+    elif kind == "float | list":
+        bad += ["x", [0.1, "x"], [meta["max"]], meta["max"]]
+    elif kind == "list[float]":
+        bad += ["x", [float("nan")], [[1.0]]]
+        if "min" in meta:
+            bad.append([meta["min"]])
+    elif kind == "list[list[float]]":
+        bad += [[1.0], [[1.0, 2.0, 3.0]], [[1.0, "x"]], [], "x"]
+    elif kind == "list[dict]":
+        bad += [[[1.0]], [{"bias": [1.0]}], [{"weight": [[1.0]], "bias": [1.0, 2.0]}], [{"weight": [[1.0], [1.0, 2.0]]}],
+                [{"weight": [[1.0], [2.0]]}, {"weight": [[1.0]]}]]
     return bad
 
 

@@ -13,7 +13,7 @@ from tests.conftest import tiny
 from tui_trainer.config import apply_overrides, load_preset
 from tui_trainer.data import LoaderBatches, TensorBatches, load_data, peek_shape, real
 from tui_trainer.data.augment import AUGMENTS, crop, hflip
-from tui_trainer.engine import Trainer
+from tui_trainer.engine import fit
 from tui_trainer.errors import DataError
 from tui_trainer.events import ListSink
 
@@ -58,7 +58,7 @@ def test_fashion_mnist_from_idx_files_in_the_cache(tmp_path, runs):
     data = load_data(cfg, CPU)
     assert data.train.n_samples == 200 and data.val.n_samples == 50 and data.input_shape == (1, 28, 28)
     assert data.class_names[9] == "Ankle boot" and isinstance(data.train, TensorBatches)
-    result = Trainer(runs).fit(cfg, ListSink())
+    result = fit(cfg, ListSink(), runs_dir=runs)
     assert result.history[-1]["val_acc"] >= 0.9
 
 
@@ -153,7 +153,7 @@ def test_imagefolder_cnn_learns_a_generated_two_class_folder(tmp_path, runs, res
     assert isinstance(data.train, TensorBatches if resident == "always" else LoaderBatches)
     assert data.class_names == ["eva", "not_eva"] and data.input_shape == (3, 16, 16)
     assert (data.train.n_samples, data.val.n_samples) == (24, 12)
-    result = Trainer(runs).fit(cfg, ListSink())
+    result = fit(cfg, ListSink(), runs_dir=runs)
     assert result.reason == "completed" and result.history[-1]["val_acc"] == 1.0
 
 
@@ -218,7 +218,7 @@ def test_csv_classification_standardises_with_train_statistics(tmp_path, runs):
     assert torch.allclose(data.train.x.mean(0), torch.zeros(3), atol=1e-4)
     assert torch.allclose(data.train.x.std(0), torch.ones(3), atol=1e-4)
     assert peek_shape(cfg) == ((3,), 2)
-    assert Trainer(runs).fit(cfg, ListSink()).history[-1]["val_acc"] >= 0.9
+    assert fit(cfg, ListSink(), runs_dir=runs).history[-1]["val_acc"] >= 0.9
 
 
 def test_csv_regression_is_inferred_and_string_labels_are_classes(tmp_path):
@@ -282,7 +282,7 @@ def test_real_fashion_mnist_mlp_one_epoch(runs, tmp_path):
     """The real data: one epoch of the lecture's MLP. Measured 0.818-0.859 over seeds 0-3; the bar is 0.80."""
     cfg = apply_overrides(load_preset("fashion-mnist-mlp"), ["train.epochs=1", 'train.device="cpu"',
                                                               f'data.cache_dir="{tmp_path / "cache"}"'])
-    result = Trainer(runs).fit(cfg, ListSink())
+    result = fit(cfg, ListSink(), runs_dir=runs)
     assert result.history[-1]["val_acc"] >= 0.80
 
 
@@ -294,12 +294,10 @@ def test_peek_shape_without_loading(tmp_path):
 
 
 def test_streaming_path_resume_equals_a_straight_run(tmp_path, runs):
-    from tui_trainer.checkpoint import load_checkpoint
-
     root = make_image_folder(tmp_path / "imgs")
     extra = ('data.device_resident="never"', "model.dropout=0.2", "data.num_workers=1")  # persistent spawned workers
-    straight = Trainer(runs).fit(folder_cfg(root, "train.epochs=3", *extra), ListSink())
-    first = Trainer(runs).fit(folder_cfg(root, "train.epochs=1", *extra), ListSink())
-    ck = load_checkpoint(first.run_dir / "checkpoints" / "last.pt")
-    resumed = Trainer(runs).fit(folder_cfg(root, "train.epochs=3", *extra), ListSink(), resume=ck)
+    straight = fit(folder_cfg(root, "train.epochs=3", *extra), ListSink(), runs_dir=runs)
+    first = fit(folder_cfg(root, "train.epochs=1", *extra), ListSink(), runs_dir=runs)
+    resumed = fit(folder_cfg(root, "train.epochs=3", *extra), ListSink(),
+                  resume_path=first.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)

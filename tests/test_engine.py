@@ -12,8 +12,18 @@ import torch
 from tests.conftest import tiny
 from tui_trainer.checkpoint import load_checkpoint
 from tui_trainer.config import apply_overrides, load_preset
-from tui_trainer.engine import Controls, Trainer, config_from_checkpoint
-from tui_trainer.events import CheckpointSaved, EpochEnded, ListSink, LogMessage, RunFinished, RunStarted, StepLogged
+from tui_trainer.engine import Controls, config_from_checkpoint, fit, prepare
+from tui_trainer.engine.steps import StepBody
+from tui_trainer.events import (
+    CheckpointSaved,
+    EpochEnded,
+    ListSink,
+    LogMessage,
+    LrChanged,
+    RunFinished,
+    RunStarted,
+    StepLogged,
+)
 
 METRIC_KEYS = {"epoch", "step", "train_loss", "val_loss", "train_acc", "val_acc", "lr", "epoch_seconds", "samples_per_s"}
 
@@ -21,7 +31,7 @@ METRIC_KEYS = {"epoch", "step", "train_loss", "val_loss", "train_acc", "val_acc"
 def test_fit_learns_moons_and_writes_the_run_directory(runs):
     sink = ListSink()
     cfg = tiny("train.epochs=8", preset="moons-mlp")
-    result = Trainer(runs).fit(cfg, sink)
+    result = fit(cfg, sink, runs_dir=runs)
     assert result.reason == "completed" and result.epoch == 8
     epochs = sink.of(EpochEnded)
     assert [e.epoch for e in epochs] == list(range(1, 9))
@@ -34,13 +44,13 @@ def test_fit_learns_moons_and_writes_the_run_directory(runs):
     assert (result.run_dir / "checkpoints" / "last.pt").exists()
     assert (result.run_dir / "checkpoints" / "best.pt").exists()
     started = sink.of(RunStarted)[0]
-    assert started.n_params == sum(p.numel() for p in Trainer(runs).prepare(cfg)[2].parameters())
+    assert started.n_params == sum(p.numel() for p in prepare(cfg)[2].parameters())
     assert isinstance(sink.events[-1], RunFinished)
 
 
 def test_step_events_report_interval_loss_without_per_batch_sync(runs):
     sink = ListSink()
-    Trainer(runs).fit(tiny("train.epochs=1", "train.log_every=3"), sink)
+    fit(tiny("train.epochs=1", "train.log_every=3"), sink, runs_dir=runs)
     steps = sink.of(StepLogged)
     # 320 train samples / 32 = 10 batches: logs after 3, 6, 9 and the epoch's last batch
     assert [s.step for s in steps] == [3, 6, 9, 10]
@@ -50,7 +60,7 @@ def test_step_events_report_interval_loss_without_per_batch_sync(runs):
 
 def test_regression_toy_fits_and_early_stops(runs):
     sink = ListSink()
-    result = Trainer(runs).fit(load_preset("regression-toy"), sink)
+    result = fit(load_preset("regression-toy"), sink, runs_dir=runs)
     assert result.reason == "early_stopped"
     ends = sink.of(EpochEnded)
     assert ends[-1].val_acc is None and min(e.val_loss for e in ends) < 1.0
@@ -61,16 +71,15 @@ def test_early_stopping_fires_on_a_crafted_plateau(runs):
     # min_delta larger than any possible change: only epoch 1 counts as an improvement
     cfg = tiny("train.epochs=20", "regularization.early_stopping=true", "regularization.patience=2",
                "regularization.min_delta=100.0")
-    result = Trainer(runs).fit(cfg, ListSink())
+    result = fit(cfg, ListSink(), runs_dir=runs)
     assert result.reason == "early_stopped" and result.epoch == 3
 
 
 def test_early_stopping_restores_best_weights(runs):
     cfg = tiny("train.epochs=20", "regularization.early_stopping=true", "regularization.patience=1",
                "regularization.min_delta=100.0", "optimizer.lr=0.05")
-    trainer = Trainer(runs)
     sink = ListSink()
-    result = trainer.fit(cfg, sink)
+    result = fit(cfg, sink, runs_dir=runs)
     best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
     assert best["epoch"] == 1
     last = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
@@ -78,7 +87,7 @@ def test_early_stopping_restores_best_weights(runs):
     assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])  # training moved on
     restored = result.model.state_dict()
     assert all(torch.equal(restored[k].cpu(), best["model"][k]) for k in best["model"])  # ...and was rolled back
-    no_restore = Trainer(runs).fit(apply_overrides(cfg, ["regularization.restore_best=false"]), ListSink())
+    no_restore = fit(apply_overrides(cfg, ["regularization.restore_best=false"]), ListSink(), runs_dir=runs)
     kept = no_restore.model.state_dict()  # same seed, same best epoch, but the last weights stay
     assert any(not torch.equal(kept[k].cpu(), best["model"][k]) for k in best["model"])
 
@@ -92,13 +101,13 @@ class _ActAt:
     def emit(self, event) -> None:
         self.inner.emit(event)
         if isinstance(event, StepLogged) and event.step == self.step:
-            getattr(self.controls, self.what).set()
+            self.controls.send(self.what)
 
 
 def test_stop_takes_effect_within_one_step(runs):
     controls = Controls()
     sink = _ActAt(controls, 3, "stop")
-    result = Trainer(runs).fit(tiny("train.log_every=1", "train.epochs=5"), sink, controls)
+    result = fit(tiny("train.log_every=1", "train.epochs=5"), sink, controls, runs_dir=runs)
     assert result.reason == "stopped"
     assert result.step == 3  # no step ran after the one during which stop was requested
     ck = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
@@ -107,8 +116,8 @@ def test_stop_takes_effect_within_one_step(runs):
 
 def test_save_now_writes_a_checkpoint_within_one_step_and_the_run_goes_on(runs):
     controls = Controls()
-    sink = _ActAt(controls, 2, "save_now")
-    result = Trainer(runs).fit(tiny("train.log_every=1"), sink, controls)
+    sink = _ActAt(controls, 2, "save")
+    result = fit(tiny("train.log_every=1"), sink, controls, runs_dir=runs)
     assert result.reason == "completed"
     manual = [e for e in sink.inner.of(CheckpointSaved) if e.kind == "manual"]
     assert len(manual) == 1 and manual[0].step == 2
@@ -118,11 +127,10 @@ def test_save_now_writes_a_checkpoint_within_one_step_and_the_run_goes_on(runs):
 
 def test_checkpoint_round_trip_restores_model_and_config(runs):
     cfg = tiny("model.hidden=[16]", "optimizer.name=\"momentum\"", "optimizer.schedule=\"step\"")
-    trainer = Trainer(runs)
-    result = trainer.fit(cfg, ListSink())
+    result = fit(cfg, ListSink(), runs_dir=runs)
     ck = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     assert config_from_checkpoint(ck).to_dict() == cfg.to_dict()
-    _dev, _data, model = trainer.prepare(cfg)
+    _dev, _data, model = prepare(cfg)
     model.load_state_dict(ck["model"])
     assert ck["epoch"] == 2 and ck["optimizer"]["state"] and ck["scheduler"]["last_epoch"] == 2
     assert len(ck["history"]) == 2
@@ -130,11 +138,10 @@ def test_checkpoint_round_trip_restores_model_and_config(runs):
 
 @pytest.mark.parametrize("extra", [(), ("model.dropout=0.3", 'optimizer.schedule="step"', "optimizer.step_size=1")])
 def test_two_epochs_then_resume_to_four_equals_four_straight(runs, extra):
-    straight = Trainer(runs).fit(tiny("train.epochs=4", *extra), ListSink())
-    half = Trainer(runs).fit(tiny("train.epochs=2", *extra), ListSink())
-    ck = load_checkpoint(half.run_dir / "checkpoints" / "last.pt")
+    straight = fit(tiny("train.epochs=4", *extra), ListSink(), runs_dir=runs)
+    half = fit(tiny("train.epochs=2", *extra), ListSink(), runs_dir=runs)
     cfg = tiny("train.epochs=4", *extra)
-    resumed = Trainer(runs).fit(cfg, ListSink(), resume=ck)
+    resumed = fit(cfg, ListSink(), resume_path=half.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.run_dir == half.run_dir
     assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)
     rows = (half.run_dir / "metrics.jsonl").read_text().splitlines()
@@ -142,65 +149,65 @@ def test_two_epochs_then_resume_to_four_equals_four_straight(runs, extra):
 
 
 def test_resume_extends_a_one_cycle_schedule_to_the_new_horizon(runs):
-    half = Trainer(runs).fit(tiny('optimizer.schedule="one-cycle"'), ListSink())
-    ck = load_checkpoint(half.run_dir / "checkpoints" / "last.pt")
-    resumed = Trainer(runs).fit(tiny("train.epochs=4", 'optimizer.schedule="one-cycle"'), ListSink(), resume=ck)
+    half = fit(tiny('optimizer.schedule="one-cycle"'), ListSink(), runs_dir=runs)
+    resumed = fit(tiny("train.epochs=4", 'optimizer.schedule="one-cycle"'), ListSink(),
+                  resume_path=half.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.reason == "completed" and resumed.epoch == 4
     lrs = [row["lr"] for row in resumed.history]
     assert lrs[-1] < lrs[1]  # annealing towards the end of the longer cycle
 
 
 def test_resume_from_a_mid_epoch_stop_matches_a_straight_run(runs):
-    straight = Trainer(runs).fit(tiny("train.epochs=2", "train.log_every=1"), ListSink())
+    straight = fit(tiny("train.epochs=2", "train.log_every=1"), ListSink(), runs_dir=runs)
     controls = Controls()
-    stopped = Trainer(runs).fit(tiny("train.epochs=2", "train.log_every=1"), _ActAt(controls, 14, "stop"), controls)
+    stopped = fit(tiny("train.epochs=2", "train.log_every=1"), _ActAt(controls, 14, "stop"), controls, runs_dir=runs)
     ck = load_checkpoint(stopped.run_dir / "checkpoints" / "last.pt")
     assert (ck["epoch"], ck["batch_in_epoch"]) == (1, 4)
-    resumed = Trainer(runs).fit(tiny("train.epochs=2", "train.log_every=1"), ListSink(), resume=ck)
+    resumed = fit(tiny("train.epochs=2", "train.log_every=1"), ListSink(),
+                  resume_path=stopped.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.step == straight.step
     assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)
     assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"], rel=1e-6)
 
 
 def test_seeded_runs_are_deterministic_on_cpu(runs):
-    a = Trainer(runs).fit(tiny(), ListSink())
-    b = Trainer(runs).fit(tiny(), ListSink())
+    a = fit(tiny(), ListSink(), runs_dir=runs)
+    b = fit(tiny(), ListSink(), runs_dir=runs)
     assert a.history[-1]["val_loss"] == b.history[-1]["val_loss"]
-    c = Trainer(runs).fit(tiny("train.seed=1"), ListSink())
+    c = fit(tiny("train.seed=1"), ListSink(), runs_dir=runs)
     assert c.history[-1]["val_loss"] != a.history[-1]["val_loss"]
 
 
 def test_non_finite_loss_stops_and_keeps_checkpoints_clean(runs):
     sink = ListSink()
     cfg = tiny("optimizer.lr=100.0", 'optimizer.name="sgd"', "train.epochs=3", "train.log_every=1")
-    result = Trainer(runs).fit(cfg, sink)
+    result = fit(cfg, sink, runs_dir=runs)
     assert result.reason == "non_finite_loss"
     assert "step" in result.message and "lower the learning rate" in result.message
     last = result.run_dir / "checkpoints" / "last.pt"
     if last.exists():  # only a checkpoint from before the divergence may exist, and it is finite
         ck = load_checkpoint(last)
         assert all(torch.isfinite(v).all() for v in ck["model"].values())
-    assert any(m.level == "error" for m in sink.of(LogMessage))
+    # the failure is said once, by the run's end, and no alarm from a later step comes before it
+    assert sink.of(RunFinished)[0].message == result.message
+    assert not any(m.level == "error" for m in sink.of(LogMessage))
+    assert not any("non-finite gradient" in m.text for m in sink.of(LogMessage))
 
 
 def test_out_of_memory_is_a_reason_not_a_crash(runs, monkeypatch):
-    from tui_trainer import engine
-
-    def boom(*args):
+    def boom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(engine._Run, "_train_step", boom)
-    result = Trainer(runs).fit(tiny("data.batch_size=64"), ListSink())
+    monkeypatch.setattr(StepBody, "__call__", boom)
+    result = fit(tiny("data.batch_size=64"), ListSink(), runs_dir=runs)
     assert result.reason == "out_of_memory"
     assert "batch size 64" in result.message and "data.batch_size=32" in result.message
 
 
 def test_unexpected_error_becomes_reason_error(runs, monkeypatch):
-    from tui_trainer import engine
-
-    monkeypatch.setattr(engine._Run, "_train_step", lambda *a: (_ for _ in ()).throw(ValueError("bad shape")))
+    monkeypatch.setattr(StepBody, "__call__", lambda *a, **k: (_ for _ in ()).throw(ValueError("bad shape")))
     sink = ListSink()
-    result = Trainer(runs).fit(tiny(), sink)
+    result = fit(tiny(), sink, runs_dir=runs)
     assert result.reason == "error" and "ValueError: bad shape" in result.message
     assert isinstance(sink.events[-1], RunFinished)
 
@@ -212,12 +219,14 @@ def test_learning_rate_change_during_a_run(runs):
         def emit(self, event):
             super().emit(event)
             if isinstance(event, StepLogged) and event.step == 2:
-                controls.request_lr(0.0005)
+                self.command = controls.send("set_lr", lr=0.0005)
 
     sink = Changer()
-    result = Trainer(runs).fit(tiny("train.log_every=1"), sink, controls)
+    result = fit(tiny("train.log_every=1"), sink, controls, runs_dir=runs)
     assert result.history[-1]["lr"] == pytest.approx(0.0005)
-    assert any("learning rate set to 0.0005 at step 2" in m.text for m in sink.of(LogMessage))
+    assert sink.of(LrChanged) == [LrChanged(epoch=1, step=2, x=0.2, lr=0.0005)]
+    assert sink.command.wait(0) == {"ok": True, "message": "learning rate set to 0.0005 at epoch 1, step 2"}
+    assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["optimizer"]["param_groups"][0]["lr"] == 0.0005
 
 
 def test_engine_imports_no_ui_libraries():
@@ -231,33 +240,31 @@ def test_engine_imports_no_ui_libraries():
 @pytest.mark.timeout(300)
 def test_compile_option_trains_or_falls_back_cleanly(runs, monkeypatch):
     sink = ListSink()
-    result = Trainer(runs).fit(tiny("train.compile=true", "train.epochs=1"), sink)
+    result = fit(tiny("train.compile=true", "train.epochs=1"), sink, runs_dir=runs)
     assert result.reason == "completed" and result.history[-1]["val_loss"] < 0.75
     # a capture failure (as on a device without graph support) falls back to eager and says so
-    import tui_trainer.engine as engine_mod
+    import tui_trainer.engine.steps as steps_mod
 
     def broken_compile(model, **kw):
         def fails(*a, **k):
             raise RuntimeError("CUDA graph capture not supported")
         return fails
 
-    monkeypatch.setattr(engine_mod.torch, "compile", broken_compile)
+    monkeypatch.setattr(steps_mod.torch, "compile", broken_compile)
     sink = ListSink()
-    result = Trainer(runs).fit(tiny("train.compile=true", "train.epochs=1"), sink)
+    result = fit(tiny("train.compile=true", "train.epochs=1"), sink, runs_dir=runs)
     assert result.reason == "completed"
-    assert any("capture failed (RuntimeError: CUDA graph capture not supported); continuing eagerly" in m.text
+    assert any("compiling failed (RuntimeError: CUDA graph capture not supported); continuing eagerly" in m.text
                for m in sink.of(LogMessage))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_no_device_to_host_sync_inside_training_steps(runs):
+def test_no_device_to_host_sync_inside_training_steps(runs, monkeypatch):
     """Steps between log intervals must not synchronise with the host (issue 6)."""
-    controls = Controls()
+    from tui_trainer.engine.loop import Fit
+
     cfg = tiny('train.device="cuda"', "train.log_every=1000", "data.n_samples=4000", "train.epochs=1")
-
-    from tui_trainer import engine as engine_mod
-
-    original = engine_mod._Run._train_epoch
+    original = Fit.train_epoch
 
     def guarded(self):
         batches = self.data.train.epoch(1)
@@ -265,16 +272,13 @@ def test_no_device_to_host_sync_inside_training_steps(runs):
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
-            self._train_step(*first, 0, watch=True)
+            self.step_runner(*first, 0, True)
             for i, (xb, yb) in zip(range(1, 50), batches, strict=False):
-                self._train_step(xb, yb, i % self.n, watch=i % 10 == 0)  # gradient statistics stay on the device too
+                self.step_runner(xb, yb, i % 1000, i % 10 == 0)  # gradient statistics stay on the device too
         finally:
             torch.cuda.set_sync_debug_mode("default")
         return original(self)
 
-    engine_mod._Run._train_epoch = guarded
-    try:
-        result = Trainer(runs).fit(cfg, ListSink(), controls)
-    finally:
-        engine_mod._Run._train_epoch = original
+    monkeypatch.setattr(Fit, "train_epoch", guarded)
+    result = fit(cfg, ListSink(), runs_dir=runs)
     assert result.reason == "completed"

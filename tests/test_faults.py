@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import tiny
 from tests.test_cli import run_main
 from tests.test_ui import ready, training, until
 from tui_trainer.checkpoint import load_checkpoint, save_checkpoint
-from tui_trainer.engine import Trainer
+from tui_trainer.engine import fit
 from tui_trainer.errors import CheckpointError
 from tui_trainer.events import ListSink, LogMessage, RunFinished, StepLogged
 from tui_trainer.ui.app import make_app
@@ -63,7 +62,7 @@ def test_a_checkpoint_that_does_not_match_its_architecture(capsys, tmp_path):
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_goes_on(runs, monkeypatch):
-    from tui_trainer import engine
+    from tui_trainer.engine import loop as engine
 
     calls = {"n": 0}
     real_save = engine.save_checkpoint
@@ -76,7 +75,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_goes_on(runs, m
 
     monkeypatch.setattr(engine, "save_checkpoint", flaky)
     sink = ListSink()
-    result = Trainer(runs).fit(tiny("train.epochs=3"), sink)
+    result = fit(tiny("train.epochs=3"), sink, runs_dir=runs)
     assert result.reason == "completed" and result.epoch == 3
     errors = [m.text for m in sink.of(LogMessage) if m.level == "error"]
     assert len(errors) == 1 and "No space left on device" in errors[0] and "is intact" in errors[0]
@@ -97,12 +96,7 @@ def test_non_finite_loss_headless_exits_1_with_a_hint(capsys, tmp_path):
 
 
 def test_out_of_memory_headless_exits_1_with_the_batch_size(capsys, tmp_path, monkeypatch):
-    from tui_trainer import engine
-
-    def oom(*a):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-
-    monkeypatch.setattr(engine._Run, "_train_step", oom)
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "oom@1")
     code, _out, err = run_main(capsys, "train", "spirals-mlp", "--runs-dir", str(tmp_path / "r"))
     assert code == 1 and "out of device memory at batch size 32" in err and "data.batch_size=16" in err
 
@@ -111,21 +105,21 @@ def test_out_of_memory_headless_exits_1_with_the_batch_size(capsys, tmp_path, mo
 async def test_app_shows_faults_and_unlocks_the_panels(tmp_path, monkeypatch, fault):
     cfg = tiny("optimizer.lr=100.0", 'optimizer.name="sgd"', "train.log_every=1", "train.epochs=50")
     if fault == "oom":
-        from tui_trainer import engine
-
-        monkeypatch.setattr(engine._Run, "_train_step",
-                            lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("CUDA out of memory")))
+        monkeypatch.setenv("TUI_TRAINER_FAULT", "oom@2")  # reaches the run process
         cfg = tiny()
     async with training(cfg, tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
         await pilot.pause()
         reason = rec.of(RunFinished)[0].reason
         assert reason == {"nan": "non_finite_loss", "oom": "out_of_memory"}[fault]
-        log = "\n".join(str(line) for line in screen.query_one("#log").lines)
+        log = "\n".join(screen.view.log_lines)
         expected = "lower the learning rate" if fault == "nan" else "try a smaller data.batch_size"
         assert expected in log
+        said = "loss became non-finite" if fault == "nan" else "out of device memory"
+        assert log.count(said) == 1  # the failure is said once
         assert any(expected in str(n.message) for n in pilot.app._notifications)
-        assert not screen.query_one("#setup").disabled and not screen.query_one("#start").disabled
+        await until(pilot, lambda: not screen.query_one("#start").disabled)
+        assert not screen.setup.disabled
 
 
 # -- the app's inline validation, every field --------------------------------------------------
@@ -155,26 +149,30 @@ async def test_every_text_field_in_the_app_rejects_bad_input(tmp_path):
             await pilot.pause()
             assert f.has_class("-invalid"), f.dotted
             assert screen.query_one("#start").disabled, f.dotted
-            assert f.dotted in screen.invalid
+            assert f.dotted in screen.setup.invalid
             box.value = original
             await pilot.pause()
             assert not f.has_class("-invalid"), f.dotted
             checked += 1
-        assert not screen.invalid and not screen.query_one("#start").disabled
+        assert not screen.setup.invalid and not screen.query_one("#start").disabled
         assert checked >= 20
 
 
-async def test_ctrl_c_in_the_app_stops_saves_and_quits(tmp_path):
+async def test_ctrl_c_in_the_app_asks_and_can_stop_and_save(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
     async with training(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("ctrl+c")
-        await until(pilot, lambda: rec.of(RunFinished))
-    assert rec.of(RunFinished)[0].reason == "stopped"
-    assert load_checkpoint(rec.of(RunFinished)[0].last_checkpoint)["step"] == rec.of(RunFinished)[0].step
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "QuitDialog")
+        await pilot.press("s")
+        await until(pilot, lambda: not pilot.app.is_running)
+        end = [e for e in screen.handle.run.read_events()[0] if isinstance(e, RunFinished)][-1]
+    assert end.reason == "stopped"
+    assert load_checkpoint(end.last_checkpoint)["step"] == end.step
 
 
 async def test_resizing_during_training_does_not_crash(tmp_path):
-    async with training(tiny("train.epochs=8", "data.n_samples=2000", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
+    async with training(tiny("train.epochs=4", "data.n_samples=1000", "train.log_every=2"), tmp_path) as (pilot, screen, rec):
         for size in ((80, 24), (60, 20), (160, 50), (80, 24)):
             await until(pilot, lambda n=len(rec.of(StepLogged)): len(rec.of(StepLogged)) > n or rec.of(RunFinished))
             await pilot.resize_terminal(*size)
@@ -245,23 +243,39 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_hangup_while_training_saves_last_with_the_current_step_and_resume_continues(tmp_path, capsys):
+def _run_state(runs: Path) -> str:
+    from tui_trainer.runs import list_runs
+
+    found = list_runs(runs)
+    return found[0].state() if found else "none"
+
+
+@pytest.mark.parametrize("how", ["hangup", "sigterm", "sigkill"])
+def test_the_run_outlives_the_app_and_attach_shows_all_of_it(tmp_path, how):
+    """The SSH connection drops (the terminal hangs up), the app is terminated, or killed: the run process
+    trains on to its end, and attach shows every epoch from the first."""
+    import subprocess
+
     runs = tmp_path / "runs"
-    app = PtyApp(["ui", "--runs-dir", str(runs), "--set", "train.epochs=1000", "--set", "data.n_samples=4000"],
-                 _env(tmp_path))
+    app = PtyApp(["ui", "--runs-dir", str(runs), "--set", "train.epochs=4", "--set", "data.n_samples=1000"],
+                 _env(tmp_path, TUI_TRAINER_FAULT="slow@0.01"))
     app.send(b"r")
-    first = _wait_for_epoch(runs)
-    os.close(app.fd)  # the SSH connection drops: the kernel sends SIGHUP, writes to the terminal fail
-    code = app.wait(timeout=20)
-    assert code == 129
-    last = next(runs.glob("*/checkpoints/last.pt"))
-    ck = load_checkpoint(last)
-    assert ck["step"] >= first["step"] and ck["epoch"] < 1000
-    code, out, err = run_main(capsys, "resume", str(last), "--epochs", str(ck["epoch"] + 2))
-    assert code == 0, err
-    assert f"epoch {ck['epoch'] + 2}/{ck['epoch'] + 2}" in out
-    rows = [json.loads(r) for r in (last.parent.parent / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(1, ck["epoch"] + 3))
+    _wait_for_epoch(runs)
+    if how == "hangup":
+        os.close(app.fd)  # the kernel sends SIGHUP; writes to the terminal fail
+        assert app.wait(timeout=20) == 129
+    else:
+        os.kill(app.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+        assert app.wait(timeout=20) in (143, -9)
+    assert _run_state(runs) == "running"
+    deadline = time.monotonic() + 120
+    while _run_state(runs) == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)  # the run is another process; we can only watch its status file
+    assert _run_state(runs) == "finished"
+    proc = subprocess.run([sys.executable, "-m", "tui_trainer.cli", "attach", "--runs-dir", str(runs), "--plain"],
+                          capture_output=True, text=True, timeout=60)
+    epochs = [ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("epoch ")]
+    assert epochs == [f"{i}/4" for i in range(1, 5)], proc.stdout + proc.stderr
 
 
 def test_bare_command_opens_the_app_on_the_default_preset_without_typer(tmp_path):
@@ -270,14 +284,19 @@ def test_bare_command_opens_the_app_on_the_default_preset_without_typer(tmp_path
 
     imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tui_trainer.launch"],
                              capture_output=True, text=True, timeout=60).stderr
-    assert "tui_trainer.config" in imports and "typer" not in imports
+    assert "tui_trainer.launch" in imports and "typer" not in imports
     app = PtyApp([], _env(tmp_path), cwd=tmp_path)  # no arguments: the console script's bare path
     app.send(b"r")
     first = _wait_for_epoch(tmp_path / "runs")  # ./runs, as the CLI's default
     assert first["epoch"] == 1
-    app.send(b"q")
-    assert app.wait(timeout=10) == 0
+    app.send(b"q")  # a run is training: the app asks; s stops it
+    deadline = time.monotonic() + 20
+    while b"is training" not in app.output and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the dialog to be drawn on the terminal
+    app.send(b"s")
+    assert app.wait(timeout=30) == 0
     assert b"Traceback" not in app.output and b"spirals-mlp" in app.output
+    assert _run_state(tmp_path / "runs") == "stopped"
 
 
 @pytest.mark.parametrize("term", [{"TERM": "dumb"}, {"NO_COLOR": "1"}, {"TERM": "xterm-256color"}],
@@ -290,12 +309,17 @@ def test_real_terminal_trains_and_quits_cleanly(tmp_path, term):
     app.send(b"r")
     _wait_for_epoch(runs)
     t0 = time.monotonic()
-    app.send(b"q")
+    app.send(b"d")  # detach: leave at once, the run goes on
     code = app.wait(timeout=10)
     quit_seconds = time.monotonic() - t0
     assert code == 0
     assert quit_seconds < 2.0
     assert b"Traceback" not in app.output
+    from tui_trainer.endpoint import send
+    from tui_trainer.runs import list_runs
+
+    run = list_runs(runs)[0]
+    assert run.state() == "running" and send(run, "stop")["ok"]
     assert load_checkpoint(next(runs.glob("*/checkpoints/last.pt")))["step"] > 0
     if "NO_COLOR" in term:
         # Textual renders NO_COLOR as greyscale: every 256-colour index used is a grey (16 or 232-255)

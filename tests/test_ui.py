@@ -1,9 +1,16 @@
-"""The app, driven through App.run_test() and Pilot: panels, validation, Start/Stop/Save, quit."""
+"""The app as a client of run processes, driven through App.run_test() and Pilot.
+
+Every run here is a real child process (``python -m tui_trainer.runner``); the app follows its
+events.jsonl and steers it through its control endpoint. Assertions are on the messages that
+reached the screen, the widgets, and the files the run wrote.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,24 +18,26 @@ import pytest
 from tests.conftest import tiny
 from tui_trainer.checkpoint import load_checkpoint
 from tui_trainer.config import load_preset
-from tui_trainer.events import CheckpointSaved, EpochEnded, RunFinished, StepLogged
+from tui_trainer.endpoint import send
+from tui_trainer.events import CheckpointSaved, EpochEnded, LrChanged, ParamValues, RunFinished, StepLogged
+from tui_trainer.runs import RunDir
 from tui_trainer.ui.app import make_app
-from tui_trainer.ui.messages import EngineEvents
+from tui_trainer.ui.messages import RunEvents
 from tui_trainer.ui.widgets.charts import SeriesChart, downsample
 from tui_trainer.ui.widgets.fields import ConfigField
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 
 
 class Recorder:
-    """message_hook that keeps every engine event that reached the UI, in order."""
+    """message_hook that keeps every run event that reached the screen, in order."""
 
     def __init__(self) -> None:
         self.events: list = []
         self.messages = 0
 
     def __call__(self, message) -> None:
-        if isinstance(message, EngineEvents):
+        if isinstance(message, RunEvents):
             self.messages += 1
             self.events.extend(message.events)
 
@@ -36,7 +45,7 @@ class Recorder:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-async def until(pilot, condition, timeout: float = 60.0) -> None:
+async def until(pilot, condition, timeout: float = 90.0) -> None:
     """Wait (letting the app process messages) until condition() holds; fail after timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -46,57 +55,75 @@ async def until(pilot, condition, timeout: float = 60.0) -> None:
         await pilot.pause(0.02)
 
 
-@contextlib.asynccontextmanager
-async def training(cfg, tmp_path, size=(120, 36)):
-    """The app on ``cfg``, torch loaded and 'r' pressed: yields (pilot, screen, recorder)."""
-    rec = Recorder()
-    app = make_app(cfg, tmp_path / "runs")
-    async with app.run_test(size=size, message_hook=rec) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("r")
-        yield pilot, screen, rec
-
-
-def field(screen, dotted: str) -> ConfigField:
-    section, key = dotted.split(".")
-    return next(f for f in screen.query(ConfigField) if f.section == section and f.key == key)
-
-
-async def ready(pilot):
+async def ready(pilot, helper: bool = False):
+    """The screen once the panels are mounted (and, with ``helper``, the helper process has said what is here)."""
     screen = pilot.app.train_screen
-    await until(pilot, lambda: screen.engine_ready)
+    await until(pilot, lambda: screen.query(ConfigField) and screen.query("SeriesChart") and
+                (screen.helper_ready or not helper))
     return screen
 
 
-async def test_first_frame_focus_and_panels(tmp_path):
+@contextlib.asynccontextmanager
+async def training(cfg, tmp_path, size=(120, 36), **app_args):
+    """The app on ``cfg``, ready, and 'r' pressed: yields (pilot, screen, recorder)."""
+    rec = Recorder()
+    app = make_app(cfg, tmp_path / "runs", **app_args)
+    async with app.run_test(size=size, message_hook=rec) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("r")
+        try:
+            yield pilot, screen, rec
+        finally:
+            if screen.handle is not None and screen.handle.state() in ("starting", "running", "paused"):
+                with contextlib.suppress(OSError):
+                    screen.handle.send("stop")
+                screen.handle.wait(timeout=30)
+
+
+def field(screen, dotted: str) -> ConfigField:
+    return screen.setup.field(dotted)
+
+
+def log_text(screen) -> str:
+    return "\n".join(screen.view.log_lines)
+
+
+async def test_first_frame_focus_panels_and_parameter_count(tmp_path):
     app = make_app(tiny(), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = app.train_screen
         assert app.focused is not None and app.focused.id == "start"
-        # the first frame has the Preset panel; the config panels mount right after it, then torch loads
         assert [p.border_title for p in screen.query(".panel")][0] == "Preset"
         await ready(pilot)
         titles = [p.border_title for p in screen.query(".panel")]
         assert titles == ["Preset", "Dataset", "Architecture", "Optimizer", "Regularization"]
         assert app.focused.id == "start"  # mounting the panels' inputs does not take the focus
+        await ready(pilot, helper=True)
         await until(pilot, lambda: "4,482" in str(screen.query_one("#param-count").render()))
+        assert str(screen.query_one("#device").render()).startswith("cpu:")
 
 
-async def test_choosing_a_preset_fills_every_panel(tmp_path):
+async def test_choosing_a_preset_fills_every_panel_and_the_title(tmp_path):
     app = make_app(load_preset("spirals-mlp"), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
         screen.query_one("#preset-select").value = "xor-mlp"
-        await until(pilot, lambda: screen.cfg.name == "xor-mlp")
+        await until(pilot, lambda: screen.setup.cfg.name == "xor-mlp")
         await pilot.pause()
         xor = load_preset("xor-mlp")
         assert field(screen, "data.dataset").result.value == "xor"
         assert field(screen, "optimizer.name").result.value == "nesterov"
         assert field(screen, "model.hidden").query_one("Input").value == "8"
-        assert field(screen, "model.activation").query_one("Select").value == "sigmoid"
-        assert screen.current_config().to_dict() == {**xor.to_dict(), "name": "xor-mlp"}
-        # fields that mean nothing for this optimizer are hidden, the ones that do are shown
+        assert screen.setup.config().to_dict() == {**xor.to_dict(), "name": "xor-mlp"}
         assert field(screen, "optimizer.momentum").display and not field(screen, "optimizer.beta1").display
+        assert app.sub_title == "xor-mlp"  # the title bar follows the preset
+        assert str(screen.query_one("#preset-description").render()) == xor.description
+        hint = screen.query_one("#batch-hint")
+        assert not hint.display  # one process: the batch size needs no explaining
+        field(screen, "train.nproc").query_one("Input").value = "4"
+        await until(pilot, lambda: hint.display)
+        bs = xor.data.batch_size
+        assert str(hint.render()) == f"{bs} per process, {4 * bs} in all (data parallel over 4 processes)"
 
 
 async def test_invalid_lr_is_marked_and_disables_start(tmp_path):
@@ -110,103 +137,289 @@ async def test_invalid_lr_is_marked_and_disables_start(tmp_path):
         await pilot.pause()
         assert start.disabled and lr.has_class("-invalid")
         assert "optimizer.lr = -0.5: must be > 0" in str(screen.query_one("#panel-optimizer .panel-error").render())
-        await pilot.press("r")  # the key does nothing while a field is invalid
-        assert not screen.training
+        await pilot.press("escape", "r")  # Esc leaves the field; r then does nothing while a field is invalid
+        assert not screen.live and not (tmp_path / "runs").exists()
         lr.query_one("Input").value = "0.02"
         await pilot.pause()
         assert not start.disabled and not lr.has_class("-invalid")
-        assert screen.current_config().optimizer.lr == 0.02
+        assert screen.setup.config().optimizer.lr == 0.02
 
 
-async def test_start_trains_and_charts_receive_points(tmp_path):
+async def test_a_run_trains_in_its_own_process_and_the_charts_fold_its_events(tmp_path):
+    import os
+
     async with training(tiny("train.epochs=3"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
+        run = RunDir(Path(rec.of(RunFinished)[0].run_dir))
+        status = run.read_status()
+        assert status["pid"] != os.getpid() and status["state"] == "finished" and status["reason"] == "completed"
         assert [e.epoch for e in rec.of(EpochEnded)] == [1, 2, 3]
-        assert rec.of(RunFinished)[0].reason == "completed"
-        assert rec.messages < len(rec.events)  # events arrive batched, not one message each
+        assert rec.messages < len(rec.events)  # events arrive batched
+        on_disk, _ = run.read_events()
+        assert rec.events == on_disk  # the screen saw exactly what the run wrote
         loss = screen.query_one("#loss-chart", SeriesChart)
         acc = screen.query_one("#acc-chart", SeriesChart)
         assert loss.series["val"][1] == tuple(e.val_loss for e in rec.of(EpochEnded))
         assert acc.series["val"][1] == tuple(e.val_acc for e in rec.of(EpochEnded))
         assert len(loss.series["train (steps)"][0]) == len(rec.of(StepLogged))
-        await until(pilot, lambda: loss.replots >= 1 and not loss.dirty)  # the chart timer redraws
-        assert not screen.training and not screen.query_one("#setup").disabled
-        assert not screen.query_one("#start").disabled
-        assert "completed 3 epochs" in str(screen.query_one("#progress").render())
+        await until(pilot, lambda: loss.replots >= 1 and not loss.dirty)
+        assert not screen.live and not screen.setup.disabled and not screen.query_one("#start").disabled
+        assert "finished: completed after epoch 3" in str(screen.query_one("#progress").render())
+        assert pilot.app.focused.id == "start"  # focus is not lost when a run ends
 
 
-async def test_save_writes_a_checkpoint_while_the_run_continues_and_stop_ends_it(tmp_path):
-    async with training(tiny("train.epochs=500", "data.n_samples=2000", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
+async def test_save_and_stop_are_acknowledged_commands(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    async with training(tiny("train.epochs=500", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(EpochEnded))
-        assert screen.training and screen.query_one("#setup").disabled  # panels are locked while training
+        assert screen.live and screen.setup.disabled  # panels are locked while training
         assert screen.query_one("#start").disabled and not screen.query_one("#stop").disabled
         await pilot.press("c")
         await until(pilot, lambda: [e for e in rec.of(CheckpointSaved) if e.kind == "manual"])
         saved = [e for e in rec.of(CheckpointSaved) if e.kind == "manual"][0]
-        assert Path(saved.path).is_file() and load_checkpoint(saved.path)["step"] == saved.step
-        steps_at_save = saved.step
-        await until(pilot, lambda: rec.of(StepLogged)[-1].step > steps_at_save + 5)
-        assert screen.training  # the run went on
+        assert load_checkpoint(saved.path)["step"] == saved.step
+        await until(pilot, lambda: "save: saved " in log_text(screen))  # the run's acknowledgement
+        await until(pilot, lambda: rec.of(StepLogged)[-1].step > saved.step + 5)
         await pilot.press("s")
         await until(pilot, lambda: rec.of(RunFinished))
         done = rec.of(RunFinished)[0]
         assert done.reason == "stopped"
-        last = load_checkpoint(done.last_checkpoint)
-        assert last["step"] == done.step and last["step"] > steps_at_save
-        assert not screen.training
+        assert load_checkpoint(done.last_checkpoint)["step"] == done.step > saved.step
+        await until(pilot, lambda: "stop: stopping at epoch" in log_text(screen))
 
 
-async def test_quit_mid_run_saves_last_and_leaves_no_thread(tmp_path):
-    async with training(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path) as (pilot, screen, rec):
+async def test_quit_asks_and_detach_leaves_the_run_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
-        worker = screen.train_worker
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         await pilot.press("q")
-        await until(pilot, lambda: worker.is_finished, timeout=5)
-        assert loop.time() - t0 < 2.0
-    assert worker.is_finished and worker.state.name == "SUCCESS"
-    lasts = list((tmp_path / "runs").glob("*/checkpoints/last.pt"))
-    assert len(lasts) == 1
-    ck = load_checkpoint(lasts[0])
-    assert ck["step"] > 0 and ck["epoch"] < 500
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "QuitDialog")
+        await pilot.press("escape")  # stay
+        await until(pilot, lambda: pilot.app.screen is screen)
+        await pilot.press("q", "d")
+        await until(pilot, lambda: not pilot.app.is_running)
+        handle = screen.handle
+        assert handle.state() == "running"  # quitting is not stopping
+        assert "is running (detached)" in screen.exit_line() and "tui-trainer attach" in screen.exit_line()
+        reply = send(handle.run, "stop")
+        assert reply["ok"] and handle.wait(timeout=30) == "stopped"
+
+
+async def test_quit_dialog_can_stop_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
+        await until(pilot, lambda: rec.of(StepLogged))
+        await pilot.press("ctrl+q")  # the same path as q
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "QuitDialog")
+        await pilot.press("s")
+        await until(pilot, lambda: not pilot.app.is_running)
+    assert screen.handle.state() == "stopped"
+    assert load_checkpoint(screen.handle.run.last)["step"] > 0
+
+
+async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path, capsys):
+    from tests.test_cli import run_main
+
+    code, _out, err = run_main(capsys, "train", "moons-mlp", "--epochs", "4", "--runs-dir", str(tmp_path / "runs"),
+                               "--set", "data.n_samples=300")
+    assert code == 0, err
+    run = RunDir(next((tmp_path / "runs").iterdir()))
+    rows = run.read_metrics()
+    app = make_app(load_preset("spirals-mlp"), tmp_path / "runs", attach=run.path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        await until(pilot, lambda: screen.view.history.finished is not None)
+        loss = screen.query_one("#loss-chart", SeriesChart)
+        assert loss.series["val"][1] == tuple(r["val_loss"] for r in rows)
+        assert screen.setup.cfg.name == "moons-mlp" and screen.setup.config().train.epochs == 4  # the run's config
+        assert not screen.live and "finished: completed after epoch 4" in str(screen.query_one("#progress").render())
+
+
+async def test_resume_from_a_checkpoint_takes_its_config_and_continues_the_curves(tmp_path, capsys):
+    from tests.test_cli import run_main
+    from tui_trainer.cli.common import resume_config
+
+    code, _out, err = run_main(capsys, "train", "moons-mlp", "--epochs", "2", "--runs-dir", str(tmp_path / "runs"),
+                               "--set", "data.n_samples=300")
+    assert code == 0, err
+    run = RunDir(next((tmp_path / "runs").iterdir()))
+    first_elapsed = run.read_status()["elapsed_s"]
+    cfg = resume_config(run.last, epochs=4)
+    assert cfg.name == "moons-mlp" and cfg.train.epochs == 4  # the checkpoint's own config, not the default preset
+    async with training(cfg, tmp_path, resume=run.last) as (pilot, screen, rec):
+        await until(pilot, lambda: rec.of(RunFinished) and rec.of(RunFinished)[-1].epoch == 4)
+        assert [e.epoch for e in rec.of(EpochEnded)] == [1, 2, 3, 4]  # the old curve, then the new epochs
+        assert screen.query_one("#loss-chart", SeriesChart).series["val"][0] == (1, 2, 3, 4)
+        resumed_steps = [s for s in rec.of(StepLogged) if s.epoch >= 3]
+        assert resumed_steps[0].elapsed_s > first_elapsed  # the clock goes on
+    assert [r["epoch"] for r in run.read_metrics()] == [1, 2, 3, 4]
+
+
+async def test_learning_rate_change_is_sent_marked_and_saved(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    async with training(tiny("train.epochs=500", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
+        await until(pilot, lambda: rec.of(StepLogged))
+        await pilot.press("l")
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "LearningRateDialog")
+        pilot.app.screen.query_one("#lr-input").value = "-1"
+        await pilot.press("enter")
+        assert "must be > 0" in str(pilot.app.screen.query_one("#lr-error").render())
+        pilot.app.screen.query_one("#lr-input").value = "0.0025"
+        await pilot.press("enter")
+        await until(pilot, lambda: rec.of(LrChanged))
+        assert rec.of(LrChanged)[0].lr == 0.0025
+        await until(pilot, lambda: screen.query_one("#loss-chart", SeriesChart).markers)
+        assert screen.query_one("#loss-chart", SeriesChart).markers[0][1] == "lr 0.0025"  # a labelled mark
+        await until(pilot, lambda: rec.of(StepLogged)[-1].lr == 0.0025)
+        await pilot.press("s")
+        await until(pilot, lambda: rec.of(RunFinished))
+        ck = load_checkpoint(rec.of(RunFinished)[0].last_checkpoint)
+        assert ck["optimizer"]["param_groups"][0]["lr"] == 0.0025
+
+
+async def test_pause_and_one_step_at_a_time_show_every_parameter(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    cfg = tiny("model.hidden=[3]", "train.epochs=500", "train.log_every=50")  # 2-3-2: 17 parameters
+    async with training(cfg, tmp_path) as (pilot, screen, rec):
+        await until(pilot, lambda: rec.of(StepLogged))
+        await pilot.press("p")
+        await until(pilot, lambda: screen.view.history.paused)
+        assert "PAUSED" in str(screen.query_one("#progress").render())
+        await until(pilot, lambda: screen.check_action("step", ()) is True)
+        before = len(rec.of(ParamValues))
+        await pilot.press("n")
+        await until(pilot, lambda: len(rec.of(ParamValues)) > before and screen.view.history.paused)
+        first = rec.of(ParamValues)[-1]
+        await pilot.press("n")
+        await until(pilot, lambda: rec.of(ParamValues)[-1].step == first.step + 1)
+        second = rec.of(ParamValues)[-1]
+        assert len(second.params) == 17
+        # the value a step starts from is the value the previous step ended on
+        assert [p[1] for p in second.params] == pytest.approx([p[3] for p in first.params])
+        table = str(screen.query_one("#params").render())
+        assert "gradient" in table and second.params[0][0] in table
+        await pilot.press("p")
+        await until(pilot, lambda: not screen.view.history.paused)
+        await until(pilot, lambda: rec.of(StepLogged)[-1].step > second.step + 10)
 
 
 async def test_an_error_in_the_run_is_shown_and_unlocks_the_panels(tmp_path, monkeypatch):
-    from tui_trainer import engine
-
-    monkeypatch.setattr(engine._Run, "_train_step", lambda *a: (_ for _ in ()).throw(RuntimeError("kaboom")))
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "error@3")
     async with training(tiny(), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
         await pilot.pause()
         assert rec.of(RunFinished)[0].reason == "error"
-        log = "\n".join(str(line) for line in screen.query_one("#log").lines)
-        assert "error: training failed: RuntimeError: kaboom" in log
-        assert not screen.query_one("#setup").disabled and not screen.training
+        assert "training failed: RuntimeError: kaboom" in log_text(screen)
+        assert not screen.setup.disabled and not screen.live
 
 
-async def test_save_as_preset_writes_the_user_preset(tmp_path):
-    app = make_app(tiny(), tmp_path / "runs")
+async def test_a_run_that_fails_at_setup_leaves_no_folder(tmp_path):
+    cfg = tiny('data.dataset="imagefolder"', 'data.root="/nonexistent/images"', 'model.arch="mlp"')
+    async with training(cfg, tmp_path) as (pilot, screen, rec):
+        await until(pilot, lambda: rec.of(RunFinished))
+        assert rec.of(RunFinished)[0].reason == "invalid"
+        await until(pilot, lambda: not list((tmp_path / "runs").iterdir()))
+        assert "/nonexistent/images" in log_text(screen)
+
+
+async def test_device_that_is_not_here_is_marked_before_start(tmp_path):
+    app = make_app(tiny('train.device="cuda"'), tmp_path / "runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot, helper=True)
+        await pilot.pause()
+        assert "train.device" in screen.setup.invalid and screen.query_one("#start").disabled
+        assert "not available here" in str(screen.query_one("#panel-optimizer .panel-error").render())
+        screen.setup.field("train.device").set_value("cpu")
+        await pilot.pause()
+        assert not screen.setup.invalid and not screen.query_one("#start").disabled
+
+
+async def test_lr_finder_runs_in_a_child_process_and_applies(tmp_path):
+    app = make_app(tiny("data.n_samples=2000", preset="moons-mlp"), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
-        field(screen, "optimizer.lr").query_one("Input").value = "0.123"
-        screen.query_one("#preset-name").value = "mine"
+        await pilot.press("f")
+        await until(pilot, lambda: screen.lr_suggestion is not None, timeout=120)
+        assert screen.query_one("#tabs").active == "tab-lr"
+        assert screen.query_one("#lr-chart", SeriesChart).series["loss"][0]
+        await pilot.press("a")
         await pilot.pause()
-        screen.query_one("#preset-save").press()
-        await pilot.pause()
-    assert load_preset("mine").optimizer.lr == 0.123
+        assert screen.setup.config().optimizer.lr == pytest.approx(float(f"{screen.lr_suggestion:.3g}"))
+        assert "suggested lr:" in log_text(screen)
+
+
+async def test_keys_switch_tabs_help_lists_every_key_and_escape_leaves_a_field(tmp_path):
+    from textual.widgets import TabbedContent
+
+    app = make_app(tiny(), tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        tabs = screen.query_one("#tabs", TabbedContent)
+        seen = []
+        for key in "12345678":
+            await pilot.press(key)
+            seen.append(tabs.active)
+        assert seen == ["tab-charts", "tab-log", "tab-gradients", "tab-boundary", "tab-lr", "tab-results", "tab-model",
+                        "tab-runs"]
+        await pilot.press("question_mark")
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen")
+        text = str(pilot.app.screen.query_one("Static").render())
+        for key in ("r ", "s ", "c ", "p ", "n ", "l ", "f ", "a ", "u ", "d ", "q ", "ctrl+q", "?, F1", "Esc"):
+            assert key in text, key
+        await pilot.press("escape")
+        await until(pilot, lambda: pilot.app.screen is screen)
+        box = field(screen, "train.epochs").query_one("Input")
+        box.focus()
+        await pilot.press("escape", "1")  # Esc leaves the field: "1" is a key again, not typed into it
+        assert box.value == "2" and pilot.app.focused.id == "start"
 
 
 async def test_small_terminal_keeps_everything_reachable(tmp_path):
     app = make_app(tiny(), tmp_path / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await ready(pilot)
-        assert screen.query_one("#setup").region.width <= 34  # the charts get the rest
+        assert screen.setup.region.width <= 34  # the charts get the rest
         for widget_id in ("#start", "#stop", "#save", "#loss-chart", "#acc-chart"):
             region = screen.query_one(widget_id).region
             assert region.width > 0 and region.height > 0 and region.right <= 80 and region.bottom <= 24
-        setup = screen.query_one("#setup")
-        assert setup.max_scroll_y > 0  # the panels scroll rather than being cut off
+        assert screen.setup.max_scroll_y > 0  # the panels scroll rather than being cut off
+        loss, acc = screen.query_one("#loss-chart").region, screen.query_one("#acc-chart").region
+        assert loss.x == acc.x and loss.height < 10  # one above the other in a narrow view
+        await pilot.press("e")  # hide the panels: the run view takes the width, the charts go side by side
+        await pilot.pause()
+        loss, acc = screen.query_one("#loss-chart").region, screen.query_one("#acc-chart").region
+        assert loss.y == acc.y and loss.width >= 38 and acc.right <= 80 and loss.height >= 14
+
+
+async def test_runs_tab_lists_runs_and_attaches_to_one(tmp_path, capsys):
+    from tests.test_cli import run_main
+
+    for lr in ("0.01", "0.05"):
+        code, _out, err = run_main(capsys, "train", "moons-mlp", "--epochs", "2", "--runs-dir", str(tmp_path / "runs"),
+                                   "--set", "data.n_samples=200", "--set", f"optimizer.lr={lr}")
+        assert code == 0, err
+    app = make_app(tiny(), tmp_path / "runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("8")
+        table = screen.query_one("#runs-table")
+        await until(pilot, lambda: table.row_count == 2)
+        table.focus()
+        await pilot.press("m", "down", "m")  # mark both: their curves are overlaid, named by what differs
+        cmp_loss = screen.query_one("#cmp-loss", SeriesChart)
+        await until(pilot, lambda: len(cmp_loss.series) == 2)
+        assert set(cmp_loss.series) == {"lr=0.01", "lr=0.05"}
+        text = str(screen.query_one("#cmp-table").render())
+        assert "differing: optimizer.lr" in text and "best val_loss" in text
+        await until(pilot, lambda: table.get_row_at(0)[0] == "[x]" and table.get_row_at(1)[0] == "[x]")
+        await pilot.press("up", "enter")
+        await until(pilot, lambda: screen.view.history.finished is not None)
+        assert screen.handle.run.name == table.get_row_at(0)[1]
+        await until(pilot, lambda: screen.query_one("#tabs").active == "tab-charts")
+        assert len(screen.query_one("#loss-chart", SeriesChart).series["val"][0]) == 2
+        await pilot.press("w")  # the view as an SVG, in the run's folder
+        await until(pilot, lambda: list(screen.handle.path.glob("view-charts-*.svg")))
+        assert "<svg" in next(screen.handle.path.glob("view-charts-*.svg")).read_text()[:500]
 
 
 def test_downsample_keeps_a_few_hundred_points_and_the_mean():
@@ -220,7 +433,7 @@ def test_downsample_keeps_a_few_hundred_points_and_the_mean():
 
 def test_setup_screen_snapshot(snap_compare, tmp_path):
     async def settle(pilot):
-        screen = await ready(pilot)
+        screen = await ready(pilot, helper=True)
         await until(pilot, lambda: "4,482" in str(screen.query_one("#param-count").render()))
         screen.query_one("#device").update("cpu: (device name left out of the snapshot)")
         await pilot.pause()
@@ -228,124 +441,35 @@ def test_setup_screen_snapshot(snap_compare, tmp_path):
     assert snap_compare(make_app(load_preset("spirals-mlp"), tmp_path / "runs"), terminal_size=(120, 36), run_before=settle)
 
 
-async def test_insight_views_fill_during_and_after_a_run(tmp_path):
-    from tui_trainer.events import Boundary, ClassResults
-
-    async with training(tiny("train.epochs=4", "train.log_every=2", preset="moons-mlp"), tmp_path) as (pilot, screen, rec):
-        await until(pilot, lambda: rec.of(RunFinished))
-        await pilot.pause()
-        boundaries = rec.of(Boundary)
-        assert [b.epoch for b in boundaries] == [1, 2, 3, 4]
-        view = screen.query_one("#boundary").render().plain
-        assert view.startswith(("·", "░")) and "epoch 4: regions" in view and "o" in view and "x" in view
-        results = rec.of(ClassResults)[0]
-        assert sum(map(sum, results.confusion)) == 80
-        assert "per-class accuracy" in screen.query_one("#results").render().plain
-        grad = screen.query_one("#grad-chart", SeriesChart)
-        assert set(grad.series) == {"layers.1", "layers.3", "layers.5"}
-        screen.query_one("#tabs").active = "tab-gradients"
-        await until(pilot, lambda: grad.replots >= 1 and not grad.dirty)  # redrawn once its tab shows
-
-
-async def test_learning_rate_change_during_a_run_is_logged_marked_and_saved(tmp_path):
-    async with training(tiny("train.epochs=500", "data.n_samples=2000", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
-        await until(pilot, lambda: rec.of(StepLogged))
-        await pilot.press("l")
-        await until(pilot, lambda: pilot.app.screen.__class__.__name__ == "LearningRateDialog")
-        pilot.app.screen.query_one("#lr-input").value = "-1"
-        await pilot.press("enter")
-        assert "must be > 0" in str(pilot.app.screen.query_one("#lr-error").render())
-        pilot.app.screen.query_one("#lr-input").value = "0.0025"
-        await pilot.press("enter")
-        await until(pilot, lambda: any(getattr(e, "text", "").startswith("learning rate set to 0.0025") for e in rec.events))
-        assert screen.query_one("#loss-chart", SeriesChart).markers
-        await until(pilot, lambda: rec.of(StepLogged)[-1].lr == 0.0025)
-        await pilot.press("s")
-        await until(pilot, lambda: rec.of(RunFinished))
-        ck = load_checkpoint(rec.of(RunFinished)[0].last_checkpoint)
-        assert ck["optimizer"]["param_groups"][0]["lr"] == 0.0025
+def test_the_app_never_imports_torch_even_while_a_run_trains(tmp_path):
+    """First frame, panels, parameter count, a whole run and its charts: torch stays out of the app's process."""
+    code = f"""
+import asyncio, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+from tests.conftest import tiny
+from tui_trainer.ui.app import make_app
+async def main():
+    app = make_app(tiny("train.epochs=2"), {str(tmp_path / "runs")!r})
+    async with app.run_test() as pilot:
+        s = app.train_screen
+        for _ in range(3000):
+            await pilot.pause(0.02)
+            if s.helper_ready and "4,482" in str(s.query_one("#param-count").render()):
+                break
+        await pilot.press("r")
+        for _ in range(3000):
+            await pilot.pause(0.02)
+            if s.view.history.finished is not None:
+                break
+        print(s.view.history.finished.reason, "torch" in sys.modules, "plotext" in sys.modules)
+asyncio.run(main())
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=150)
+    assert proc.stdout.split() == ["completed", "False", "True"], proc.stdout + proc.stderr
 
 
-async def test_a_late_parameter_count_from_an_older_request_is_dropped(tmp_path):
-    from tui_trainer.engine import describe_model
-    from tui_trainer.ui.messages import ModelInfo
-
-    app = make_app(tiny(), tmp_path / "runs")
-    async with app.run_test(size=(120, 36)) as pilot:
-        screen = await ready(pilot)
-        count = screen.query_one("#param-count")
-        await until(pilot, lambda: "4,482" in str(count.render()))
-        field(screen, "model.hidden").query_one("Input").value = "8"
-        await until(pilot, lambda: screen.values["model"]["hidden"] == [8])
-        now = f"params: {describe_model(screen.current_config())[0]:,}"
-        await until(pilot, lambda: str(count.render()) == now)
-        screen.post_message(ModelInfo(screen.model_request - 1, 4482, 4482, "stale"))  # the 64, 64 answer, late
-        await pilot.pause()
-        assert now != "params: 4,482" and str(count.render()) == now
-
-
-async def test_device_line_shows_cuda_memory_from_the_engine_events(tmp_path):
-    """The engine puts (allocated, free) into each StepLogged on CUDA; the device line shows it.
-    No GPU here: the event is made by hand, with what a CUDA run would send."""
-    from tui_trainer.events import StepLogged
-    from tui_trainer.ui.messages import EngineEvents
-
-    app = make_app(tiny(), tmp_path / "runs")
-    async with app.run_test(size=(120, 36)) as pilot:
-        screen = await ready(pilot)
-        device = screen.query_one("#device")
-        before = str(device.render())
-        screen.post_message(EngineEvents((StepLogged(1, 20, 20, 100, 0.5, 1e-3, 1000.0, 1.0, (),
-                                                     (3 * 2**30, 70 * 2**30)),)))
-        await until(pilot, lambda: "GiB" in str(device.render()))
-        assert str(device.render()) == f"{before}  3.00 GiB in use, 70.0 GiB free"
-
-
-async def test_lr_finder_in_the_app_suggests_and_applies(tmp_path, monkeypatch):
-    import threading
-
-    import tui_trainer.lrfind
-
-    gate, real = threading.Event(), tui_trainer.lrfind.lr_find
-    monkeypatch.setattr(tui_trainer.lrfind, "lr_find", lambda cfg, **kw: real(cfg, **kw) if gate.wait(60) else None)
-    app = make_app(tiny("data.n_samples=2000", preset="moons-mlp"), tmp_path / "runs")
-    async with app.run_test(size=(120, 36)) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("f")
-        await pilot.press("r")  # refused while the finder sweeps: two trainings would share the RNG
-        assert not screen.training and not (tmp_path / "runs").exists()
-        gate.set()
-        await until(pilot, lambda: screen.lr_suggestion is not None)
-        assert screen.query_one("#lr-chart", SeriesChart).series["loss"][0]
-        await pilot.press("a")
-        await pilot.pause()
-        assert screen.current_config().optimizer.lr == pytest.approx(float(f"{screen.lr_suggestion:.3g}"))
-        log = "\n".join(str(line) for line in screen.query_one("#log").lines)
-        assert "suggested lr:" in log
-
-
-async def test_every_tab_is_reachable_by_keyboard_at_80x24(tmp_path):
-    from textual.widgets import TabbedContent, Tabs
-
-    app = make_app(tiny(), tmp_path / "runs")
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await ready(pilot)
-        tabs = screen.query_one("#tabs", TabbedContent)
-        screen.query_one(Tabs).focus()
-        seen = [tabs.active]
-        for _ in range(6):
-            await pilot.press("right")
-            seen.append(tabs.active)
-        assert seen == ["tab-charts", "tab-log", "tab-gradients", "tab-boundary", "tab-lr", "tab-results", "tab-model"]
-        pane = screen.query_one("#tab-model")
-        assert pane.region.width > 20 and pane.region.height > 5 and pane.region.right <= 80
-
-
-def test_first_frame_comes_before_torch_plotext_and_the_panels():
+def test_first_frame_comes_before_plotext_and_the_panels():
     """What the first frame waits for: not torch, not plotext, not the ~180 panel widgets."""
-    import subprocess
-    import sys
-
     code = """
 import asyncio, sys
 from tui_trainer.config import load_preset
@@ -370,4 +494,78 @@ asyncio.run(main())
 
     fields = sum(len(keys) for keys in PANELS.values())
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.split() == ["[(False,", "False,", "0)]", str(fields), "4"], proc.stdout + proc.stderr
+    # 6 charts: loss, accuracy, gradients, LR finder, and the two of the Runs tab's comparison
+    assert proc.stdout.split() == ["[(False,", "False,", "0)]", str(fields), "6"], proc.stdout + proc.stderr
+
+
+
+
+async def test_the_autograd_example_one_step_at_a_time_shows_the_notes_gradients(tmp_path):
+    """Lecture 5's network(1, 2, 1) at x=1, y=3 with the figure's weights: n starts the run held before its first
+    step and takes it; the Gradients tab lists every parameter with the gradient the notes print."""
+    cfg = load_preset("lecture5-autograd")
+    cfg.train.epochs = 3  # one sample: one step an epoch
+    rec = Recorder()
+    app = make_app(cfg, tmp_path / "runs")
+    async with app.run_test(size=(120, 36), message_hook=rec) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: rec.of(ParamValues) and screen.view.history.paused)
+        first = rec.of(ParamValues)[0]
+        assert first.step == 1
+        assert [round(p[2], 4) for p in first.params] == [-0.348, -1.3032, -0.348, -1.3032, -2.9191, -2.4229, -3.3142]
+        assert [round(p[3], 4) for p in first.params] == [1.0348, -0.8697, 1.0348, 2.1303, 1.2919, 2.2423, -0.6686]
+        await pilot.press("3")
+        table = str(screen.query_one("#params").render())
+        assert "-2.9191" in table and "-3.3142" in table and "layers.3.bias " in table
+        await pilot.press("n")  # the next step, from the weights the first one left
+        await until(pilot, lambda: len(rec.of(ParamValues)) == 2 and screen.view.history.paused)
+        assert [p[1] for p in rec.of(ParamValues)[1].params] == pytest.approx([p[3] for p in first.params])
+        await pilot.press("p")  # let it run to the end
+        await until(pilot, lambda: screen.view.history.finished is not None)
+        assert screen.view.history.finished.reason == "completed"
+
+
+async def test_insight_views_fill_and_fit_a_narrow_terminal(tmp_path):
+    from tui_trainer.events import Boundary, ClassResults
+
+    cfg = tiny("train.epochs=4", "train.log_every=2", preset="moons-mlp")
+    async with training(cfg, tmp_path, size=(80, 24)) as (pilot, screen, rec):
+        await until(pilot, lambda: rec.of(RunFinished))
+        await pilot.pause()
+        epochs = [b.epoch for b in rec.of(Boundary)]  # at most one a second of training, and the last
+        assert epochs[0] == 1 and epochs[-1] == 4 and epochs == sorted(set(epochs))
+        await pilot.press("4")
+        view = screen.query_one("#boundary")
+        await until(pilot, lambda: "epoch 4: regions" in view.render().plain)
+        rows = view.render().plain.splitlines()
+        grid = rows[:24]
+        assert all(len(row) <= view.size.width for row in grid)  # fitted to the pane, never a wrapped row
+        assert len(grid[0]) == min(64, view.size.width) and any("o" in r or "x" in r for r in grid)
+        results = rec.of(ClassResults)[0]
+        assert sum(map(sum, results.confusion)) == 80
+        assert "per-class accuracy" in screen.query_one("#results").render().plain
+        grad = screen.query_one("#grad-chart", SeriesChart)
+        assert set(grad.series) == {"layers.1", "layers.3", "layers.5"}
+        await pilot.press("r")  # a new run: the views of the last one are cleared, not shown as this one's
+        await until(pilot, lambda: screen.view.history.started is not None or screen.view.history.finished is None)
+        assert "per-class results appear" in screen.query_one("#results").render().plain
+
+
+async def test_save_as_preset_lists_it_at_once_and_refuses_a_built_in_name(tmp_path):
+    app = make_app(tiny(), tmp_path / "runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        field(screen, "optimizer.lr").query_one("Input").value = "0.123"
+        screen.query_one("#preset-name").value = "spirals-mlp"
+        await pilot.pause()
+        screen.query_one("#preset-save").press()
+        await until(pilot, lambda: "taken by a built-in preset" in log_text(screen))
+        screen.query_one("#preset-name").value = "mine"
+        await pilot.pause()
+        screen.query_one("#preset-save").press()
+        await until(pilot, lambda: "saved preset mine" in log_text(screen))
+        select = screen.query_one("#preset-select")
+        assert select.value == "mine" and "mine" in [value for _label, value in select._options]
+        assert app.sub_title == "mine"
+    assert load_preset("mine").optimizer.lr == 0.123

@@ -7,7 +7,7 @@ the lecture's MLP costs ~2.5 ms of host time (~12 us per kernel launch, ~50 laun
 optimizer's Python) while the GPU works ~0.3 ms of it; a replay is one launch.
 
 A replay is the same step as an eager one only if:
-* every batch has one shape (``train.compile`` sets ``drop_last``);
+* every replayed batch has the captured shape (a batch of another size, the epoch's last, runs eagerly);
 * nothing in the step syncs with the host or draws host-side randomness (dropout draws from
   the CUDA generator, which graphs support);
 * the optimizer keeps its step count and learning rate in device tensors

@@ -9,14 +9,22 @@ the lecture notes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import nn
 
+from tui_trainer.events import LayerHealth  # what a run says about a layer: stdlib, so the app reads it without torch
+from tui_trainer.losses import predicted_class
+
 VANISHING_RATIO = 1e-2  # first layer's gradient norm below 1% of the last layer's: two orders of magnitude
 EXPLODING_NORM = 1e3
-DEAD_SHARE = 0.5
+DEAD_SHARE = 0.5  # half of a layer's units never firing: worth a word only when the loss also stalls
+STALL_EPOCHS = 3  # the training loss "stopped falling": its last 3 epochs gained under STALL_GAIN on the best before
+STALL_GAIN = 0.02
+RISE = 0.1  # "too high": the epoch's training loss is 10% above the best before it ...
+GIVE_BACK = 0.25  # ... and gave back a quarter of the progress made since the first epoch
+DIVERGED = 1.5  # the loss 1.5x its first epoch's: overrides an earlier "too low" hint
 
 
 def _norms(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -75,16 +83,6 @@ class GradientMonitor:
         return torch.stack([g, w, update / w.clamp_min(1e-12)], dim=1)
 
 
-@dataclass(frozen=True)
-class LayerHealth:
-    """One layer's numbers at a log interval."""
-
-    name: str
-    grad_norm: float
-    weight_norm: float
-    update_ratio: float
-
-
 def health_rows(names: list[str], table: list[list[float]]) -> tuple[LayerHealth, ...]:
     """Host rows from the synced (layers, 3) table."""
     return tuple(LayerHealth(n, *row) for n, row in zip(names, table, strict=True))
@@ -95,8 +93,27 @@ def weight_layers(rows: tuple[LayerHealth, ...]) -> list[LayerHealth]:
     return [r for r in rows if not any(k in r.name.lower() for k in ("norm", "bn"))] or list(rows)
 
 
-def gradient_alarms(rows: tuple[LayerHealth, ...]) -> list[tuple[str, str]]:
-    """(kind, message) for vanishing, exploding or non-finite gradients."""
+def _vanishing_remedy(activation: str | None) -> str:
+    """What to try against vanishing gradients, for the network's hidden activation (None: not known)."""
+    if activation == "relu":
+        # a ReLU does not saturate: an early layer without gradient means its units are dead (every
+        # input lands on the flat side), which a too-high learning rate causes; "try ReLU" would be wrong
+        return ("in a ReLU network that means dead units (every input on their flat side), usually after a "
+                "learning rate too high: lower it, try leaky_relu, batch norm or kaiming init")
+    if activation in ("sigmoid", "tanh"):
+        return f"{activation} saturates: try ReLU, batch norm, residual connections or another init"
+    if activation is not None:
+        return "try batch norm, residual connections or another init"
+    return "with sigmoid or tanh try ReLU; else batch norm, residual connections or another init"
+
+
+def gradient_alarms(rows: tuple[LayerHealth, ...], activation: str | None = None) -> list[tuple[str, str]]:
+    """(kind, message) for vanishing, exploding or non-finite gradients.
+
+    ``activation`` is the network's hidden activation (``cfg.model.activation``); it picks the remedy
+    for vanishing gradients, so a ReLU network is never told to try ReLU. None (unknown) gives advice
+    that holds for any activation.
+    """
     alarms = []
     if any(not math.isfinite(r.grad_norm) for r in rows):
         bad = next(r.name for r in rows if not math.isfinite(r.grad_norm))
@@ -107,9 +124,11 @@ def gradient_alarms(rows: tuple[LayerHealth, ...]) -> list[tuple[str, str]]:
     if len(layers) >= 2:
         first, last = layers[0], layers[-1]
         if last.grad_norm > 0 and first.grad_norm < VANISHING_RATIO * last.grad_norm:
+            ratio = first.grad_norm / last.grad_norm
             alarms.append(("vanishing", f"vanishing gradients: {first.name} gets {first.grad_norm:.2e}, "
-                                        f"{last.name} {last.grad_norm:.2e} ({first.grad_norm / last.grad_norm:.0e}x); "
-                                        "try ReLU, batch norm, residual connections or another init"))
+                                        f"{last.name} {last.grad_norm:.2e} "
+                                        f"({f'{ratio:.0e}x' if ratio > 0 else 'none at all'}); "
+                                        f"{_vanishing_remedy(activation)}"))
     big = max(rows, key=lambda r: r.grad_norm, default=None)
     if big is not None and big.grad_norm > EXPLODING_NORM:
         alarms.append(("exploding", f"exploding gradients: {big.name} gradient norm {big.grad_norm:.2e}; "
@@ -145,35 +164,150 @@ def dead_units(model: nn.Module, batch: torch.Tensor) -> dict[str, float]:
     return dict(zip(names, fractions, strict=True))
 
 
-def dead_alarm(shares: dict[str, float]) -> str | None:
-    """A hint when half or more of a ReLU layer's units never fire."""
+def loss_stalled(history: list[dict], epochs: int = STALL_EPOCHS, gain: float = STALL_GAIN) -> bool:
+    """True when the last ``epochs`` epochs' best training loss is not ``gain`` below the best before them."""
+    if len(history) <= epochs:
+        return False
+    losses = [r["train_loss"] for r in history]
+    return min(losses[-epochs:]) > (1 - gain) * min(losses[:-epochs])
+
+
+def loss_poor(history: list[dict]) -> bool:
+    """True when the training loss is still above half its early level (the median of the first three
+    epochs: a first epoch that blew up does not make a stuck loss look like progress)."""
+    early = sorted(r["train_loss"] for r in history[:3])
+    return bool(history) and history[-1]["train_loss"] > 0.5 * early[len(early) // 2]
+
+
+def dead_alarm(shares: dict[str, float], history: list[dict] | None = None) -> str | None:
+    """A hint when dead ReLUs (units that never fire on the validation probe) are likely to hurt.
+
+    Dead units alone are no symptom: spirals-mlp at its own rate keeps 52-56% of its second layer's
+    64 units dead from the first epoch to the last, measured on the whole validation set (the
+    engine's probe: one validation batch, all 400 samples for the synthetic presets) as on the whole
+    training set, and still reaches val_acc 1.000; circles-mlp keeps half of its 16. The network
+    simply does not need them. So the hint needs the harm as well:
+
+    * a layer whose units are *all* dead: the output no longer depends on the input (always); or
+    * ``DEAD_SHARE`` of a layer dead while the training loss has stalled (``loss_stalled``: three
+      epochs without a 2% gain) at a poor level (``loss_poor``: above half its early value). That
+      needs ``history``, the epoch rows including the current one; without it only the first case
+      is checked.
+
+    Spirals-mlp at lr 0.1 (97% dead, loss stuck near 0.52, val_acc 0.66) or lr 5 (92% dead, loss at
+    chance) is told; the shipped presets at their own rates are not.
+    """
     worst = max(shares.items(), key=lambda kv: kv[1], default=None)
-    if worst and worst[1] >= DEAD_SHARE:
-        return (f"dead ReLUs: {worst[1]:.0%} of the units after {worst[0]} never fire on a validation batch; "
-                "lower the learning rate, try leaky_relu or kaiming init")
+    if worst is None:
+        return None
+    name, share = worst
+    if share >= 1.0:
+        return (f"dead ReLUs: every unit after {name} is off for every validation input, so the output no longer "
+                "depends on the input; the learning rate was probably too high: lower it, try leaky_relu or kaiming init")
+    if share >= DEAD_SHARE and history and loss_stalled(history) and loss_poor(history):
+        return (f"dead ReLUs: {share:.0%} of the units after {name} never fire on the validation data and the training "
+                f"loss has stopped falling at {history[-1]['train_loss']:.4g}; the learning rate is probably too high: "
+                "lower it, try leaky_relu or kaiming init")
     return None
 
 
-def curve_hints(history: list[dict]) -> list[tuple[str, str]]:
-    """(kind, message) hints read from the epoch rows so far."""
-    hints = []
-    if len(history) >= 4:
-        last = history[-4:]
-        val = [r["val_loss"] for r in last]
-        train = [r["train_loss"] for r in last]
-        if all(b > a for a, b in zip(val, val[1:], strict=False)) and all(b < a for a, b in zip(train, train[1:], strict=False)):
-            hints.append(("overfitting", f"overfitting: validation loss rose for 3 epochs ({val[0]:.4f} -> {val[-1]:.4f}) "
-                                         "while training loss fell; try early stopping, dropout, L2, more data or "
-                                         "augmentation"))
-    if len(history) >= 3:
-        first, now = history[0]["train_loss"], history[2]["train_loss"]
-        if len(history) == 3 and now >= 0.99 * first:
-            hints.append(("flat", f"training loss is flat from the start ({first:.4f} -> {now:.4f} over 3 epochs): "
-                                  "the learning rate may be too low, or gradients vanish"))
+def _vanishing_now(row: dict) -> bool:
+    """The epoch row's gradient norms (first and last weight layer) say the early layers get almost nothing."""
+    norms = [v for k, v in (row.get("grad_norms") or {}).items() if not any(n in k.lower() for n in ("norm", "bn"))]
+    return len(norms) >= 2 and norms[-1] > 0 and norms[0] < VANISHING_RATIO * norms[-1]
+
+
+def _overfitting(history: list[dict]) -> str | None:
+    """Validation loss rose three epochs in a row while training loss fell."""
+    if len(history) < 4:
+        return None
+    val = [r["val_loss"] for r in history[-4:]]
     train = [r["train_loss"] for r in history[-4:]]
-    rises = sum(b > a for a, b in zip(train, train[1:], strict=False))
-    if (len(train) == 4 and rises >= 2) or (len(history) >= 3 and history[-1]["train_loss"] > 1.5 * history[0]["train_loss"]):
-        hints.append(("too_high", "training loss is oscillating or rising: the learning rate is probably too high"))
+    if all(b > a for a, b in pairwise(val)) and all(b < a for a, b in pairwise(train)):
+        return (f"overfitting: validation loss rose for 3 epochs ({val[0]:.4f} -> {val[-1]:.4f}) while training loss "
+                "fell; try early stopping, dropout, L2, more data or augmentation")
+    return None
+
+
+def _flat_start(history: list[dict], lowered: bool) -> tuple[str, str] | None:
+    """After epoch 3, a training loss that has not moved: (kind, message) by its likely cause."""
+    if len(history) != 3:
+        return None
+    losses = [r["train_loss"] for r in history]
+    if max(losses) > 1.02 * min(losses) or losses[2] < 0.99 * losses[0]:
+        return None
+    flat = f"training loss is flat from the start ({losses[0]:.4f} -> {losses[2]:.4f} over 3 epochs)"
+    name, share = max((history[-1].get("dead_relu") or {}).items(), key=lambda kv: kv[1], default=("", 0.0))
+    if share >= DEAD_SHARE:  # flat because the units are dead: a too-high rate, not a too-low one
+        return "dead", (f"{flat} and {share:.0%} of the units after {name} never fire: dead ReLUs, probably from a "
+                        "learning rate too high; lower it, try leaky_relu or kaiming init")
+    if _vanishing_now(history[-1]):
+        return "flat", (f"{flat}: the first layers get almost no gradient (see the vanishing-gradient warning); "
+                        "a larger learning rate will not fix that")
+    if lowered:  # an earlier hint said to lower the rate: do not now say it may be too low
+        return None
+    return "flat", f"{flat}: the learning rate may be too low (the LR finder suggests one), or the model too small"
+
+
+def _rising(history: list[dict], best: float, raised: bool) -> str | None:
+    """The last epoch's training loss climbed back: 10% above the best before it and a quarter of the progress
+    since the first epoch given back (``best``: the lowest training loss before the last epoch)."""
+    if len(history) < 2:
+        return None
+    first, last = history[0]["train_loss"], history[-1]["train_loss"]
+    progress = max(first - best, 0.0)
+    if last - best < RISE * best or last - best < GIVE_BACK * progress:
+        return None
+    if raised and last < DIVERGED * first:  # an earlier hint said the rate may be too low
+        return None
+    given_back = f", giving back {(last - best) / progress:.0%} of the progress since the first epoch" if progress else ""
+    return f"training loss rose to {last:.4g} from its best {best:.4g}{given_back}: the learning rate is probably too high"
+
+
+def curve_hints(history: list[dict]) -> list[tuple[str, str]]:
+    """(kind, message) hints read from the epoch rows so far (each row as in metrics.jsonl), for the last epoch.
+
+    The rules, and why they stay silent on the shipped presets that train well:
+
+    * overfitting: validation loss rose three epochs in a row while training loss fell.
+    * flat (after epoch 3): the first three epochs' training losses lie within 2% of each other and
+      did not fall 1%. The cause decides the advice: dead units (kind "dead": a too-high rate),
+      vanishing gradients in the row's grad_norms (no rate helps), else a rate that may be too low.
+    * too_high: an epoch's training loss is 10% above the best before it *and* gives back a quarter
+      of the progress made since the first epoch. A converged run's wobble (moons, xor and
+      regression-toy move 10-30% from epoch to epoch at a loss 10x below where they started) is far
+      below a quarter of their progress; a loss that climbs back up is not. The old rule (two rises
+      in four epochs) fired on all three of them.
+    * dead: see ``dead_alarm`` (the rows carry the dead shares).
+
+    Advice never contradicts itself within a run: the rows are replayed epoch by epoch, and once a
+    hint said the rate may be too low, "too high" needs the loss at 1.5x its first epoch's and the
+    dead-unit hint (which says to lower it) is held back; once a hint said to lower the rate, a flat
+    start is not read as a rate too low.
+    """
+    lowered = raised = False  # advice given at earlier epochs: lower the rate / it may be too low
+    best = math.inf  # lowest training loss before epoch k
+    hints: list[tuple[str, str]] = []
+    for k in range(1, len(history) + 1):
+        rows = history[:k] if k < len(history) else history
+        hints = []
+        text = _overfitting(rows)
+        if text:
+            hints.append(("overfitting", text))
+        flat = _flat_start(rows, lowered)
+        if flat:
+            hints.append(flat)
+        text = _rising(rows, best, raised)
+        if text:
+            hints.append(("too_high", text))
+        shares = rows[-1].get("dead_relu") or {}
+        if shares and not raised and not (flat and flat[0] == "dead"):
+            text = dead_alarm(shares, rows)
+            if text:
+                hints.append(("dead", text))
+        lowered = lowered or any(kind in ("too_high", "dead") for kind, _ in hints)
+        raised = raised or any(kind == "flat" and "too low" in text for kind, text in hints)
+        best = min(best, rows[-1]["train_loss"])
     return hints
 
 
@@ -189,7 +323,7 @@ def decision_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cols: int 
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
     was_training = model.training
     model.eval()
-    classes = model(grid).argmax(1)
+    classes = predicted_class(model(grid))
     model.train(was_training)
     step = max(1, len(x) // max_points)
     pts = torch.cat([x[::step], y[::step, None].float()], dim=1)

@@ -16,3 +16,10 @@ class CheckpointError(ValueError):
 
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when it has none), at most ``limit`` characters."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"

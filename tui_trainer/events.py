@@ -1,20 +1,64 @@
-"""Frozen dataclasses the engine emits, and the Sink protocol that receives them.
+"""What a run says: frozen events of primitives, the reasons a run ends, and their JSON codec.
 
-Events are immutable snapshots (tuples, not lists), so a sink on another thread can keep
-them without copying and the engine can never mutate what a chart is drawing.
+Stdlib only: the app, ``runs``, ``attach`` and ``compare`` read ``events.jsonl`` without torch.
+Events are immutable snapshots (tuples, not lists), so a reader on another thread can keep them
+without copying. ``encode``/``decode`` turn one event into one JSON line and back; the first line
+of every ``events.jsonl`` is a header carrying ``PROTOCOL``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
 
-REASONS = ("completed", "early_stopped", "stopped", "non_finite_loss", "out_of_memory", "error")
+PROTOCOL = 1
+"""Version of the events.jsonl format. A reader refuses a file with a newer one, by name."""
+
+
+class Reason(StrEnum):
+    """Why a run ended."""
+
+    COMPLETED = "completed"
+    EARLY_STOPPED = "early_stopped"
+    STOPPED = "stopped"
+    NON_FINITE_LOSS = "non_finite_loss"
+    OUT_OF_MEMORY = "out_of_memory"
+    ERROR = "error"
+    INVALID = "invalid"  # a config, data or checkpoint problem found while setting up: exit code 2
+
+    @property
+    def as_asked(self) -> bool:
+        """The run ended the way the user asked for (finished, early-stopped or stopped)."""
+        return self in ENDED_AS_ASKED
+
+    @property
+    def state(self) -> str:
+        """The run's final state in status.json: finished, stopped or failed."""
+        if self is Reason.STOPPED:
+            return "stopped"
+        return "finished" if self.as_asked else "failed"
+
+
+ENDED_AS_ASKED = frozenset({Reason.COMPLETED, Reason.EARLY_STOPPED, Reason.STOPPED})
+
+
+@dataclass(frozen=True)
+class LayerHealth:
+    """One layer's gradient numbers at a log interval."""
+
+    name: str
+    grad_norm: float
+    weight_norm: float
+    update_ratio: float
 
 
 @dataclass(frozen=True)
 class RunStarted:
-    """A run begins (or resumes)."""
+    """A run begins (or resumes: ``start_epoch``/``start_step`` > 0, ``prior`` the epochs already done)."""
 
     run_dir: str
     device: str
@@ -28,6 +72,11 @@ class RunStarted:
     task: str
     summary: str
     preset: str
+    start_step: int = 0
+    elapsed_s: float = 0.0  # training time already spent before this start (a resumed run)
+    monitor: str = "val_loss"
+    prior: tuple = ()  # metrics rows (dicts) of the epochs done before a resume
+    world_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -41,8 +90,8 @@ class StepLogged:
     loss: float
     lr: float
     samples_per_s: float
-    elapsed_s: float
-    layers: tuple = ()  # diagnostics.LayerHealth per layer, when train.diagnostics is on
+    elapsed_s: float  # training time of the whole run so far (a resumed run continues its clock)
+    layers: tuple[LayerHealth, ...] = ()  # per layer, when train.diagnostics is on
     memory: tuple[int, int] | None = None  # (allocated, free) bytes on a CUDA device; None elsewhere
 
 
@@ -86,10 +135,38 @@ class CheckpointSaved:
 
 @dataclass(frozen=True)
 class LogMessage:
-    """Something worth telling the user: level is info, warning or error."""
+    """Something worth telling the user: level is info, warning (alarms and hints) or error."""
 
     level: str
     text: str
+
+
+@dataclass(frozen=True)
+class LrChanged:
+    """The learning rate was set by hand while training (marked on the loss chart)."""
+
+    epoch: int
+    step: int
+    x: float  # position on the step axis: epochs done + fraction of the current one
+    lr: float
+
+
+@dataclass(frozen=True)
+class Paused:
+    """The run holds between steps (``paused``) or goes on (``not paused``)."""
+
+    paused: bool
+    epoch: int
+    step: int
+
+
+@dataclass(frozen=True)
+class ParamValues:
+    """Every scalar parameter of a small network at a step: (name, value the gradient was taken at,
+    gradient, value after the optimizer's update)."""
+
+    step: int
+    params: tuple[tuple[str, float, float, float], ...]
 
 
 @dataclass(frozen=True)
@@ -116,7 +193,7 @@ class ClassResults:
 
 @dataclass(frozen=True)
 class RunFinished:
-    """The run ended; ``reason`` is one of REASONS."""
+    """The run ended; ``reason`` is a ``Reason`` value."""
 
     reason: str
     message: str
@@ -125,10 +202,15 @@ class RunFinished:
     best_metric: float | None
     run_dir: str
     last_checkpoint: str | None = None
-    history: tuple = field(default=(), repr=False)
+    elapsed_s: float = 0.0
 
 
-Event = RunStarted | StepLogged | EpochEnded | CheckpointSaved | LogMessage | Boundary | ClassResults | RunFinished
+Event = (RunStarted | StepLogged | EpochEnded | CheckpointSaved | LogMessage | LrChanged | Paused | ParamValues
+         | Boundary | ClassResults | RunFinished)
+
+EVENT_TYPES: dict[str, type] = {t.__name__: t for t in (
+    RunStarted, StepLogged, EpochEnded, CheckpointSaved, LogMessage, LrChanged, Paused, ParamValues, Boundary,
+    ClassResults, RunFinished)}
 
 
 class Sink(Protocol):
@@ -157,3 +239,132 @@ class NullSink:
 
     def emit(self, event: Event) -> None:
         pass
+
+
+class TeeSink:
+    """Passes every event to several sinks, in order."""
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = sinks
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.emit(event)
+
+
+# ---------------------------------------------------------------------------
+# JSON codec: one event per line
+
+
+class ProtocolError(ValueError):
+    """An events file this version cannot read (newer protocol, not an events file)."""
+
+
+def header() -> str:
+    """The first line of an events.jsonl."""
+    return json.dumps({"type": "header", "protocol": PROTOCOL})
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: non-finite floats become strings ("nan", "inf") so the line stays standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def encode(event: Event) -> str:
+    """One JSON line (without the newline)."""
+    row = {"type": type(event).__name__}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if f.name == "layers":
+            value = [[h.name, h.grad_norm, h.weight_norm, h.update_ratio] for h in value]
+        row[f.name] = _plain(value)
+    return json.dumps(row, separators=(",", ":"))
+
+
+def _float(value: Any) -> Any:
+    return float(value) if isinstance(value, str) and value in ("nan", "inf", "-inf") else value
+
+
+def _frozen(value: Any) -> Any:
+    """Lists back to tuples (recursively), non-finite markers back to floats; dicts stay dicts."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _frozen(v) for k, v in value.items()}
+    return _float(value)
+
+
+def _pairs(value: list) -> tuple:
+    return tuple((k, _float(v)) for k, v in value)
+
+
+_DEEP: dict[str, Any] = {  # how each nested field comes back from JSON, without a generic recursive walk
+    "layers": lambda v: tuple(LayerHealth(n, _float(g), _float(w), _float(u)) for n, g, w, u in v),
+    "memory": tuple,
+    "grad_norms": _pairs,
+    "dead_units": _pairs,
+    "points": lambda v: tuple(map(tuple, v)),
+    "confusion": lambda v: tuple(map(tuple, v)),
+    "params": lambda v: tuple((n, _float(a), _float(b), _float(c)) for n, a, b, c in v),
+    "prior": _frozen,
+}
+
+
+def _field_kinds(cls: type) -> dict[str, Any]:
+    """Per field of an event class, how to turn its JSON value back: None (as is), ``_float`` (a non-finite
+    marker), or a converter for nested values. Worked out once per class: attaching to a long run decodes
+    tens of thousands of events."""
+    kinds: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        hint = str(f.type)
+        if f.name in _DEEP:
+            kinds[f.name] = _DEEP[f.name]
+        elif "tuple" in hint:
+            kinds[f.name] = tuple
+        elif "float" in hint:
+            kinds[f.name] = _float
+        else:
+            kinds[f.name] = None
+    return kinds
+
+
+_KINDS = {name: _field_kinds(cls) for name, cls in EVENT_TYPES.items()}
+
+
+def decode(line: str) -> Event | None:
+    """The event on one line; None for the header, a blank line or an event type this version does not
+    know (a newer run may add kinds; the ones we know still fold). Raises ValueError on a torn line and
+    ProtocolError on a header of a newer protocol."""
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("not an event")
+    kind = row.pop("type", None)
+    if kind == "StepLogged" and len(row) == 10:  # most of a long run's events: built directly, no per-field walk
+        memory = row["memory"]
+        return StepLogged(row["epoch"], row["step"], row["batch"], row["batches"], _float(row["loss"]), _float(row["lr"]),
+                          _float(row["samples_per_s"]), _float(row["elapsed_s"]),
+                          tuple(LayerHealth(n, _float(g), _float(w), _float(u)) for n, g, w, u in row["layers"]),
+                          None if memory is None else tuple(memory))
+    if kind == "header":
+        version = row.get("protocol")
+        if not isinstance(version, int) or version > PROTOCOL:
+            raise ProtocolError(f"events written with protocol {version}, this tui-trainer reads up to {PROTOCOL}: "
+                                "upgrade tui-trainer to read this run")
+        return None
+    cls = EVENT_TYPES.get(kind)
+    if cls is None:
+        return None
+    kinds = _KINDS[kind]
+    args = {}
+    for key, value in row.items():
+        if key not in kinds:
+            continue
+        how = kinds[key]
+        args[key] = value if how is None or value is None else how(value)
+    return cls(**args)

@@ -1,12 +1,21 @@
 """Architecture registry -> ``nn.Module``: mlp, cnn, resnet and torchvision backbones.
 
 Every model takes a batch shaped like the dataset's ``input_shape`` and returns logits
-(classification) or one value per sample (regression).
+(classification; one logit for the binary head, log-probabilities for the log_softmax head)
+or one value per sample (regression).
+
+How the weights start, in order: ``model.seed`` (when set) reseeds torch's global generator
+right before the layers are built, as ``torch.manual_seed(1); model = network(1, 6, 1)`` does
+in the notes, so the default initialisation draws the notes' numbers; then ``model.init``
+(a named scheme) and last ``model.init_weights`` (explicit values for a tiny mlp).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -29,22 +38,27 @@ def activation(name: str) -> nn.Module:
 
 
 class MLP(nn.Module):
-    """Fully connected network: [Linear -> (BatchNorm) -> activation -> (Dropout)] x N -> Linear."""
+    """Fully connected network: [Linear -> (BatchNorm) -> activation -> (Dropout)] x N -> Linear (-> LogSoftmax).
+
+    ``dropout`` is one probability for every hidden layer or a list with one per hidden layer."""
 
     def __init__(self, in_features: int, hidden: list[int], out_features: int, act: str = "relu",
-                 batch_norm: bool = False, dropout: float = 0.0) -> None:
+                 batch_norm: bool = False, dropout: float | list[float] = 0.0, log_softmax: bool = False) -> None:
         super().__init__()
+        rates = list(dropout) if isinstance(dropout, list) else [dropout] * len(hidden)
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
-        for h in hidden:
+        for h, p in zip(hidden, rates, strict=True):
             layers.append(nn.Linear(width, h))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(h))
             layers.append(activation(act))
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+            if p > 0:
+                layers.append(nn.Dropout(p))
             width = h
         layers.append(nn.Linear(width, out_features))
+        if log_softmax:
+            layers.append(nn.LogSoftmax(dim=1))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,6 +146,65 @@ class ResNet(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+Norm = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+MIN_BACKBONE_SIDE = 32  # densenet121 pools 32x down: smaller images end at 0x0
+
+
+class ImageNetInput(nn.Module):
+    """Turns the dataset's images into what an ImageNet backbone was trained on, inside the model.
+
+    The batch arrives scaled as the data module scaled it, ``(pixel / 255 - mean) / std`` per
+    channel (``data_norm``); this undoes that, repeats a grey channel to three (torchvision's
+    ``Grayscale(num_output_channels=3)``) and applies ImageNet's ``Normalize``: one
+    multiply-add per channel, with constants that are buffers, not parameters (no state saved).
+    Images smaller than ``MIN_BACKBONE_SIDE`` are upsampled (bilinear) to it, as transfer
+    learning resizes its inputs (to 32 px, not 224: the least every backbone here takes)."""
+
+    def __init__(self, channels: int, data_norm: Norm | None, side: int = MIN_BACKBONE_SIDE) -> None:
+        super().__init__()
+        self.side = side
+        mean_in, std_in = data_norm if data_norm is not None else ((0.0,), (1.0,))
+        if data_norm is None and channels == 3:  # unknown scaling: assume ImageNet's already
+            mean_in, std_in = IMAGENET_STATS
+        m_in = torch.tensor(mean_in, dtype=torch.float32).expand(channels if len(mean_in) == 1 else len(mean_in))
+        s_in = torch.tensor(std_in, dtype=torch.float32).expand(len(m_in))
+        if channels == 1:
+            m_in, s_in = m_in.expand(3), s_in.expand(3)
+        m_out, s_out = (torch.tensor(v, dtype=torch.float32) for v in IMAGENET_STATS)
+        if data_norm is None and channels == 1:  # unknown scaling: repeat the channel only
+            m_out, s_out = m_in, s_in
+        self.repeat = 3 if channels == 1 else 1
+        self.register_buffer("scale", (s_in / s_out).view(1, 3, 1, 1).clone(), persistent=False)
+        self.register_buffer("shift", ((m_in - m_out) / s_out).view(1, 3, 1, 1).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.repeat != 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = x * self.scale + self.shift
+        if min(x.shape[-2:]) < self.side:
+            h, w = x.shape[-2:]
+            size = (max(h, self.side), max(w, self.side))
+            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x
+
+
+def needs_imagenet_input(channels: int, data_norm: Norm | None, side: int = MIN_BACKBONE_SIDE) -> bool:
+    """Whether a backbone needs ``ImageNetInput`` in front: grey or small images, or colour scaled otherwise
+    than ImageNet's."""
+    if channels != 3 or side < MIN_BACKBONE_SIDE:
+        return True
+    if data_norm is None:
+        return False
+    mean, std = data_norm
+    if len(mean) == 1:
+        mean, std = mean * 3, std * 3
+    return any(abs(a - b) > 1e-6 for a, b in zip((*mean, *std), (*IMAGENET_STATS[0], *IMAGENET_STATS[1]), strict=True))
+
+
 def _torchvision_model(name: str, cfg: ModelConfig, out_features: int) -> nn.Module:
     import torchvision
 
@@ -177,11 +250,38 @@ def init_weights(model: nn.Module, scheme: str, act: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
-    """The architecture ``cfg`` names, shaped for the dataset."""
+def set_explicit_weights(model: nn.Module, layers: list[dict]) -> None:
+    """Copy ``model.init_weights`` into the linear layers of an mlp, input to output; ConfigError on a shape mismatch."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if len(linears) != len(layers):
+        raise ConfigError(f"model.init_weights has {len(layers)} layers; the model has {len(linears)} linear layers")
+    for i, (lin, given) in enumerate(zip(linears, layers, strict=True), start=1):
+        weight = torch.tensor(given["weight"], dtype=lin.weight.dtype)
+        if tuple(weight.shape) != tuple(lin.weight.shape):
+            rows, cols = lin.weight.shape
+            raise ConfigError(f"model.init_weights: layer {i} weight is {weight.shape[0]}x{weight.shape[1]} but the "
+                              f"model's layer {i} is {rows}x{cols} ({rows} outputs, {cols} inputs)")
+        with torch.no_grad():
+            lin.weight.copy_(weight)
+            if "bias" in given and lin.bias is not None:
+                lin.bias.copy_(torch.tensor(given["bias"], dtype=lin.bias.dtype))
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_features: int,
+                input_norm: Norm | None = None) -> nn.Module:
+    """The architecture ``cfg`` names, shaped for the dataset.
+
+    ``input_norm``: how the data module scaled image pixels, per channel ``(mean, std)`` on
+    ``pixel / 255`` (a torchvision backbone re-normalises from it to ImageNet's; None: unknown).
+    With ``cfg.seed >= 0`` this reseeds torch's global generator first (not on the meta device,
+    where nothing is drawn)."""
+    if cfg.seed >= 0 and torch.get_default_device().type != "meta":
+        torch.manual_seed(cfg.seed)
+    log_softmax = cfg.head == "log_softmax"
     if cfg.arch == "mlp":
         model: nn.Module = MLP(math.prod(input_shape), cfg.hidden, out_features, cfg.activation,
-                               cfg.batch_norm, cfg.dropout)
+                               cfg.batch_norm, cfg.dropout, log_softmax=log_softmax)
+        log_softmax = False
     elif cfg.arch in ("cnn", "resnet"):
         if len(input_shape) != 3:
             raise ConfigError(f"model.arch = {cfg.arch!r} needs image data; this dataset's samples have shape {input_shape}")
@@ -190,8 +290,16 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_features: in
         if len(input_shape) != 3:
             raise ConfigError(f"model.arch = {cfg.arch!r} needs image data; this dataset's samples have shape {input_shape}")
         model = _torchvision_model(cfg.arch.split(":", 1)[1], cfg, out_features)
+        if needs_imagenet_input(input_shape[0], input_norm, min(input_shape[1:])):
+            if input_shape[0] not in (1, 3):
+                raise ConfigError(f"model.arch = {cfg.arch!r} takes 1- or 3-channel images; these have {input_shape[0]}")
+            model = nn.Sequential(OrderedDict(input=ImageNetInput(input_shape[0], input_norm), backbone=model))
+    if log_softmax:
+        model = nn.Sequential(OrderedDict(net=model, log_softmax=nn.LogSoftmax(dim=1)))
     if not cfg.pretrained:
         init_weights(model, cfg.init, cfg.activation)
+    if cfg.init_weights:
+        set_explicit_weights(model, cfg.init_weights)
     return model
 
 
@@ -222,16 +330,13 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerRow]:
     for name, mod in model.named_modules():
         if not any(True for _ in mod.children()):
             hooks.append(mod.register_forward_hook(hook(name)))
-    was_training = model.training
-    model.eval()
     try:
         device = next(model.parameters()).device
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             model(torch.zeros((2, *input_shape), device=device))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return rows
 
 
@@ -268,3 +373,14 @@ def format_summary(rows: list[LayerRow], model: nn.Module) -> str:
     lines.append("-" * len(lines[0]))
     lines.append(f"total params: {total:,}   trainable: {trainable:,}   frozen: {total - trainable:,}")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model.eval()`` for the block, then back to the mode it was in (even if the block raises)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

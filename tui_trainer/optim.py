@@ -11,10 +11,14 @@ from torch import nn
 from tui_trainer.config import OptimizerConfig, RegularizationConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and kernels (dim >= 2) only, never on biases or norm scales."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+def param_groups(model: nn.Module, weight_decay: float, decay_biases: bool = False) -> list[dict]:
+    """Weight decay on weight matrices and kernels (dim >= 2) only; with ``decay_biases`` on every
+    parameter, biases and norm scales too, as ``optimizer(model.parameters(), weight_decay=...)``."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if decay_biases:
+        return [{"params": trainable, "weight_decay": weight_decay}]
+    decay = [p for p in trainable if p.dim() >= 2]
+    no_decay = [p for p in trainable if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
@@ -36,7 +40,7 @@ def build_optimizer(model: nn.Module, opt: OptimizerConfig, reg: RegularizationC
     CAPTURABLE): the step count on the device and the learning rate a device tensor, so that a
     CUDA graph of the step replays with the current rate (schedules and ``set_lr`` fill it).
     """
-    groups = param_groups(model, reg.weight_decay)
+    groups = param_groups(model, reg.weight_decay, reg.decay_biases)
     fast: dict = {"foreach": True}
     if device.type == "cuda" and opt.name in ("adam", "adamw", "sgd", "momentum", "nesterov"):
         fast = {"fused": True}
@@ -175,9 +179,10 @@ def build_schedule(optimizer: torch.optim.Optimizer, opt: OptimizerConfig, epoch
     raise ValueError(kind)  # pragma: no cover
 
 
-def l1_penalty(model: nn.Module) -> torch.Tensor:
-    """Sum of absolute values of the weight matrices (dim >= 2), as one device tensor."""
-    weights = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+def l1_penalty(model: nn.Module, include_biases: bool = False) -> torch.Tensor:
+    """Sum of absolute values of the weight matrices (dim >= 2; every parameter with ``include_biases``,
+    as the notes' ``sum(p.abs().sum() for p in self.parameters())``), as one device tensor."""
+    weights = [p for p in model.parameters() if p.requires_grad and (include_biases or p.dim() >= 2)]
     return torch.stack([w.abs().sum() for w in weights]).sum()
 
 

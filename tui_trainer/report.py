@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from tui_trainer.data import DataBundle
+from tui_trainer.losses import predicted_class
+from tui_trainer.models import eval_mode
 
 
 @dataclass(frozen=True)
@@ -24,32 +27,35 @@ class ClassReport:
 
 
 @torch.no_grad()
-def class_report(model: nn.Module, data: DataBundle) -> ClassReport:
-    """Run the validation split once and count (true, predicted) pairs on the device."""
-    was_training = model.training
-    model.eval()
+def class_report(model: nn.Module, data: DataBundle, world: Any = None) -> ClassReport:
+    """Run the validation split once and count (true, predicted) pairs on the device (under DDP, each rank its
+    share, summed over the ranks: ``world`` is an engine.dist.World)."""
     k = data.n_classes
     device = next(model.parameters()).device
     counts = torch.zeros(k * k, dtype=torch.long, device=device)
-    for xb, yb in data.val.epoch(0):
-        pred = model(xb).argmax(1)
-        counts += torch.bincount(yb * k + pred, minlength=k * k)
-    model.train(was_training)
+    with eval_mode(model):
+        for xb, yb in data.val.epoch(0):
+            pred = predicted_class(model(xb))
+            counts += torch.bincount(yb * k + pred, minlength=k * k)
+    if world is not None:
+        world.all_reduce(counts)
     matrix = counts.view(k, k).tolist()  # host sync: once, at the end
     names = tuple(data.class_names) if len(data.class_names) == k else tuple(str(i) for i in range(k))
     return ClassReport(names, tuple(tuple(r) for r in matrix))
 
 
 def format_class_report(report: ClassReport) -> str:
-    """Per-class accuracy and the confusion matrix as plain text."""
+    """Per-class accuracy and the confusion matrix as plain text (rows: true class by number and name;
+    columns: predicted class by number)."""
     names = report.class_names
     w = max(max(len(n) for n in names), 5)
+    num = len(str(len(names) - 1))
     cell = max(5, max(len(str(v)) for row in report.confusion for v in row) + 1)
     lines = ["per-class accuracy:"]
-    for name, acc, row in zip(names, report.per_class_accuracy, report.confusion, strict=False):
-        lines.append(f"  {name:<{w}}  {acc:6.1%}  ({row[names.index(name)]}/{sum(row)})")
-    lines.append("confusion matrix (rows: true, columns: predicted):")
-    lines.append(" " * (w + 2) + "".join(f"{i:>{cell}}" for i in range(len(names))))
+    for i, (name, acc, row) in enumerate(zip(names, report.per_class_accuracy, report.confusion, strict=False)):
+        lines.append(f"  {i:>{num}} {name:<{w}}  {acc:6.1%}  ({row[i]}/{sum(row)})")
+    lines.append("confusion matrix (rows: true class, columns: predicted class, by number):")
+    lines.append(" " * (num + w + 3) + "".join(f"{i:>{cell}}" for i in range(len(names))))
     for i, (name, row) in enumerate(zip(names, report.confusion, strict=False)):
-        lines.append(f"  {name[:w]:<{w}}" + "".join(f"{v:>{cell}}" for v in row) + f"   {i}")
+        lines.append(f"  {i:>{num}} {name[:w]:<{w}}" + "".join(f"{v:>{cell}}" for v in row))
     return "\n".join(lines)

@@ -1,20 +1,101 @@
-"""The run directory: ``runs/<YYYYmmdd-HHMMSS>-<preset>/`` with config.toml, metrics.jsonl, checkpoints/."""
+"""The run directory: the only meeting point between a run and whoever watches it.
+
+``runs/<YYYYmmdd-HHMMSS>-<preset>/`` (mode 0700) holds ``config.toml``; ``events.jsonl`` (every
+event, one JSON line each, append-only, a protocol header first); ``metrics.jsonl`` (one row
+per epoch); ``status.json`` (pid, host, state, reason, times; replaced atomically); ``run.log``
+(the run process's own stderr); ``checkpoints/``; and the control endpoint (``control.key``
+and a Unix socket, see ``endpoint.py``). Stdlib only: listing and attaching need no torch.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tui_trainer.config import ConfigError, RunConfig, to_toml
+from tui_trainer.events import (
+    EpochEnded,
+    Event,
+    Paused,
+    ProtocolError,
+    Reason,
+    RunFinished,
+    RunStarted,
+    StepLogged,
+    decode,
+    encode,
+    header,
+)
+
+LIVE_STATES = ("starting", "running", "paused")
+STATES = (*LIVE_STATES, "finished", "stopped", "failed", "crashed")
+
+
+def _atomic_write(path: Path, text: str, durable: bool = True) -> None:
+    """Replace ``path`` whole (a reader sees the old or the new file); ``durable`` also fsyncs it (status.json
+    skips that: it is rewritten often and a lost update after a power cut only makes it a little stale)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def proc_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (Linux), to tell a live run from a recycled pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """Whether ``pid`` is a live process (and, when known, the same one that wrote ``start``)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if start is not None:
+        now = proc_start(pid)
+        if now is not None and now != start:
+            return False
+    try:  # a zombie (our own child that exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+    except (OSError, IndexError):
+        pass
+    return True
 
 
 class RunDir:
-    """Paths and writers of one run's directory."""
+    """Paths, writers and readers of one run's directory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+
+    @property
+    def name(self) -> str:
+        """The run's name: its folder name."""
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        """The resolved config (TOML, a preset file)."""
+        return self.path / "config.toml"
 
     @property
     def checkpoints(self) -> Path:
@@ -25,6 +106,26 @@ class RunDir:
     def metrics_path(self) -> Path:
         """One JSON object per epoch."""
         return self.path / "metrics.jsonl"
+
+    @property
+    def events_path(self) -> Path:
+        """Every event, one JSON line each."""
+        return self.path / "events.jsonl"
+
+    @property
+    def status_path(self) -> Path:
+        """pid, host, state, reason, times."""
+        return self.path / "status.json"
+
+    @property
+    def log_path(self) -> Path:
+        """The run process's stderr."""
+        return self.path / "run.log"
+
+    @property
+    def key_path(self) -> Path:
+        """The control endpoint's secret (0600)."""
+        return self.path / "control.key"
 
     @property
     def last(self) -> Path:
@@ -40,47 +141,318 @@ class RunDir:
         """A checkpoint saved on request."""
         return self.checkpoints / f"manual-e{epoch:03d}-s{step:07d}.pt"
 
+    # -- metrics ------------------------------------------------------------------
+
     def append_metrics(self, row: dict) -> None:
         """Append one epoch's row (flushed, so a crash loses at most the row being written)."""
         with open(self.metrics_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
-            fh.flush()
 
     def read_metrics(self) -> list[dict]:
         """Every row written so far (a torn last line is skipped)."""
-        if not self.metrics_path.exists():
-            return []
-        rows = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return rows
+        return list(_json_lines(self.metrics_path))
 
     def truncate_metrics(self, epochs_done: int) -> None:
         """Keep only rows of epochs <= epochs_done (a resume replays what came after)."""
+        if not self.metrics_path.exists():
+            return
         rows = [r for r in self.read_metrics() if r.get("epoch", 0) <= epochs_done]
-        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        os.replace(tmp, self.metrics_path)
+        _atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    # -- status ---------------------------------------------------------------------
+
+    def read_status(self) -> dict[str, Any]:
+        """status.json as written ({} if missing or unreadable)."""
+        try:
+            data = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def write_status(self, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into status.json, replaced atomically; returns the new status."""
+        return self.replace_status({**self.read_status(), **changes})
+
+    def replace_status(self, status: dict[str, Any]) -> dict[str, Any]:
+        """Write ``status`` as the whole of status.json, atomically."""
+        _atomic_write(self.status_path, json.dumps(status, indent=1) + "\n", durable=False)
+        return status
+
+    def state(self, status: dict[str, Any] | None = None) -> str:
+        """The run's state; a live state whose process is gone reads as "crashed"."""
+        status = self.read_status() if status is None else status
+        state = status.get("state", "crashed" if self.events_path.exists() else "starting")
+        if state not in LIVE_STATES:
+            return state
+        if "pid" not in status:  # created, its process not yet started: give it a minute
+            return state if time.time() - float(status.get("created", 0)) < 60 else "crashed"
+        if status.get("host") == socket.gethostname() and not pid_alive(int(status["pid"]), status.get("proc_start")):
+            return "crashed"
+        return state
+
+    # -- events -----------------------------------------------------------------------
+
+    def read_events(self) -> tuple[list[Event], int]:
+        """Every event so far and the byte offset after the last whole line (a torn last line is left)."""
+        reader = EventReader(self.events_path)
+        return reader.read(), reader.offset
+
+    def last_good_checkpoint(self) -> Path | None:
+        """last.pt, else best.pt, else the newest manual save: the checkpoint to resume a crash from."""
+        for path in (self.last, self.best):
+            if path.is_file():
+                return path
+        manual = sorted(self.checkpoints.glob("manual-*.pt")) if self.checkpoints.is_dir() else []
+        return manual[-1] if manual else None
+
+
+def _json_lines(path: Path) -> Iterator[dict]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            yield row
+
+
+class EventWriter:
+    """Appends events to events.jsonl; each line is written whole and flushed, so a reader never sees
+    half an event unless the process dies mid-write (the torn line is then skipped)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fresh = not path.exists() or path.stat().st_size == 0
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
+        if fresh:
+            self._fh.write(header() + "\n")
+            self._fh.flush()
+
+    def emit(self, event: Event) -> None:
+        self._fh.write(encode(event) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class EventReader:
+    """Reads events.jsonl from the start, then whatever was appended since (``read`` again)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.skipped = path, 0, 0
+        self._partial = b""
+
+    def read(self, max_bytes: int = 1 << 30) -> list[Event]:
+        """New whole events since the last read. A line that is not valid JSON is skipped (a torn last
+        line stays pending until it is complete or more lines follow it); ProtocolError on a newer
+        protocol; FileNotFoundError if the file is gone."""
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read(max_bytes)
+        if not chunk:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        events = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = decode(line.decode("utf-8"))
+            except ProtocolError:
+                raise
+            except (ValueError, TypeError, UnicodeDecodeError):
+                self.skipped += 1
+                continue
+            if event is not None:
+                events.append(event)
+        return events
+
+
+# ---------------------------------------------------------------------------
+# creating and finding runs
+
+
+def secure_mkdir(path: Path) -> None:
+    """Create ``path`` (and parents) with the run's folder readable by its owner only."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 def create_run_dir(runs_dir: Path | str, cfg: RunConfig) -> RunDir:
-    """Make a fresh run directory and write the resolved config; ConfigError if it cannot be written."""
-    root = Path(runs_dir).expanduser()
+    """Make a fresh run directory (absolute, 0700) with its config and a "starting" status; ConfigError
+    naming the folder if it cannot be written."""
+    root = Path(runs_dir).expanduser().resolve()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in cfg.name) or "run"
     try:
         root.mkdir(parents=True, exist_ok=True)
         path = root / f"{stamp}-{safe}"
         n = 1
-        while path.exists():
-            n += 1
-            path = root / f"{stamp}-{safe}-{n}"
-        (path / "checkpoints").mkdir(parents=True)
-        (path / "config.toml").write_text(to_toml(cfg), encoding="utf-8")
+        while True:
+            try:
+                path.mkdir(mode=0o700)
+                break
+            except FileExistsError:
+                n += 1
+                path = root / f"{stamp}-{safe}-{n}"
+        os.chmod(path, 0o700)
+        run = RunDir(path)
+        run.checkpoints.mkdir()
+        write_config(run, cfg)
+        run.write_status(state="starting", preset=cfg.name, epochs=cfg.train.epochs, epoch=0,
+                         monitor=cfg.regularization.monitor, created=time.time())
     except OSError as exc:
         reason = exc.strerror or exc
         raise ConfigError(f"runs directory {root} is not writable: {reason}; choose another with --runs-dir") from None
-    return RunDir(path)
+    return run
+
+
+def write_config(run: RunDir, cfg: RunConfig) -> None:
+    """config.toml of the run (rewritten on resume: epochs may have grown)."""
+    _atomic_write(run.config_path, to_toml(cfg))
+
+
+def list_runs(runs_dir: Path | str) -> list[RunDir]:
+    """Run directories under ``runs_dir`` (those with a status or events file), newest first."""
+    root = Path(runs_dir).expanduser()
+    if not root.is_dir():
+        return []
+    found = [RunDir(p.resolve()) for p in root.iterdir()
+             if p.is_dir() and ((p / "status.json").exists() or (p / "events.jsonl").exists())]
+    return sorted(found, key=lambda r: r.name, reverse=True)
+
+
+def resolve_run(runs_dir: Path | str, name: str | None) -> RunDir:
+    """A run by folder path, by name (or unique prefix) under ``runs_dir``, or (None) the newest live run,
+    else the newest run; ConfigError names what exists."""
+    if name:
+        direct = Path(name).expanduser()
+        if direct.is_dir() and ((direct / "status.json").exists() or (direct / "events.jsonl").exists()):
+            return RunDir(direct.resolve())
+    runs = list_runs(runs_dir)
+    if not runs:
+        raise ConfigError(f"no runs in {Path(runs_dir).expanduser()}; start one with: tui-trainer train PRESET --detach "
+                          "(or pass --runs-dir)")
+    if not name:
+        live = [r for r in runs if r.state() in LIVE_STATES]
+        return (live or runs)[0]
+    matches = [r for r in runs if r.name == name] or [r for r in runs if r.name.startswith(name)]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(r.name for r in runs[:5]) + (" …" if len(runs) > 5 else "")
+    if not matches:
+        raise ConfigError(f"no run {name!r} in {Path(runs_dir).expanduser()}; runs there: {names}")
+    raise ConfigError(f"{name!r} matches {len(matches)} runs: {', '.join(r.name for r in matches[:5])}; give more of the name")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of ``tui-trainer runs``."""
+
+    name: str
+    path: str
+    preset: str
+    state: str
+    epoch: int
+    epochs: int
+    best: float | None
+    monitor: str
+    started: float | None
+    elapsed_s: float | None
+    reason: str | None
+
+    @property
+    def live(self) -> bool:
+        """Still training (or setting up, or paused)."""
+        return self.state in LIVE_STATES
+
+
+def summarize(run: RunDir) -> RunSummary:
+    """The listing row of a run, from its status (no events folded)."""
+    status = run.read_status()
+    state = run.state(status)
+    started = status.get("started") or status.get("created")
+    elapsed = status.get("elapsed_s")  # the run's training clock when status.json was last written
+    if state in LIVE_STATES and state != "paused" and elapsed is not None and status.get("updated"):
+        elapsed += max(time.time() - status["updated"], 0.0)  # it has trained on since
+    elif elapsed is None and started:
+        elapsed = (status.get("ended") or time.time()) - started
+    return RunSummary(name=run.name, path=str(run.path), preset=str(status.get("preset", "?")), state=state,
+                      epoch=int(status.get("epoch", 0)), epochs=int(status.get("epochs", 0)), best=status.get("best"),
+                      monitor=str(status.get("monitor", "val_loss")), started=started, elapsed_s=elapsed,
+                      reason=status.get("reason"))
+
+
+def read_events_checked(path: Path) -> list[Event]:
+    """Every whole event of a file (for readers that do not follow); ProtocolError on a newer protocol."""
+    try:
+        return EventReader(path).read()
+    except FileNotFoundError:
+        return []
+
+
+__all__ = ["EventReader", "EventWriter", "ProtocolError", "RunDir", "RunSummary", "create_run_dir", "list_runs",
+           "pid_alive", "resolve_run", "summarize"]
+
+
+class RunRecorder:
+    """The run process's sink: every event into events.jsonl, and the run's state into status.json
+    (running at the start, epoch, best and training time as epochs end, paused, the outcome at the end).
+
+    Epoch updates to status.json are written at most every ``STATUS_EVERY`` seconds (the last one always
+    lands with the outcome): on a preset whose epochs take 20 ms, rewriting it every epoch cost more than
+    1% of the run (benchmarks/RESULTS.md)."""
+
+    STATUS_EVERY = 2.0
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.writer = EventWriter(run.events_path)
+        self._monitor = "val_loss"
+        self._due: dict[str, Any] = {}
+        self._written = 0.0
+
+    def emit(self, event: Event) -> None:
+        self.writer.emit(event)
+        match event:
+            case RunStarted():
+                self._monitor = event.monitor
+                self.run.write_status(state="running", epoch=event.start_epoch, epochs=event.epochs,
+                                      preset=event.preset, monitor=event.monitor, device=event.device,
+                                      world_size=event.world_size, elapsed_s=event.elapsed_s, updated=time.time())
+            case EpochEnded():
+                self._due["epoch"] = event.epoch
+                if event.is_best:
+                    self._due["best"] = event.val_acc if self._monitor == "val_acc" else event.val_loss
+                self._due["elapsed_s"] = self._due.get("elapsed_s")
+            case StepLogged():
+                if self._due:
+                    self._due["elapsed_s"] = event.elapsed_s
+            case Paused():
+                self._flush_status(state="paused" if event.paused else "running")
+            case RunFinished():
+                reason = Reason(event.reason)
+                self._due = {}
+                self.run.write_status(state=reason.state, reason=reason.value, message=event.message, ended=time.time(),
+                                      epoch=event.epoch, elapsed_s=event.elapsed_s, last_checkpoint=event.last_checkpoint,
+                                      updated=time.time())
+        if self._due and time.monotonic() - self._written >= self.STATUS_EVERY:
+            self._flush_status()
+
+    def _flush_status(self, **extra: Any) -> None:
+        changes = {k: v for k, v in {**self._due, **extra}.items() if v is not None}
+        self._due = {}
+        self._written = time.monotonic()
+        self.run.write_status(**changes, updated=time.time())
+
+    def close(self) -> None:
+        """Close events.jsonl."""
+        self.writer.close()

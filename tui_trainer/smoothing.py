@@ -16,3 +16,8 @@ class RunningMean:
         smoothed = self._avg / (1 - self.beta ** (len(self.values) + 1))
         self.values.append(smoothed)
         return smoothed
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` smoothed points and continue from there (a resumed run)."""
+        del self.values[n:]
+        self._avg = self.values[-1] * (1 - self.beta ** len(self.values)) if self.values else 0.0

@@ -4,7 +4,12 @@ Where torchvision datasets come from, in order: the cache directory (``data.cach
 default the user's cache), then Debian's ``dataset-fashion-mnist`` files for Fashion-MNIST,
 then a torchvision download into a temporary folder that is renamed into the cache only when
 complete (a killed download never leaves files a later run would trust). The official test
-split serves as the validation set, as in the lecture notes.
+split serves as the validation set unless ``data.split = "stratified"`` pools train and test
+and holds out ``val_fraction`` of each class (the Fashion-MNIST notes: 52,500 / 17,500).
+
+Pixels are scaled by ``data.scaling``: raw 0-255 (``none``), ``/ 255`` (``unit``), standardised
+with the dataset's published per-channel statistics (ImageNet's for image folders), or with a
+given mean and std on ``pixel / 255``, as torchvision's ``ToTensor`` then ``Normalize`` do.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 import torch
 
 from tui_trainer.config import RunConfig
-from tui_trainer.data import DataBundle, LoaderBatches, TensorBatches
+from tui_trainer.data import DataBundle, LoaderBatches, Norm, TensorBatches, scale_features, split_indices
 from tui_trainer.data.augment import compose
 from tui_trainer.errors import DataError
 
@@ -141,6 +146,32 @@ def _normalise(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
     return (x.float() / 255.0 - m) / s
 
 
+def pixel_norm(cfg: RunConfig, published: Norm, channels: int) -> Norm | None:
+    """Per-channel (mean, std) on ``pixel / 255`` that ``data.scaling`` asks for; None for raw pixels."""
+    mode = cfg.data.scaling
+    if mode == "none":
+        return None
+    if mode == "unit":
+        return (0.0,) * channels, (1.0,) * channels
+    if mode == "given":
+        mean, std = tuple(cfg.data.mean), tuple(cfg.data.std)
+        if len(mean) not in (1, channels):
+            raise DataError(f"data.mean and data.std have {len(mean)} values; these images have {channels} channels: "
+                            f"give 1 or {channels}")
+        return (mean * channels, std * channels) if len(mean) == 1 else (mean, std)
+    return published  # auto, standardize
+
+
+def scale_pixels(x: torch.Tensor, norm: Norm | None) -> torch.Tensor:
+    """uint8 images (N, C, H, W) as float32, scaled by ``norm`` (None: the raw 0-255 values, exactly)."""
+    return x.float() if norm is None else _normalise(x, *norm)
+
+
+def described_norm(norm: Norm | None, channels: int) -> Norm:
+    """The (mean, std) on ``pixel / 255`` of data scaled by ``norm``; raw pixels are std 1/255."""
+    return norm if norm is not None else ((0.0,) * channels, (1 / 255,) * channels)
+
+
 def _resident(cfg: RunConfig, device: torch.device, n_values: int) -> bool:
     """Preload onto the device when it fits comfortably (a quarter of free GPU memory, 4 GiB elsewhere)."""
     mode = cfg.data.device_resident
@@ -153,35 +184,47 @@ def _resident(cfg: RunConfig, device: torch.device, n_values: int) -> bool:
     return size < 4 * 2**30
 
 
+def _check_head(cfg: RunConfig, n_classes: int, where: str) -> None:
+    if cfg.model.head == "binary" and n_classes != 2:
+        raise DataError(f"model.head = 'binary' is one logit for two classes; {where} has {n_classes}: use 'logits'")
+
+
 def _bundle_from_tensors(cfg: RunConfig, device: torch.device, name: str, xt: torch.Tensor, yt: torch.Tensor,
-                         xv: torch.Tensor, yv: torch.Tensor, classes: list[str], notes: list[str] | None = None
-                         ) -> DataBundle:
+                         xv: torch.Tensor, yv: torch.Tensor, classes: list[str], notes: list[str] | None = None,
+                         norm: Norm | None = None) -> DataBundle:
     d = cfg.data
+    _check_head(cfg, len(classes), name)
     augment = compose(d.augment)
-    drop_last = cfg.train.compile  # captured steps need one fixed batch shape
     if _resident(cfg, device, xt.numel() + xv.numel()):
         train: TensorBatches | LoaderBatches = TensorBatches(xt, yt, d.batch_size, shuffle=True, augment=augment,
-                                                             drop_last=drop_last)
+                                                             order=d.shuffle)
         val: TensorBatches | LoaderBatches = TensorBatches(xv, yv, 1024, shuffle=False)
     else:
         workers = d.num_workers
         train = LoaderBatches(torch.utils.data.TensorDataset(xt, yt), d.batch_size, True, workers, device,
-                              drop_last=drop_last, augment=augment)
+                              augment=augment, order=d.shuffle)
         val = LoaderBatches(torch.utils.data.TensorDataset(xv, yv), 1024, False, workers, device)
     return DataBundle(name=name, task="classification", n_classes=len(classes), input_shape=tuple(xt.shape[1:]),
-                      train=train, val=val, class_names=classes, notes=notes or [])
+                      train=train, val=val, class_names=classes, notes=notes or [], head=cfg.model.head,
+                      pixel_norm=described_norm(norm, xt.shape[1]) if xt.dim() == 4 else None)
 
 
 def _load_torchvision(cfg: RunConfig, device: torch.device) -> DataBundle:
     name = cfg.data.dataset
-    _cls, _folder, _shape, (mean, std), classes = TORCHVISION[name]
+    _cls, _folder, shape, published, classes = TORCHVISION[name]
     root = ensure_dataset(name, cache_dir(cfg))
     xt, yt = _tensors(name, root, train=True)
     xv, yv = _tensors(name, root, train=False)
+    if cfg.data.split == "stratified":  # both official files pooled, in their order (train, then test)
+        x, y = torch.cat([xt, xv]), torch.cat([yt, yv])
+        tr, va = split_indices(cfg, y)
+        xt, yt, xv, yv = x[tr], y[tr], x[va], y[va]
     if cfg.data.subset:
-        order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(cfg.train.seed))[: cfg.data.subset]
+        order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(cfg.data_seed))[: cfg.data.subset]
         xt, yt = xt[order], yt[order]
-    return _bundle_from_tensors(cfg, device, name, _normalise(xt, mean, std), yt, _normalise(xv, mean, std), yv, classes)
+    norm = pixel_norm(cfg, published, shape[0])
+    return _bundle_from_tensors(cfg, device, name, scale_pixels(xt, norm), yt, scale_pixels(xv, norm), yv, classes,
+                                norm=norm)
 
 
 # ---------------------------------------------------------------------------
@@ -236,9 +279,8 @@ def _decode_all(items: list[tuple[Path, int]], size: int) -> tuple[torch.Tensor,
 class FolderDataset(torch.utils.data.Dataset):
     """Streams images from disk (the path for folders too large to preload)."""
 
-    def __init__(self, items: list[tuple[Path, int]], size: int) -> None:
-        self.items, self.size = items, size
-        self.mean, self.std = IMAGENET_STATS
+    def __init__(self, items: list[tuple[Path, int]], size: int, norm: Norm | None = IMAGENET_STATS) -> None:
+        self.items, self.size, self.norm = items, size, norm
 
     def __len__(self) -> int:
         return len(self.items)
@@ -248,28 +290,41 @@ class FolderDataset(torch.utils.data.Dataset):
         t = _decode(path, self.size)
         if t is None:  # checked when listed; a file that changed since is shown as black, not a crash
             t = torch.zeros(3, self.size, self.size, dtype=torch.uint8)
-        return _normalise(t[None], self.mean, self.std)[0], label
+        return scale_pixels(t[None], self.norm)[0], label
+
+
+def _missing_folder(d_root: str, root: Path) -> DataError:
+    where = root.resolve()
+    return DataError(f"data.root = '{d_root}': folder not found ({where}); put the images in {where}/train/<class>/ "
+                     "and valid/<class>/ (or class folders directly), or set data.root to where they are")
 
 
 def _load_imagefolder(cfg: RunConfig, device: torch.device) -> DataBundle:
     d = cfg.data
     root = Path(d.root).expanduser()
     if not root.is_dir():
-        raise DataError(f"data.root = '{d.root}': folder not found; give a folder with class subfolders "
-                        "(or train/ and valid/ folders of class subfolders)")
+        raise _missing_folder(d.root, root)
     train_dir = root / "train"
     val_dir = next((root / v for v in ("valid", "val", "validation", "test") if (root / v).is_dir()), None)
     split_given = train_dir.is_dir() and val_dir is not None
+    if d.split == "official" and not split_given:
+        raise DataError(f"data.split = 'official' needs {root.resolve()}/train/ and valid/ (or val/, test/) folders of "
+                        "class folders; use 'auto' or 'stratified' to hold out data.val_fraction")
     base = train_dir if split_given else root
     classes = [p.name for p in _class_folders(base)]
     if not classes:
         raise DataError(f"no class subfolders in {base}: put each class's images in a folder named after the class")
+    _check_head(cfg, len(classes), str(base))
     train_items, others = _list_images(base, classes)
     if split_given:
         val_items, others_v = _list_images(val_dir, classes)
         others += others_v
-    else:
-        order = torch.randperm(len(train_items), generator=torch.Generator().manual_seed(cfg.train.seed)).tolist()
+    if d.split == "stratified":  # everything pooled, val_fraction of each class held out
+        pooled = train_items + (val_items if split_given else [])
+        tr, va = split_indices(cfg, torch.tensor([label for _p, label in pooled]))
+        train_items, val_items = [pooled[i] for i in tr.tolist()], [pooled[i] for i in va.tolist()]
+    elif not split_given:
+        order = torch.randperm(len(train_items), generator=torch.Generator().manual_seed(cfg.data_seed)).tolist()
         n_val = max(1, int(round(len(order) * d.val_fraction)))
         val_items = [train_items[i] for i in order[:n_val]]
         train_items = [train_items[i] for i in order[n_val:]]
@@ -277,15 +332,15 @@ def _load_imagefolder(cfg: RunConfig, device: torch.device) -> DataBundle:
         train_items = train_items[: d.subset]
     notes = [f"skipped {others} files that are not images"] if others else []
     n_values = (len(train_items) + len(val_items)) * 3 * d.image_size**2
-    mean, std = IMAGENET_STATS
+    norm = pixel_norm(cfg, IMAGENET_STATS, 3)
     if _resident(cfg, device, n_values):
         xt, yt, bad_t = _decode_all(train_items, d.image_size)
         xv, yv, bad_v = _decode_all(val_items, d.image_size)
         bad = bad_t + bad_v
         if bad:
             notes.append(f"skipped {len(bad)} unreadable images (first: {bad[0]})")
-        return _bundle_from_tensors(cfg, device, "imagefolder", _normalise(xt, mean, std), yt,
-                                    _normalise(xv, mean, std), yv, classes, notes)
+        return _bundle_from_tensors(cfg, device, "imagefolder", scale_pixels(xt, norm), yt,
+                                    scale_pixels(xv, norm), yv, classes, notes, norm=norm)
     from PIL import Image
 
     def readable(item: tuple[Path, int]) -> bool:
@@ -303,12 +358,12 @@ def _load_imagefolder(cfg: RunConfig, device: torch.device) -> DataBundle:
         notes.append(f"skipped {skipped} unreadable images")
     if not good_t or not good_v:
         raise DataError(f"no readable images in {root}")
-    train = LoaderBatches(FolderDataset(good_t, d.image_size), d.batch_size, True, d.num_workers, device,
-                          drop_last=cfg.train.compile, augment=compose(d.augment))
-    val = LoaderBatches(FolderDataset(good_v, d.image_size), 256, False, d.num_workers, device)
+    train = LoaderBatches(FolderDataset(good_t, d.image_size, norm), d.batch_size, True, d.num_workers, device,
+                          augment=compose(d.augment), order=d.shuffle)
+    val = LoaderBatches(FolderDataset(good_v, d.image_size, norm), 256, False, d.num_workers, device)
     return DataBundle(name="imagefolder", task="classification", n_classes=len(classes),
                       input_shape=(3, d.image_size, d.image_size), train=train, val=val, class_names=classes,
-                      notes=notes)
+                      notes=notes, head=cfg.model.head, pixel_norm=described_norm(norm, 3))
 
 
 # ---------------------------------------------------------------------------
@@ -380,17 +435,24 @@ def _load_csv(cfg: RunConfig, device: torch.device) -> DataBundle:
         classes = sorted(set(targets), key=key)
         index = {c: i for i, c in enumerate(classes)}
         y = torch.tensor([index[t] for t in targets])
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.train.seed))
-    n_val = max(1, int(round(len(x) * d.val_fraction)))
-    va, tr = order[:n_val], order[n_val:]
+    if task == "regression" and (d.split == "stratified" or cfg.model.head != "logits"):
+        what = "data.split = 'stratified'" if d.split == "stratified" else f"model.head = {cfg.model.head!r}"
+        raise DataError(f"{d.path}: target '{d.target}' is numeric (regression); {what} needs classes")
+    if task == "classification":
+        _check_head(cfg, len(classes), str(d.path))
+    if d.split == "stratified":
+        tr, va = split_indices(cfg, y)
+    else:
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.data_seed))
+        n_val = max(1, int(round(len(x) * d.val_fraction)))
+        va, tr = order[:n_val], order[n_val:]
     if d.subset:
         tr = tr[: d.subset]
-    mean, std = x[tr].mean(0, keepdim=True), x[tr].std(0, keepdim=True).clamp_min(1e-8)
-    xt, xv = (x[tr] - mean) / std, (x[va] - mean) / std
+    xt, xv = scale_features(cfg, x[tr], x[va])
     return DataBundle(
         name="csv", task=task, n_classes=len(classes) if classes else 1, input_shape=(x.shape[1],),
-        train=TensorBatches(xt, y[tr], d.batch_size, shuffle=True, drop_last=cfg.train.compile),
-        val=TensorBatches(xv, y[va], 4096, shuffle=False), class_names=classes)
+        train=TensorBatches(xt, y[tr], d.batch_size, shuffle=True, order=d.shuffle),
+        val=TensorBatches(xv, y[va], 4096, shuffle=False), class_names=classes, head=cfg.model.head)
 
 
 # ---------------------------------------------------------------------------

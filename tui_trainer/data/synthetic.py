@@ -1,7 +1,9 @@
 """Synthetic datasets generated on the fly from a seed: the lecture's toy problems.
 
 2-D classification (spirals, moons, circles, xor, blobs) and the lecture's regression toy
-``y = x^2 + x * noise`` on [-3, 3) with validation on the clean ``x^2``.
+``y = x^2 + x * noise`` on [-3, 3) with validation on the clean ``x^2``. Randomness comes from
+the generator passed in, or from torch's global generator when it is None (a notebook's
+``torch.manual_seed(0)`` followed by ``torch.normal(...)``).
 """
 
 from __future__ import annotations
@@ -49,11 +51,19 @@ def _blobs(n: int, k: int, noise: float, g: torch.Generator) -> tuple[torch.Tens
     return centers[y] + torch.randn(n, 2, generator=g) * (0.5 + noise), y
 
 
+Seed = int | torch.Generator | None
+
+
+def _generator(seed: Seed) -> torch.Generator | None:
+    """A private generator for an int seed; a generator as given; None: torch's global generator."""
+    return torch.Generator().manual_seed(seed) if isinstance(seed, int) else seed
+
+
 def make_classification(
-    name: str, n: int, n_classes: int, noise: float, seed: int
+    name: str, n: int, n_classes: int, noise: float, seed: Seed
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features (n, 2) float32 and labels (n,) int64 of a 2-D toy dataset."""
-    g = torch.Generator().manual_seed(seed)
+    g = _generator(seed)
     if name == "spirals":
         x, y = _spirals(n, n_classes, noise, g)
     elif name == "moons":
@@ -69,13 +79,15 @@ def make_classification(
     return x.float(), y.long()
 
 
-def make_regression_toy(n: int, noise: float, seed: int) -> tuple[torch.Tensor, ...]:
-    """The lecture's toy: train on ``x^2 + x * N(0, noise)`` over [-3, 3), validate on clean ``x^2``.
+def make_regression_toy(n: int, noise: float, seed: Seed, val_points: int = 24) -> tuple[torch.Tensor, ...]:
+    """The lecture's toy: train on ``x^2 + x * N(0, noise)`` over [-3, 3), validate on clean ``x^2``
+    at ``val_points`` evenly spaced points of [-3, 3).
 
-    With n = 40 and noise = 1 the training inputs are exactly the lecture's ``arange(-3, 3, 0.15)``.
+    With n = 40 and noise = 1 the training data are exactly the notes' ``X = torch.arange(-3, 3, 0.15)``
+    and ``y = X ** 2 + X * torch.normal(0, 1, (40,))`` (same floats, same draws); with 6 validation
+    points, their ``X_valid = torch.arange(-3.0, 3.0)``.
     """
-    g = torch.Generator().manual_seed(seed)
-    x = torch.linspace(-3, 3, n + 1)[:-1]
-    y = x**2 + x * torch.randn(n, generator=g) * noise
-    xv = torch.linspace(-3, 3, 25)[:-1]
+    x = torch.arange(-3.0, 3.0, 6.0 / n)[:n]
+    y = x**2 + x * torch.randn(n, generator=_generator(seed)) * noise
+    xv = torch.arange(-3.0, 3.0, 6.0 / val_points)[:val_points]
     return x[:, None], y[:, None], xv[:, None], (xv**2)[:, None]

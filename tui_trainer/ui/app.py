@@ -1,19 +1,26 @@
-"""The Textual app: thin. It pushes the training screen and owns process-level signals."""
+"""The Textual app: thin. It pushes the training screen, owns process-level signals, and never dies
+of an exception in a view (see guard.py).
+
+Exit codes: 0 quit (the run shown is detached or was stopped), 1 the app could not start,
+2 bad usage (before the app opens), 129 the terminal hung up, 143 SIGTERM. None of them stops a run.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import threading
 from pathlib import Path
 
 from textual.app import App
 
 from tui_trainer.config import RunConfig
+from tui_trainer.ui.guard import Guarded, report_view_error
 from tui_trainer.ui.screens.train import TrainScreen
 
 
-class TrainerApp(App):
+class TrainerApp(Guarded, App):
     """tui-trainer's app."""
 
     CSS_PATH = "app.tcss"
@@ -21,59 +28,91 @@ class TrainerApp(App):
     ENABLE_COMMAND_PALETTE = False
 
     def __init__(self, cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None,
-                 chart_hz: float = 2.0) -> None:
+                 attach: Path | None = None, chart_hz: float = 2.0) -> None:
         super().__init__()
-        self.cfg, self.runs_dir, self.resume, self.chart_hz = cfg, Path(runs_dir), resume, chart_hz
-        self.hung_up = False
+        self.cfg, self.runs_dir, self.resume, self.attach_to, self.chart_hz = cfg, Path(runs_dir), resume, attach, chart_hz
+        self._started = False
+        self.main_screen: TrainScreen | None = None
 
     def get_default_screen(self) -> TrainScreen:
-        return TrainScreen(self.cfg, self.runs_dir, self.resume, self.chart_hz)
+        self.main_screen = TrainScreen(self.cfg, self.runs_dir, self.resume, self.attach_to, self.chart_hz)
+        return self.main_screen
 
     def on_mount(self) -> None:
         self.sub_title = self.cfg.name
         self._install_signal_handlers()
+        yield_to_training()
 
     def on_ready(self) -> None:
         """The first frame is on the terminal."""
+        self._started = True
         self.train_screen.after_first_frame()
 
     @property
     def train_screen(self) -> TrainScreen:
-        """The training screen (the app has only this one)."""
-        return self.get_screen_stack_top()
+        """The training screen (at the bottom of the stack)."""
+        return self.main_screen
 
-    def get_screen_stack_top(self) -> TrainScreen:
-        for screen in reversed(self.screen_stack):
-            if isinstance(screen, TrainScreen):
-                return screen
-        raise LookupError("no training screen")
+    async def action_quit(self) -> None:
+        """Textual's own quit (ctrl+q) takes the screen's path: with a run training, ask first."""
+        if self.main_screen is None or self.screen is not self.main_screen:
+            if self.main_screen is None:
+                self.exit()
+            return
+        await self.main_screen.action_quit()
+
+    def _handle_exception(self, error: Exception) -> None:
+        """The last line of defence: once the app is up, an exception that reached Textual is reported
+        and the app goes on (the view that raised it may stop updating); before that, Textual's own exit."""
+        if not self._started or self._exit_renderables or isinstance(error, (KeyboardInterrupt, SystemExit)):
+            super()._handle_exception(error)
+            return
+        report_view_error(self, error, "the app")
 
     def _install_signal_handlers(self) -> None:
-        """Textual handles neither SIGHUP nor SIGTERM: stop the run, save, and leave."""
+        """Textual handles neither SIGHUP nor SIGTERM: leave, and the run goes on training."""
         try:
             loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self._leave, False))
-            loop.add_signal_handler(signal.SIGHUP, lambda: self.call_later(self._leave, True))
+            loop.add_signal_handler(signal.SIGTERM, lambda: self.exit(return_code=143))
+            loop.add_signal_handler(signal.SIGHUP, self._hung_up)
         except (NotImplementedError, RuntimeError, AttributeError, ValueError):  # not the main thread / Windows
             pass
 
-    async def _leave(self, hung_up: bool) -> None:
-        screen = self.train_screen
-        await screen.stop_and_wait()
-        if hung_up:
-            # the terminal is gone: restoring it would block or fail on writes to a dead tty
-            self.hung_up = True
-            os._exit(129)
-        self.exit(return_code=143)
+    def _hung_up(self) -> None:
+        """The terminal is gone: restoring it would block or fail on writes to a dead tty. The run is in its
+        own process and session: it trains on."""
+        self.train_screen.shutdown()
+        os._exit(129)
 
 
-def make_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, chart_hz: float = 2.0) -> TrainerApp:
+def yield_to_training() -> None:
+    """Lower the UI thread's priority (nice +10, Linux: per thread), so the run process it shows, on the same
+    cores, gets them first: with torch's threads on every core, each slice the UI takes stalls the whole step.
+    Threads started later by the app (the workers that launch runs) keep the normal priority, and so do the
+    run processes they start; the helper process, started from this thread, runs at the UI's priority."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + 10, 19))
+    except (AttributeError, OSError):  # not Linux, or not allowed: the app runs as before
+        pass
+
+
+def make_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, attach: Path | None = None,
+             chart_hz: float = 2.0) -> TrainerApp:
     """One factory for the CLI and the tests."""
-    return TrainerApp(cfg, runs_dir, resume, chart_hz)
+    return TrainerApp(cfg, runs_dir, resume, attach, chart_hz)
 
 
-def run_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None) -> int:
-    """Run the app in this terminal; returns the exit code."""
-    app = make_app(cfg, runs_dir, resume)
-    app.run()
+def run_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, attach: Path | None = None) -> int:
+    """Run the app in this terminal; print where the run shown stands; return the exit code."""
+    app = make_app(cfg, runs_dir, resume, attach)
+    try:
+        app.run()
+    finally:
+        screen = app.main_screen
+        if screen is not None:
+            screen.shutdown()
+            line = screen.exit_line()
+            if line:
+                print(line)
     return app.return_code or 0

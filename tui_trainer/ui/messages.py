@@ -1,42 +1,47 @@
-"""Messages that cross from the engine thread to the UI thread.
+"""Messages that reach the screen from its workers (the run follower, the helper process, the LR finder).
 
-None of them bubble: the screen they are posted to handles them, and the app has no use for
-them (a bubbling batch would be dispatched twice).
+None of them bubble: the screen they are posted to handles them. Messages that carry events are never
+coalesced (points would be lost).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from textual.message import Message
 
 
-class EngineEvents(Message, bubble=False):
-    """A batch of engine events, in order. Carries data points, so it is never coalesced."""
+@dataclass
+class RunEvents(Message, bubble=False):
+    """A batch of a run's events, in order, read from its events.jsonl."""
 
-    def __init__(self, events: tuple) -> None:
-        super().__init__()
-        self.events = events
-
-
-class EngineReady(Message, bubble=False):
-    """torch and the engine finished importing on a worker thread."""
-
-    def __init__(self, device: str, error: str | None = None) -> None:
-        super().__init__()
-        self.device = device
-        self.error = error
+    path: str
+    events: tuple
+    backlog: bool = False  # read from what was already on disk when attaching
+    caught_up: bool = True  # nothing more was on disk when this batch was read
 
 
-class ModelInfo(Message, bubble=False):
-    """Parameter count and summary of the model the panels describe (computed on a worker)."""
+@dataclass
+class RunLost(Message, bubble=False):
+    """The followed run cannot be read any more (its folder was deleted, a newer protocol) or its
+    process is gone without an end (``crashed``)."""
 
-    def __init__(self, request: int, total: int, trainable: int, summary: str, error: str | None = None) -> None:
-        super().__init__()
-        self.request, self.total, self.trainable, self.summary, self.error = request, total, trainable, summary, error
+    path: str
+    why: str
+    crashed: bool = False
 
 
+@dataclass
+class OracleReply(Message, bubble=False):
+    """An answer of the helper process (device list, parameter count), or why there is none."""
+
+    reply: dict[str, Any]
+
+
+@dataclass
 class LrFound(Message, bubble=False):
-    """The LR finder's sweep (computed on a worker), or why it failed."""
+    """The LR finder's sweep (a dict of lrs, losses, smoothed, suggestion), or why it failed."""
 
-    def __init__(self, result: object, error: str | None = None) -> None:
-        super().__init__()
-        self.result, self.error = result, error
+    result: dict[str, Any] | None
+    error: str | None = None

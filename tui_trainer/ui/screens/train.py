@@ -1,389 +1,478 @@
-"""The training screen: setup panels on the left, charts, progress, log and model on the right.
+"""The training screen: coordinates the setup column, the run view, and the run process it shows.
 
-All behaviour lives here; the App only pushes this screen. The training thread never touches a
-widget: it emits events into a ``UISink``, which posts batches at most 10 times a second;
-handlers here update text at once and mark charts dirty, and a timer redraws dirty charts at
-most ``chart_hz`` times a second (2 by default).
+It trains nothing itself. ``r`` starts a run process (``session.start``) and follows its
+events.jsonl; Stop, Save, Pause, Step and a new learning rate are commands sent to the run's control
+endpoint from a worker thread. Quitting detaches (the run goes on); stopping is explicit. The helper
+process answers what needs torch (devices, parameter counts); the LR finder sweeps in a child process.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Log, Select, Static, TabbedContent, TabPane
-from textual.worker import Worker, WorkerCancelled, WorkerFailed, get_current_worker
+from textual.widgets import Button, DataTable, Footer, Header, Input, Static, TabbedContent, Tabs
+from textual.worker import get_current_worker
 
-from tui_trainer.config import ConfigError, RunConfig, from_dict, load_preset, save_user_preset
-from tui_trainer.errors import USER_ERRORS
-from tui_trainer.events import (
-    Boundary,
-    CheckpointSaved,
-    ClassResults,
-    EpochEnded,
-    LogMessage,
-    RunFinished,
-    RunStarted,
-    StepLogged,
-)
-from tui_trainer.smoothing import RunningMean
-from tui_trainer.ui.bridge import UISink
-from tui_trainer.ui.messages import EngineEvents, EngineReady, LrFound, ModelInfo
-from tui_trainer.ui.screens.lr import LearningRateDialog
-from tui_trainer.ui.widgets.boundary import BoundaryView
-from tui_trainer.ui.widgets.fields import CompactButton, ConfigField
-from tui_trainer.ui.widgets.panels import PANELS, ConfigPanel, PresetPanel, applies
+from tui_trainer.config import ConfigError, RunConfig, load_preset, to_toml
+from tui_trainer.errors import first_line
+from tui_trainer.events import Reason, RunFinished
+from tui_trainer.runs import LIVE_STATES, RunDir, list_runs, summarize
+from tui_trainer.ui.guard import Guarded
+from tui_trainer.ui.helper import Helper
+from tui_trainer.ui.messages import LrFound, OracleReply, RunEvents, RunLost
+from tui_trainer.ui.screens.dialogs import HelpScreen, LearningRateDialog, QuitDialog
+from tui_trainer.ui.widgets.runview import TABS, RunView
+from tui_trainer.ui.widgets.setup import SetupColumn
 
 
-def _hms(seconds: float) -> str:
-    s = int(max(seconds, 0))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+@dataclass
+class RunStarting(Message, bubble=False):
+    """A run process was launched (``handle``), or could not be (``error``)."""
+
+    handle: Any
+    error: str | None = None
 
 
-class TrainScreen(Screen):
-    """Pick settings, train, watch, stop, save."""
+@dataclass
+class CommandDone(Message, bubble=False):
+    """The run's answer to a command (or why it could not be reached)."""
+
+    cmd: str
+    reply: dict[str, Any]
+
+
+class TrainScreen(Guarded, Screen):
+    """Pick settings, start or attach to a run, watch it, steer it."""
 
     AUTO_FOCUS = "#start"  # keys work at once; never start in a text field
 
     BINDINGS = [
         Binding("r", "start", "Start"),
         Binding("s", "stop", "Stop"),
-        Binding("c", "save", "Save checkpoint"),
-        Binding("q", "quit", "Quit"),
+        Binding("c", "save", "Save"),
+        Binding("p", "pause", "Pause"),
+        Binding("n", "step", "Step"),
         Binding("l", "change_lr", "Set LR"),
-        Binding("f", "lr_find", "LR finder"),
-        Binding("a", "apply_lr", "Apply LR", show=False),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("f", "lr_find", "LR find"),
+        Binding("a", "apply_lr", "Apply LR"),
+        Binding("u", "resume_run", "Resume run"),
+        Binding("e", "toggle_setup", "Setup", show=False),
+        Binding("m", "mark_run", "Compare"),
+        Binding("w", "write_svg", "SVG"),
+        Binding("d", "detach", "Detach"),
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("ctrl+q,ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("escape", "leave_field", "Leave field", show=False),
+        *[Binding(str(i + 1), f"tab('{tab_id}')", title, show=False) for i, (tab_id, title) in enumerate(TABS)],
     ]
 
-    def __init__(self, cfg: RunConfig, runs_dir: Path, resume: Path | None = None, chart_hz: float = 2.0) -> None:
+    def __init__(self, cfg: RunConfig, runs_dir: Path, resume: Path | None = None, attach: Path | None = None,
+                 chart_hz: float = 2.0) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.values: dict[str, dict[str, Any]] = cfg.to_dict()
-        self.runs_dir, self.resume_path, self.chart_hz = runs_dir, resume, chart_hz
-        self.invalid: dict[str, str] = {}
-        self.engine_ready = False
-        self.start_pending = False  # Start pressed while torch was still importing
-        self.training = False
-        self.controls: Any = None
-        self.sink = UISink(self, max_posts_per_s=5.0)  # measured: 10/s cost ~8% more training speed than 2/s
-        self.train_worker: Worker | None = None
-        self.last_result: RunFinished | None = None
-        self._resumed = False
+        self.cfg, self.runs_dir, self.resume_path, self.attach_path = cfg, Path(runs_dir), resume, attach
+        self.chart_hz = chart_hz
+        self.handle: Any = None  # session.RunHandle of the run shown
+        self.starting = False  # a run process is being launched
+        self.started_here: set[str] = set()  # runs this app launched fresh (removed if they fail at setup)
+        self.helper = Helper(self.post_message)
+        self.helper_ready = False
         self.device_text = ""
-        self.model_request = 0  # the latest parameter-count request; older answers are dropped
-        self._reset_series()
+        self.model_request: int | None = None
+        self.lr_suggestion: float | None = None
+        self.lr_process: subprocess.Popen | None = None
+        self._follow_id = 0
+        self.lost = False  # the run shown cannot be followed any more (crashed, deleted)
+        self._was_live = False
+        self.marked: set[str] = set()  # run folders chosen in the Runs tab for comparison
+        self._changed_while_catching_up: set[str] = set()
 
-    # -- layout --------------------------------------------------------------
+    # -- layout -------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Horizontal(id="body"):
-            with VerticalScroll(id="setup"):
-                # the four config panels (~180 of the screen's ~250 widgets) mount once the first
-                # frame is on the terminal: see after_first_frame
-                yield PresetPanel(self.cfg.name)
-            with Vertical(id="run"):
-                with Horizontal(id="buttons"):
-                    yield CompactButton("Start", id="start", variant="success")
-                    yield CompactButton("Stop", id="stop", variant="error", disabled=True)
-                    yield CompactButton("Save checkpoint", id="save", variant="primary", disabled=True)
-                    yield Label("loading torch…", id="device")
-                yield Static("ready: press r to start", id="progress")
-                with TabbedContent(id="tabs"):
-                    yield TabPane("Charts", id="tab-charts")  # charts mount after the first frame
-                    with TabPane("Log", id="tab-log"):
-                        yield Log(id="log", max_lines=2000)
-                    yield TabPane("Gradients", id="tab-gradients")
-                    with TabPane("Boundary", id="tab-boundary"):
-                        with VerticalScroll():
-                            yield BoundaryView("decision boundary: shown each epoch for 2-D datasets", id="boundary")
-                    yield TabPane("LR finder", id="tab-lr")
-                    with TabPane("Results", id="tab-results"):
-                        with VerticalScroll():
-                            yield Static("per-class results appear when a classification run ends", id="results")
-                    with TabPane("Model", id="tab-model"):
-                        with VerticalScroll():
-                            yield Static("", id="model-summary")
+            yield SetupColumn(self.cfg, id="setup")
+            yield RunView(id="run")
         yield Footer()
 
+    @property
+    def setup(self) -> SetupColumn:
+        """The left column."""
+        return self.query_one(SetupColumn)
+
+    @property
+    def view(self) -> RunView:
+        """The right column."""
+        return self.query_one(RunView)
+
     def on_mount(self) -> None:
-        self.lr_suggestion: float | None = None
         self.set_interval(1.0 / self.chart_hz, self._redraw_charts)
-        self.set_interval(0.25, self.sink.flush)  # trailing events when the engine goes quiet
-        self._log(f"preset {self.cfg.name}: {self.cfg.description}")
+        self.set_interval(2.0, self._refresh_runs_tab)
+        self.view.log_line(f"preset {self.cfg.name}: {self.cfg.description}")
+        self.app.sub_title = self.cfg.name
 
     def after_first_frame(self) -> None:
-        """Called by the app once the first frame is on the terminal: fill in the rest.
-
-        Textual paints nothing until the whole start-up mount is done. The config panels (~180
-        of ~250 widgets) and the charts (plotext's import alone is ~65 ms) cost ~0.5 s of first
-        frame on 2 cores when mounted with it; mounted after it, they appear a moment later.
-        torch is imported after that (the import holds the GIL for seconds)."""
+        """Called by the app once the first frame is on the terminal: fill in the rest."""
         self.call_after_refresh(self._mount_the_rest)
 
     async def _mount_the_rest(self) -> None:
-        if self.query(ConfigPanel):
-            return
-        from tui_trainer.ui.widgets.charts import SeriesChart  # imports plotext: after the first frame
-
-        grad = SeriesChart("gradient norm per layer (log)", "grad norm", id="grad-chart")
-        grad.ylog = True
-        lr_chart = SeriesChart("LR finder: press f to sweep, a to apply", "loss", id="lr-chart")
-        lr_chart.xlog, lr_chart.xlabel = True, "learning rate"
-        await self.query_one("#setup").mount_all([ConfigPanel(title, self.values) for title in PANELS])
-        await self.query_one("#tab-charts").mount_all([SeriesChart("loss", "loss", id="loss-chart"),
-                                                        SeriesChart("accuracy", "accuracy", id="acc-chart")])
-        await self.query_one("#tab-gradients").mount(grad)
-        await self.query_one("#tab-lr").mount(lr_chart)
-        self._show_panel_errors()
-        self.call_after_refresh(self._import_engine)
+        await self.setup.mount_panels()
+        await self.view.mount_tabs()
+        self.helper.start()
+        self.helper.ask("devices")
+        if self.attach_path is not None:
+            self.attach(RunDir(self.attach_path))
+        elif self.resume_path is not None:
+            self.view.say(f"press r to resume from {self.resume_path.name}")
+            self.view.log_line(f"press r to resume {self.resume_path}")
 
     def on_screen_resume(self, event: events.ScreenResume) -> None:
-        """Skip the restyle of the first resume (this handler runs before Screen's own).
-
-        Every widget was styled as it mounted, moments earlier; Textual restyles the whole tree
-        again when the screen first resumes, ~0.2 s on 2 cores before the first frame. Later
-        resumes (after a dialog) keep it."""
-        if not self._resumed:
+        """Skip the restyle of the first resume (every widget was styled as it mounted, moments earlier)."""
+        if not getattr(self, "_resumed", False):
             self._resumed = True
             event.refresh_styles = False
 
-    # -- engine start-up (off the UI thread) -----------------------------------
+    def on_resize(self, event: events.Resize) -> None:
+        self.view.show_progress()
+        for chart in self.query("SeriesChart"):
+            chart.dirty = True
 
-    @work(thread=True, exclusive=True, group="import", exit_on_error=False, description="import torch")
-    def _import_engine(self) -> None:
-        try:
-            from tui_trainer.engine import warm_up  # the slow import: torch
+    # -- state --------------------------------------------------------------------
 
-            warm_up()
-            from tui_trainer.device import describe_device, pick_device
-
-            # torch keeps every core, as headless: on 2 cores, with one core left to the interface
-            # the app trained slower in 4 of 5 interleaved pairs, the fifth a tie (RESULTS.md)
-            device = describe_device(pick_device(self.values["train"]["device"])).describe()
-            self.post_message(EngineReady(device))
-        except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
-            self.post_message(EngineReady("", error=f"{type(exc).__name__}: {exc}"))
-
-    def on_engine_ready(self, message: EngineReady) -> None:
-        if message.error:
-            self._error(f"cannot start the engine: {message.error}")
-            self.query_one("#device", Label).update("device: unavailable")
-            return
-        self.engine_ready = True
-        self.device_text = message.device
-        self.query_one("#device", Label).update(message.device)
-        self._update_buttons()
-        self._request_model_info()
-        if self.resume_path is not None:
-            self._log(f"press r to resume {self.resume_path}")
-        if self.start_pending:
-            self.start_pending = False
-            self.action_start()
-
-    # -- fields ------------------------------------------------------------------
-
-    @on(ConfigField.Changed)
-    def _field_changed(self, event: ConfigField.Changed) -> None:
-        f = event.field
-        if event.result.error:
-            self.invalid[f.dotted] = event.result.error
-        else:
-            self.invalid.pop(f.dotted, None)
-            self.values[f.section][f.key] = event.result.value
-        self._show_panel_errors()
-        self._refresh_visibility()
-        self._update_buttons()
-        if f.section in ("model", "data") and not event.result.error:
-            self._request_model_info()
-
-    def _show_panel_errors(self) -> None:
-        for panel in self.query(ConfigPanel):
-            keys = {f"{s}.{k}" for s, k in PANELS[panel.title]}
-            errors = [msg for key, msg in self.invalid.items() if key in keys]
-            error = panel.query_one(".panel-error", Static)
-            error.update("\n".join(errors))
-            error.display = bool(errors)  # no blank row in every panel
-
-    def _refresh_visibility(self) -> None:
-        for f in self.query(ConfigField):
-            f.display = applies(f.section, f.key, self.values)
-
-    def _valid_config(self) -> RunConfig | None:
-        """The panels' config, or None after telling the user what to fix."""
-        if self.invalid:
-            self._error("fix the marked fields first: " + "; ".join(self.invalid.values()))
-            return None
-        try:
-            return self.current_config()
-        except ConfigError as exc:
-            self._error(str(exc))
-            return None
-
-    def current_config(self) -> RunConfig:
-        """The panels' settings as a validated config (ConfigError if they do not fit together)."""
-        return from_dict({**self.values, "name": self.cfg.name, "description": self.cfg.description}, source="panels")
-
-    @on(Select.Changed, "#preset-select")
-    def _preset_chosen(self, event: Select.Changed) -> None:
-        if event.value is Select.BLANK or event.value == self.cfg.name:
-            return
-        try:
-            cfg = load_preset(str(event.value))
-        except ConfigError as exc:
-            self._error(str(exc))
-            return
-        self.cfg = cfg
-        self.values = cfg.to_dict()
-        self.invalid.clear()
-        for f in self.query(ConfigField):
-            f.set_value(self.values[f.section][f.key])
-        description = self.query_one("#preset-description", Label)
-        description.update(cfg.description)
-        description.display = True
-        self._log(f"preset {cfg.name}: {cfg.description}")
-
-    @on(Button.Pressed, "#preset-save")
-    def _save_preset(self) -> None:
-        name = self.query_one("#preset-name", Input).value.strip()
-        try:
-            path = save_user_preset(self.current_config(), name)
-        except ConfigError as exc:
-            self._error(str(exc))
-            return
-        self._log(f"saved preset {name} to {path}")
-        self.notify(f"saved preset {name}")
-
-    # -- model info (worker) -----------------------------------------------------
-
-    def _request_model_info(self) -> None:
-        if not self.engine_ready or self.invalid:
-            return
-        try:
-            cfg = self.current_config()
-        except ConfigError:
-            return
-        self.model_request += 1
-        self._model_info(cfg, self.model_request)
-
-    @work(thread=True, exclusive=True, group="model-info", exit_on_error=False, description="count parameters")
-    def _model_info(self, cfg: RunConfig, request: int) -> None:
-        from tui_trainer.engine import describe_model
-
-        try:
-            self.post_message(ModelInfo(request, *describe_model(cfg)))
-        except Exception as exc:  # noqa: BLE001 - shown in the panel
-            self.post_message(ModelInfo(request, 0, 0, "", error=str(exc)))
-
-    def on_model_info(self, message: ModelInfo) -> None:
-        if message.request != self.model_request:
-            return  # an older request finishing late (a thread worker cannot be interrupted)
-        label = self.query_one("#param-count", Static)
-        if message.error:
-            label.update(f"params: ? ({message.error})")
-            return
-        frozen = message.total - message.trainable
-        label.update(f"params: {message.total:,}" + (f" ({frozen:,} frozen)" if frozen else ""))
-        if not self.training:
-            self.query_one("#model-summary", Static).update(message.summary)
-
-    # -- actions -----------------------------------------------------------------
+    @property
+    def live(self) -> bool:
+        """A run is being launched, or the run shown is training."""
+        return self.starting or (self.handle is not None and self.view.history.finished is None and not self.lost)
 
     def _update_buttons(self) -> None:
-        can_start = not self.training and not self.invalid
-        self.query_one("#start", Button).disabled = not can_start
-        self.query_one("#stop", Button).disabled = not self.training
-        self.query_one("#save", Button).disabled = not self.training
+        live = self.live
+        if live != self._was_live and self.size.width < 100:
+            self.setup.display = not live  # a narrow terminal gives a training run the whole width (e shows them)
+        self._was_live = live
+        self.query_one("#start", Button).disabled = live or bool(self.setup.invalid)
+        for name in ("stop", "save", "pause"):
+            self.query_one(f"#{name}", Button).disabled = not live or self.starting
+        self.query_one("#pause", Button).label = "Resume" if self.view.history.paused else "Pause"
+        self.setup.set_locked(live)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Show in the footer only what can be done now."""
+        live = self.live
+        if action in ("stop", "save", "pause", "detach"):
+            return live
+        if action == "step":
+            return not live or self.view.history.paused
+        if action == "apply_lr":
+            return self.lr_suggestion is not None and not live
+        if action == "lr_find":
+            return not live
+        if action == "resume_run":
+            return not live and self.handle is not None and self.handle.run.last_good_checkpoint() is not None
+        if action == "start":
+            return not live
+        if action == "mark_run":
+            return self.query_one("#tabs", TabbedContent).active == "tab-runs"
+        return True
+
+    # -- setup column -------------------------------------------------------------------
+
+    @on(SetupColumn.Changed)
+    def _settings_changed(self, event: SetupColumn.Changed) -> None:
+        self._update_buttons()
+        self.app.sub_title = self.setup.cfg.name
+        if event.model_changed:
+            self._request_model_info()
+
+    @on(SetupColumn.Said)
+    def _setup_said(self, event: SetupColumn.Said) -> None:
+        if event.error:
+            self._error(event.text)
+        else:
+            self.view.log_line(event.text)
+
+    def _request_model_info(self) -> None:
+        if not self.helper_ready or self.setup.invalid:
+            return
+        try:
+            cfg = self.setup.config()
+        except ConfigError:
+            return
+        self.model_request = self.helper.ask("describe", config=cfg.to_dict())
+
+    def on_oracle_reply(self, message: OracleReply) -> None:
+        reply = message.reply
+        if "devices" in reply:
+            self.helper_ready = True
+            gpus = reply.get("gpus", 0)
+            self.device_text = reply["describe"]["auto"] + (f" (x{gpus}: data parallel with {gpus} processes)"
+                                                            if gpus > 1 else "")
+            if not self.live:
+                self.query_one("#device").update(self.device_text)
+            self.setup.set_devices(reply["devices"], gpus)
+            self._request_model_info()
+        elif reply.get("gone"):
+            self.helper_ready = False
+            if not self.device_text:
+                self.query_one("#device").update("device: unknown (helper ended)")
+        elif reply.get("id") == self.model_request and self.query("#param-count"):
+            label = self.query_one("#param-count", Static)
+            if "error" in reply:
+                label.update(f"params: ? ({reply['error']})")
+                return
+            frozen = reply["total"] - reply["trainable"]
+            label.update(f"params: {reply['total']:,}" + (f" ({frozen:,} frozen)" if frozen else ""))
+            if not self.live and self.view.history.started is None:
+                self.query_one("#model-summary", Static).update(reply["summary"])
+
+    # -- starting and attaching ------------------------------------------------------------
 
     @on(Button.Pressed, "#start")
-    def action_start(self) -> None:
-        if self.training:
-            return
-        if any(w.group == "lr-find" and w.is_running for w in self.app.workers):
-            # two threads training at once would share the CPU and the global RNG (no seeded run)
-            self.notify("the LR finder is still sweeping: press r when it is done", severity="warning")
-            return
-        if not self.engine_ready:
-            self.start_pending = True
-            self.query_one("#progress", Static).update("starting as soon as torch has loaded…")
-            return
-        cfg = self._valid_config()
-        if cfg is None:
-            return
-        resume = None
-        if self.resume_path is not None:
-            resume, self.resume_path = self.resume_path, None
-        from tui_trainer.engine import Controls
+    def _start_pressed(self) -> None:
+        self.action_start()
 
-        self.controls = Controls()
-        self.training = True
-        self.query_one("#setup").disabled = True
-        self._reset_series()
-        for chart in self.query("SeriesChart"):
-            chart.clear_series()
+    def action_start(self, paused: bool = False) -> None:
+        """Start a run process from the panels (or continue --resume CKPT), then follow it; ``paused``: it takes
+        one step and holds (n steps on, p lets it run)."""
+        if self.live:
+            return
+        try:
+            cfg = self.setup.config()
+        except ConfigError as exc:
+            self._error(str(exc))
+            return
+        resume, self.resume_path = self.resume_path, None
+        self.starting = True
+        self.view.reset(None)
+        self.view.say("starting a run process (it loads torch and the data)…")
         self._update_buttons()
-        self.query_one("#progress", Static).update("starting…")
-        self.train_worker = self._train(cfg, resume)
+        self._launch(cfg, resume, paused)
+
+    @work(thread=True, group="launch", exit_on_error=False, description="start a run process")
+    def _launch(self, cfg: RunConfig, resume: Path | None, paused: bool = False) -> None:
+        from tui_trainer import session
+
+        try:
+            handle = session.start(cfg, self.runs_dir, resume, paused=paused)
+        except ConfigError as exc:
+            self.post_message(RunStarting(None, str(exc)))
+            return
+        except OSError as exc:
+            self.post_message(RunStarting(None, f"cannot start the run process: {first_line(exc)}"))
+            return
+        self.post_message(RunStarting(handle))
+
+    def on_run_starting(self, message: RunStarting) -> None:
+        self.starting = False
+        if message.error:
+            self._error(message.error)
+            self.view.say("ready: press r to start")
+            self._update_buttons()
+            return
+        if message.handle.process is not None and not message.handle.run.last.exists():
+            self.started_here.add(str(message.handle.path))
+        self._show_run(message.handle)
+
+    def attach(self, run: RunDir) -> None:
+        """Show a run started elsewhere (live: its history, then live; ended: read-only)."""
+        from tui_trainer import session
+
+        try:
+            self.setup.load(load_preset(str(run.config_path)))
+        except ConfigError as exc:
+            self.view.log_line(f"the run's config cannot be shown in the panels: {exc}", "warning")
+        self._show_run(session.attach(run))
+
+    def _show_run(self, handle: Any) -> None:
+        self._follow_id += 1
+        self.workers.cancel_group(self, "follow")
+        self.handle, self.lost = handle, False
+        self.view.reset(str(handle.path))
+        self.view.say(f"following {handle.run.name}…")
+        self._follow(handle.run, self._follow_id)
+        self._update_buttons()
+
+    @work(thread=True, group="follow", exit_on_error=False, description="follow the run's events")
+    def _follow(self, run: RunDir, follow_id: int) -> None:
+        from tui_trainer.ui.follow import follow
+
+        worker = get_current_worker()
+        follow(run, self.post_message, lambda: worker.is_cancelled or follow_id != self._follow_id)
+
+    def on_run_events(self, message: RunEvents) -> None:
+        if self.handle is None or message.path != str(self.handle.path):
+            return  # a run we stopped following
+        changed = self.view.apply(message.events, catching_up=not message.caught_up)
+        self._changed_while_catching_up |= changed
+        if not message.caught_up:
+            return  # more history is on its way: lock or unlock the panels once, for where the run stands
+        changed, self._changed_while_catching_up = self._changed_while_catching_up, set()
+        if "finished" in changed and self.view.history.finished is not None:
+            self._run_ended(self.view.history.finished)
+        if changed & {"started", "finished", "paused"}:
+            self._update_buttons()
+
+    def _run_ended(self, end: RunFinished) -> None:
+        reason = Reason(end.reason) if end.reason in {r.value for r in Reason} else Reason.ERROR
+        if reason is Reason.INVALID and str(self.handle.path) in self.started_here and end.epoch == 0:
+            self.workers.cancel_group(self, "follow")
+            self._follow_id += 1
+            shutil.rmtree(self.handle.path, ignore_errors=True)  # nothing trained: leave nothing behind
+            self.handle = None
+        if reason.as_asked:
+            self.notify(f"run ended: {end.reason}")
+        else:
+            self.notify(end.message, title=f"run failed: {end.reason}", severity="error", timeout=10)
+        self._update_buttons()
+        self.call_after_refresh(self._focus_start)  # focus is never lost when a run ends
+
+    def on_run_lost(self, message: RunLost) -> None:
+        if self.handle is None or message.path != str(self.handle.path):
+            return
+        self.lost = True
+        self._error(message.why)
+        self.view.say(message.why)
+        self._update_buttons()
+
+    def _focus_start(self) -> None:
+        start = self.query_one("#start", Button)
+        if self.app.focused is None or self.app.focused.disabled:
+            start.focus() if not start.disabled else self.query_one("#tabs", TabbedContent).focus()
+
+    # -- commands to the run ---------------------------------------------------------------
+
+    def _send(self, cmd: str, **args: Any) -> bool:
+        if self.handle is None or not self.live or self.starting:
+            self.notify("no run is training", severity="warning")
+            return False
+        self._command(self.handle, cmd, args)
+        return True
+
+    @work(thread=True, group="command", exit_on_error=False, description="send a command to the run")
+    def _command(self, handle: Any, cmd: str, args: dict[str, Any]) -> None:
+        from tui_trainer.endpoint import EndpointError
+
+        try:
+            reply = handle.send(cmd, **args)
+        except EndpointError as exc:
+            reply = {"ok": False, "error": str(exc)}
+        self.post_message(CommandDone(cmd, reply))
+
+    def on_command_done(self, message: CommandDone) -> None:
+        reply = message.reply
+        text = reply.get("message") or reply.get("error") or ""
+        if reply.get("ok"):
+            self.view.log_line(f"{message.cmd}: {text}")
+            if message.cmd == "save" and reply.get("path"):
+                self.notify(f"checkpoint saved: {Path(reply['path']).name}")
+        else:
+            self._error(f"{message.cmd}: {text}")
 
     @on(Button.Pressed, "#stop")
     def action_stop(self) -> None:
-        if self.training and self.controls is not None:
-            self.controls.stop.set()
-            self._log("stop requested: finishing the current step and saving last.pt")
+        if self._send("stop"):
+            self.view.say("stopping: the run saves last.pt…")
 
     @on(Button.Pressed, "#save")
     def action_save(self) -> None:
-        if self.training and self.controls is not None:
-            self.controls.save_now.set()
+        self._send("save")
+
+    @on(Button.Pressed, "#pause")
+    def action_pause(self) -> None:
+        self._send("resume" if self.view.history.paused else "pause")
+
+    def action_step(self) -> None:
+        """One training step: of the paused run; with no run, start one that takes a step and holds."""
+        if not self.live:
+            self.action_start(paused=True)
+        elif not self.view.history.paused:
+            self.notify("pause first (p), then n takes one step at a time", severity="warning")
         else:
-            self.notify("nothing to save: no run is training", severity="warning")
+            self._send("step")
 
     def action_change_lr(self) -> None:
         """Change the learning rate: of the running fit (logged, marked, checkpointed), else of the panel."""
-        current = self.last_step.lr if (self.training and self.last_step) else self.values["optimizer"]["lr"]
+        step = self.view.history.last_step
+        current = step.lr if (self.live and step) else self.setup.values["optimizer"]["lr"]
 
         def done(value: float | None) -> None:
             if value is None:
                 return
-            if self.training and self.controls is not None:
-                self.controls.request_lr(value)
-                x = self.step_x[-1] if self.step_x else 0.0
-                self.query_one("#loss-chart").add_marker(x)
-                self._log(f"learning rate change to {value:g} requested")
+            if self.live:
+                self._send("set_lr", lr=value)
             else:
-                self.query_one("#f-optimizer-lr", ConfigField).set_value(value)
+                self.setup.field("optimizer.lr").set_value(value)
 
         self.app.push_screen(LearningRateDialog(current), done)
 
+    def action_resume_run(self) -> None:
+        """Continue the run shown from its last good checkpoint (a crashed or stopped run)."""
+        if self.live or self.handle is None:
+            return
+        checkpoint = self.handle.run.last_good_checkpoint()
+        if checkpoint is None:
+            self.notify("this run wrote no checkpoint to resume from", severity="warning")
+            return
+        try:
+            cfg = load_preset(str(self.handle.run.config_path))
+        except ConfigError as exc:
+            self._error(str(exc))
+            return
+        if self.view.history.finished is not None and self.view.history.finished.epoch >= cfg.train.epochs:
+            self.notify(f"the run finished its {cfg.train.epochs} epochs; raise epochs in the panels and press r to "
+                        "train a new run", severity="warning")
+            return
+        self.starting = True
+        self.view.say(f"resuming {self.handle.run.name} from {checkpoint.name}…")
+        self._update_buttons()
+        self._launch(cfg, checkpoint)
+
+    # -- LR finder (a child process) ----------------------------------------------------------
+
     def action_lr_find(self) -> None:
-        """Sweep the learning rate on a copy of the panels' model (never the training one)."""
-        if self.training or not self.engine_ready:
-            self.notify("the LR finder runs between runs, once torch has loaded", severity="warning")
+        """Sweep the learning rate on a fresh copy of the panels' model, in a child process."""
+        try:
+            cfg = self.setup.config()
+        except ConfigError as exc:
+            self._error(str(exc))
             return
-        cfg = self._valid_config()
-        if cfg is None:
-            return
-        self._log("LR finder: sweeping 1e-07 .. 10 over 100 batches on a copy of the model…")
-        self.query_one("#tabs", TabbedContent).active = "tab-lr"
+        self.view.log_line("LR finder: sweeping 1e-07 .. 10 on a fresh copy of the model, longer while the loss has not "
+                           "fallen (a child process)…")
+        self.action_tab("tab-lr")
         self._lr_find(cfg)
 
     @work(thread=True, exclusive=True, group="lr-find", exit_on_error=False, description="LR finder")
     def _lr_find(self, cfg: RunConfig) -> None:
-        from tui_trainer.lrfind import lr_find
-
-        worker = get_current_worker()
+        with tempfile.TemporaryDirectory(prefix="tui-trainer-lr-") as tmp:
+            preset = Path(tmp) / "panels.toml"
+            preset.write_text(to_toml(cfg), encoding="utf-8")
+            self.lr_process = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", "lr-find", str(preset), "--json"],
+                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = self.lr_process.communicate()
+            code = self.lr_process.returncode
+        if get_current_worker().is_cancelled:
+            return
+        if code != 0:
+            self.post_message(LrFound(None, (err.strip().splitlines() or [f"exit code {code}"])[-1]))
+            return
         try:
-            self.post_message(LrFound(lr_find(cfg, should_stop=lambda: worker.is_cancelled)))
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            self.post_message(LrFound(None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(LrFound(json.loads(out.strip().splitlines()[-1])))
+        except (ValueError, IndexError):
+            self.post_message(LrFound(None, "the LR finder gave no result"))
 
     def on_lr_found(self, message: LrFound) -> None:
         if message.error or message.result is None:
@@ -392,190 +481,93 @@ class TrainScreen(Screen):
         r = message.result
         chart = self.query_one("#lr-chart")
         chart.clear_series()
-        chart.set_series("loss", r.lrs, r.smoothed)
-        self.lr_suggestion = r.suggestion
-        if r.suggestion is None:
-            self._log("LR finder: the loss did not fall by 2% anywhere in the sweep; no suggestion")
-            return
-        chart.add_marker(r.suggestion)
-        self._log(f"suggested lr: {r.suggestion:.3g} (press a to put it in the Optimizer panel)")
+        chart.set_series("loss", r["lrs"], r["smoothed"])
+        self.lr_suggestion = r.get("suggestion")
+        if self.lr_suggestion is None:
+            why = r.get("reason") or "the loss did not fall enough anywhere in the sweep"
+            self.view.log_line(f"LR finder: no suggestion: {why}", "warning")
+            self.notify(f"LR finder: no suggestion: {why}", severity="warning")
+        else:
+            chart.add_marker(self.lr_suggestion, f"suggested {self.lr_suggestion:.3g}")
+            self.view.log_line(f"suggested lr: {self.lr_suggestion:.3g} (press a to put it in the Optimizer panel)")
+            self.notify(f"suggested lr {self.lr_suggestion:.3g}: press a to apply")
+        self.refresh_bindings()
 
     def action_apply_lr(self) -> None:
-        if self.lr_suggestion is None or self.training:
+        if self.lr_suggestion is None:
+            self.notify("no LR suggestion yet: press f to sweep", severity="warning")
             return
-        self.query_one("#f-optimizer-lr", ConfigField).set_value(float(f"{self.lr_suggestion:.3g}"))
-        self._log(f"optimizer.lr set to {self.lr_suggestion:.3g} from the LR finder")
+        if self.live:
+            self.notify("the panels are locked while a run trains; use l to change its learning rate", severity="warning")
+            return
+        value = float(f"{self.lr_suggestion:.3g}")
+        self.setup.field("optimizer.lr").set_value(value)
+        self.view.log_line(f"optimizer.lr set to {value:g} from the LR finder")
+
+    # -- leaving --------------------------------------------------------------------------
+
+    def action_detach(self) -> None:
+        """Leave the app; the run goes on."""
+        self.app.exit(return_code=0)
 
     async def action_quit(self) -> None:
-        """Stop the run (it saves last.pt within one step), wait for the thread, leave."""
-        await self.stop_and_wait()
-        self.app.exit()
+        """Quit: with a run training, ask whether to detach (it goes on) or stop it."""
+        if not self.live or self.starting:
+            self.app.exit(return_code=0)
+            return
 
-    async def stop_and_wait(self, timeout: float = 10.0) -> None:
-        """Ask a running fit to stop and wait (without blocking the UI) until its thread ended."""
-        if self.training and self.controls is not None:
-            self.controls.stop.set()
-            self.query_one("#progress", Static).update("stopping: saving last.pt…")
-        worker = self.train_worker
-        if worker is not None and not worker.is_finished:
-            try:  # the engine polls stop between steps; a step can be long on a slow device
-                await asyncio.wait_for(asyncio.shield(worker.wait()), timeout)
-            except (WorkerFailed, WorkerCancelled, TimeoutError):
-                pass
+        def chosen(choice: str | None) -> None:
+            if choice == "detach":
+                self.app.exit(return_code=0)
+            elif choice == "stop":
+                self._stop_then_exit()
 
-    # -- the training worker ---------------------------------------------------------
+        self.app.push_screen(QuitDialog(self.handle.run.name), chosen)
 
-    @work(thread=True, exclusive=True, group="train", exit_on_error=False, description="training")
-    def _train(self, cfg: RunConfig, resume: Path | None) -> None:
-        from tui_trainer.checkpoint import load_checkpoint
-        from tui_trainer.engine import Trainer
+    @work(thread=True, group="quit", exit_on_error=False, description="stop the run, then quit")
+    def _stop_then_exit(self) -> None:
+        from tui_trainer.endpoint import EndpointError
 
         try:
-            ck = load_checkpoint(resume) if resume is not None else None
-            Trainer(self.runs_dir).fit(cfg, self.sink, self.controls, resume=ck)
-        except USER_ERRORS as exc:
-            self.sink.emit(LogMessage("error", str(exc)))
-            self.sink.emit(RunFinished("error", str(exc), 0, 0, None, ""))
-        except Exception as exc:  # noqa: BLE001 - a worker failure becomes an event, not a traceback
-            msg = f"training failed: {type(exc).__name__}: {exc}"
-            self.sink.emit(LogMessage("error", msg))
-            self.sink.emit(RunFinished("error", msg, 0, 0, None, ""))
+            self.handle.send("stop")
+        except EndpointError:
+            pass
+        self.handle.wait(timeout=30)
+        self.app.call_from_thread(self.app.exit, 0)
 
-    # -- engine events (UI thread) ------------------------------------------------------
+    def shutdown(self) -> None:
+        """End the helper and an LR sweep (the run is not ours to end)."""
+        self._follow_id += 1  # the follower thread sees this and ends (the app may be gone: no worker API here)
+        self.helper.close()
+        if self.lr_process is not None and self.lr_process.poll() is None:
+            self.lr_process.kill()
 
-    def _reset_series(self) -> None:
-        self.epochs: list[int] = []
-        self.train_loss: list[float] = []
-        self.val_loss: list[float] = []
-        self.train_acc: list[float] = []
-        self.val_acc: list[float] = []
-        self.step_x: list[float] = []
-        self.step_smooth = RunningMean()
-        self.changed: set[str] = set()  # which series got points in the current batch of events
-        self.started: RunStarted | None = None
-        self.t0 = time.monotonic()
-        self.last_step: StepLogged | None = None
-        self.grad_series: dict[str, tuple[list[float], list[float]]] = {}
+    # -- small actions ------------------------------------------------------------------------
 
-    def on_engine_events(self, message: EngineEvents) -> None:
-        for event in message.events:
-            self._apply(event)
-        self._push_series()  # once per batch: each push copies a whole series
-        self._update_progress()
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(self.BINDINGS))
 
-    def _push_series(self) -> None:
-        """Hand the charts immutable copies of the series that grew (they redraw on their timer)."""
-        if "steps" in self.changed:
-            self.query_one("#loss-chart").set_series("train (steps)", self.step_x, self.step_smooth.values)
-        if "epochs" in self.changed:
-            loss = self.query_one("#loss-chart")
-            loss.set_series("train", self.epochs, self.train_loss)
-            loss.set_series("val", self.epochs, self.val_loss)
-            if self.val_acc:
-                acc = self.query_one("#acc-chart")
-                acc.set_series("train", self.epochs, self.train_acc)
-                acc.set_series("val", self.epochs, self.val_acc)
-        if "grads" in self.changed:
-            grad = self.query_one("#grad-chart")
-            for name, (xs, ys) in self.grad_series.items():
-                grad.set_series(name, xs, ys)
-        self.changed.clear()
+    def action_tab(self, tab_id: str) -> None:
+        """Show a tab. Focus leaves a widget inside the tab being hidden first: TabbedContent shows the pane
+        that holds the focus, and would switch straight back."""
+        tabs = self.query_one("#tabs", TabbedContent)
+        focused = self.app.focused
+        if focused is not None and tabs.active and focused in self.query_one(f"#{tabs.active}").query("*"):
+            tabs.query_one(Tabs).focus()
+        tabs.active = tab_id
 
-    def _apply(self, event: Any) -> None:
-        if isinstance(event, RunStarted):
-            self.started, self.t0 = event, time.monotonic()
-            self.device_text = event.device
-            self.query_one("#device", Label).update(event.device)
-            self.query_one("#model-summary", Static).update(event.summary)
-            verb = "resuming" if event.start_epoch else "training"
-            self._log(f"{verb} {event.preset}: {event.n_params:,} params, {event.train_samples:,} train / "
-                      f"{event.val_samples:,} val samples -> {event.run_dir}")
-        elif isinstance(event, StepLogged):
-            self.last_step = event
-            self.step_x.append(event.epoch - 1 + event.batch / max(event.batches, 1))
-            self.step_smooth.add(event.loss)
-            self.changed.add("steps")
-            if event.layers:
-                self._gradients(event)
-            if event.memory is not None:
-                used, free = event.memory
-                self.query_one("#device", Label).update(
-                    f"{self.device_text}  {used / 2**30:.2f} GiB in use, {free / 2**30:.1f} GiB free", layout=False)
-        elif isinstance(event, Boundary):
-            self.query_one("#boundary", BoundaryView).show(event)
-        elif isinstance(event, ClassResults):
-            self.query_one("#results", Static).update(event.text)
-            self._log(event.text.splitlines()[0] + " " + ", ".join(
-                f"{n} {row[i] / max(sum(row), 1):.0%}" for i, (n, row) in enumerate(zip(event.class_names, event.confusion,
-                                                                                        strict=True))))
-        elif isinstance(event, EpochEnded):
-            self._epoch_ended(event)
-        elif isinstance(event, CheckpointSaved):
-            self._log(f"checkpoint ({event.kind}) saved: {event.path}")
-            if event.kind == "manual":
-                self.notify(f"checkpoint saved: {Path(event.path).name}")
-        elif isinstance(event, LogMessage):
-            if event.level == "error":
-                self._error(event.text)
-            else:
-                self._log(event.text if event.level == "info" else f"{event.level}: {event.text}")
-        elif isinstance(event, RunFinished):
-            self._finished(event)
+    def action_toggle_setup(self) -> None:
+        self.setup.display = not self.setup.display
 
-    def _gradients(self, event: StepLogged) -> None:
-        x = self.step_x[-1]
-        for layer in event.layers:
-            xs, ys = self.grad_series.setdefault(layer.name, ([], []))
-            xs.append(x)
-            ys.append(max(layer.grad_norm, 1e-12))  # log axis
-        self.changed.add("grads")
+    def action_leave_field(self) -> None:
+        """Escape leaves a text field, so the next key is a command again."""
+        if isinstance(self.focused, Input):
+            self.query_one("#start").focus()
 
-    def _epoch_ended(self, e: EpochEnded) -> None:
-        self.epochs.append(e.epoch)
-        self.train_loss.append(e.train_loss)
-        self.val_loss.append(e.val_loss)
-        self.changed.add("epochs")
-        acc = ""
-        if e.val_acc is not None:
-            self.train_acc.append(e.train_acc)
-            self.val_acc.append(e.val_acc)
-            acc = f" acc {e.train_acc:.3f}/{e.val_acc:.3f}"
-        best = " (new best)" if e.is_best else ""
-        self._log(f"epoch {e.epoch}: loss {e.train_loss:.4f}/{e.val_loss:.4f}{acc} lr {e.lr:.3g} "
-                  f"{e.epoch_seconds:.2f}s {e.samples_per_s:,.0f} samples/s{best}")
-
-    def _finished(self, e: RunFinished) -> None:
-        self.last_result = e
-        self.training = False
-        self.query_one("#setup").disabled = False
-        self._update_buttons()
-        if e.reason in ("completed", "early_stopped", "stopped"):
-            self._log(f"run ended ({e.reason}): {e.message}")
-            if e.last_checkpoint:
-                self._log(f"last checkpoint: {e.last_checkpoint}")
-            self.notify(f"run ended: {e.reason}")
-        else:
-            self.notify(e.message, severity="error", timeout=10)
-        best = f"  best {self.values['regularization']['monitor']} {e.best_metric:.4g}" if e.best_metric is not None else ""
-        self.query_one("#progress", Static).update(f"{e.message}{best}  (press r to train again)")
-
-    def _update_progress(self) -> None:
-        s, st = self.last_step, self.started
-        if s is None or st is None or not self.training:
-            return
-        frac = s.batch / max(s.batches, 1)
-        done = (s.epoch - 1 - st.start_epoch) + frac
-        total = st.epochs - st.start_epoch
-        elapsed = time.monotonic() - self.t0
-        eta = elapsed / done * (total - done) if done > 0 else 0.0
-        width = 20
-        bar = "█" * int(frac * width) + "░" * (width - int(frac * width))
-        text = (f"epoch {s.epoch}/{st.epochs} {bar} {frac:4.0%}  {s.samples_per_s:,.0f} samples/s  "
-                f"elapsed {_hms(elapsed)}  ETA {_hms(eta)}")
-        self.query_one("#progress", Static).update(text, layout=False)  # one fixed line: a repaint, no layout
+    # -- timers ----------------------------------------------------------------------------
 
     def _redraw_charts(self) -> None:
-        """Timer (chart_hz): rebuild only charts that got new points and are on screen."""
+        """Rebuild only charts that got new points and are on screen (at most chart_hz times a second)."""
         active = self.query_one("#tabs", TabbedContent).active
         if not active:
             return
@@ -586,11 +578,85 @@ class TrainScreen(Screen):
             for chart in charts:
                 chart.replot()
 
-    # -- log -------------------------------------------------------------------------------
+    def _refresh_runs_tab(self) -> None:
+        if self.query_one("#tabs", TabbedContent).active == "tab-runs":
+            self._list_runs()
 
-    def _log(self, text: str) -> None:
-        self.query_one("#log", Log).write_line(text)
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-runs":
+            self._list_runs()
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False, description="list runs")
+    def _list_runs(self) -> None:
+        rows = [summarize(r) for r in list_runs(self.runs_dir)]
+        rows.sort(key=lambda r: (not r.live, -(r.started or 0)))
+        self.app.call_from_thread(self.view.fill_runs, rows, set(self.marked))
+
+    def action_mark_run(self) -> None:
+        """Mark (or unmark) the highlighted run for comparison; two or more are overlaid below the list."""
+        table = self.query_one("#runs-table", DataTable)
+        if table.row_count == 0:
+            return
+        path = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self.marked.symmetric_difference_update({path})
+        self._list_runs()
+        self._compare(sorted(self.marked))
+
+    @work(thread=True, exclusive=True, group="compare", exit_on_error=False, description="compare runs")
+    def _compare(self, paths: list[str]) -> None:
+        from tui_trainer.compare import check_comparable, load_runs
+
+        if len(paths) < 2:
+            self.app.call_from_thread(self.view.show_comparison, None)
+            return
+        try:
+            runs = load_runs(paths)
+            check_comparable(runs)
+        except ConfigError as exc:
+            self.app.call_from_thread(self.view.show_comparison, None, str(exc))
+            return
+        self.app.call_from_thread(self.view.show_comparison, runs)
+
+    def action_write_svg(self) -> None:
+        """Save what the screen shows as an SVG: into the run's folder, else the current folder."""
+        import time
+
+        folder = self.handle.path if self.handle is not None and self.handle.path.is_dir() else Path.cwd()
+        tab = self.query_one("#tabs", TabbedContent).active.removeprefix("tab-")
+        name = f"view-{tab}-{time.strftime('%Y%m%d-%H%M%S')}.svg"
+        try:
+            written = self.app.save_screenshot(filename=name, path=str(folder))
+        except OSError as exc:
+            self._error(f"cannot write {folder / name}: {exc.strerror or exc}")
+            return
+        self.view.log_line(f"saved the view as {written}")
+        self.notify(f"saved {written}")
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def _run_chosen(self, event: DataTable.RowSelected) -> None:
+        path = event.row_key.value
+        if path is None or (self.handle is not None and str(self.handle.path) == path):
+            return
+        if self.starting:
+            return
+        self.attach(RunDir(Path(path)))
+        self.action_tab("tab-charts")
+
+    def exit_line(self) -> str | None:
+        """What the user should know when the app closes: the run shown, its state, how to go on."""
+        if self.handle is None:
+            return None
+        run = self.handle.run
+        state = run.state()
+        if state in LIVE_STATES:
+            return f"run {run.name} is {state} (detached): follow it again with: tui-trainer attach {run.path}"
+        status = run.read_status()
+        good = run.last_good_checkpoint()
+        tail = f"; resume with: tui-trainer resume {good}" if good and state in ("stopped", "crashed", "failed") else ""
+        reason = f" ({status['reason']})" if status.get("reason") not in (None, state) else ""
+        return f"run {run.name} {state}{reason}: {run.path}{tail}"
 
     def _error(self, text: str) -> None:
-        self._log(f"error: {text}")
+        self.view.log_line(f"error: {text}", "error")
         self.notify(text, severity="error", timeout=10)

@@ -16,38 +16,48 @@ GLYPHS = "ox+*#@%&"
 COLORS = ["dodger_blue2", "dark_orange", "green3", "magenta", "yellow3", "cyan", "red", "white"]
 
 
-def render_boundary(b: Boundary) -> Text:
-    """The grid as text: one character per cell, a glyph where a validation point falls."""
-    cells = [[SHADES[c % len(SHADES)] for c in b.classes[r * b.cols:(r + 1) * b.cols]] for r in range(b.rows)]
-    colors = [[b.classes[r * b.cols + c] for c in range(b.cols)] for r in range(b.rows)]
+def render_boundary(b: Boundary, width: int | None = None) -> Text:
+    """The grid as text: one character per cell, a glyph where a validation point falls; at most ``width``
+    columns (a narrower view shows every k-th column of the grid, never a wrapped row)."""
+    k = b.cols if width is None else max(8, min(b.cols, width))
+    picked = [round(i * (b.cols - 1) / max(k - 1, 1)) for i in range(k)]
+    colors = [[b.classes[r * b.cols + c] for c in picked] for r in range(b.rows)]
     (x0, x1), (y0, y1) = b.x_range, b.y_range
     marks: dict[tuple[int, int], int] = {}
     for x, y, label in b.points:
-        col = round((x - x0) / (x1 - x0) * (b.cols - 1))
+        col = round((x - x0) / (x1 - x0) * (k - 1))
         row = round((y1 - y) / (y1 - y0) * (b.rows - 1))
-        if 0 <= col < b.cols and 0 <= row < b.rows:
+        if 0 <= col < k and 0 <= row < b.rows:
             marks[(row, col)] = label
-    text = Text()
+    text = Text(no_wrap=True, overflow="crop")
     for r in range(b.rows):
-        for c in range(b.cols):
+        for c in range(k):
+            cls = colors[r][c]
             if (r, c) in marks:
                 label = marks[(r, c)]
-                right = label == colors[r][c]
-                style = f"bold {COLORS[label % len(COLORS)]}" + ("" if right else " reverse")
+                style = f"bold {COLORS[label % len(COLORS)]}" + ("" if label == cls else " reverse")
                 text.append(GLYPHS[label % len(GLYPHS)], style=style)
             else:
-                text.append(cells[r][c], style=f"dim {COLORS[colors[r][c] % len(COLORS)]}")
+                text.append(SHADES[cls % len(SHADES)], style=f"dim {COLORS[cls % len(COLORS)]}")
         text.append("\n")
     wrong = sum(1 for (r, c), label in marks.items() if label != colors[r][c])
-    text.append(f"epoch {b.epoch}: regions {', '.join(f'{SHADES[i]}={i}' for i in range(max(b.classes) + 1))}; "
-                f"points {', '.join(f'{GLYPHS[i]}={i}' for i in range(max(b.classes) + 1))}; "
-                f"{wrong} of {len(marks)} shown points misclassified (reversed)")
-    return text
+    n = max(b.classes) + 1
+    legend = Text(f"epoch {b.epoch}: regions {', '.join(f'{SHADES[i]}={i}' for i in range(n))}; "
+                  f"points {', '.join(f'{GLYPHS[i]}={i}' for i in range(n))}; "
+                  f"{wrong} of {len(marks)} shown points misclassified (reversed)")
+    return Text.assemble(text, legend)
 
 
 class BoundaryView(Static):
-    """Shows the latest Boundary event."""
+    """Shows the latest Boundary event, fitted to its width."""
+
+    boundary: Boundary | None = None
 
     def show(self, boundary: Boundary) -> None:
         """Render a new grid (UI thread)."""
-        self.update(render_boundary(boundary))
+        self.boundary = boundary
+        self.update(render_boundary(boundary, self.size.width or None))
+
+    def on_resize(self) -> None:
+        if self.boundary is not None:
+            self.update(render_boundary(self.boundary, self.size.width or None))

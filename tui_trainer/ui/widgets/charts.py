@@ -1,18 +1,29 @@
 """Live charts: plotext via textual-plotext, redrawn from downsampled immutable series.
 
-A chart is rebuilt only by ``replot()``, which the screen calls at most ``chart_hz`` times a
-second and only when new points arrived: building a plotext figure costs milliseconds of
-GIL time that the training thread would otherwise spend launching kernels.
+A chart is rebuilt only by ``replot()``, which the screen calls at most ``chart_hz`` times a second
+and only when new points arrived. Nothing a run can send takes a chart down: points that cannot be
+drawn (NaN, infinities, values <= 0 on a log axis) are left out, a log axis with fewer than two
+distinct values is drawn linear, a chart with nothing to draw is an empty frame with its title,
+axes and a word saying why, and if plotext still fails (a size it cannot lay out) the widget shows
+that word instead of raising. Series are told apart by marker as well as colour, and a learning-rate
+change is a labelled line, so the charts read without colour.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+from rich.text import Text
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
+
+from tui_trainer.errors import first_line
 
 MAX_POINTS = 300
 MARKERS = {"train (steps)": "braille", "train": "hd", "val": "dot"}
+CYCLE = ("hd", "dot", "+", "x", "*", "o", "#", "@", "%", "&", "=", "$")  # further series: one marker each
+GLYPH = {"braille": "⠿", "hd": "▀", "dot": "•"}  # how a marker looks, for the legend in the title
 
 
 def downsample(xs: Sequence[float], ys: Sequence[float], max_points: int = MAX_POINTS) -> tuple[list, list]:
@@ -30,53 +41,136 @@ def downsample(xs: Sequence[float], ys: Sequence[float], max_points: int = MAX_P
     return out_x, out_y
 
 
+def drawable(xs: Sequence[float], ys: Sequence[float], xlog: bool, ylog: bool) -> tuple[list[float], list[float]]:
+    """The points a chart can draw: finite, and > 0 on a log axis."""
+    out_x, out_y = [], []
+    for x, y in zip(xs, ys, strict=False):
+        if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        if (xlog and x <= 0) or (ylog and y <= 0):
+            continue
+        out_x.append(float(x))
+        out_y.append(float(y))
+    return out_x, out_y
+
+
 class SeriesChart(PlotextPlot):
     """A chart of named series; ``set_series`` stores points, ``replot`` draws them."""
 
-    def __init__(self, title: str, ylabel: str, *, id: str | None = None) -> None:
+    def __init__(self, title: str, ylabel: str, *, hint: str = "no points yet", id: str | None = None) -> None:
         super().__init__(id=id)
-        self.title, self.ylabel = title, ylabel
+        self.title, self.ylabel, self.hint = title, ylabel, hint
         self.series: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
-        self.markers: tuple[float, ...] = ()
-        self.dirty = False
+        self.markers: tuple[tuple[float, str], ...] = ()
+        self.dirty = True
         self.replots = 0
         self.ylog = False
         self.xlog = False
         self.xlabel = "epoch"
+        self.empty_reason: str | None = None  # why the last replot drew no points (None: it drew some)
+        self.failed: str | None = None  # why the last render fell back to text
+
+    def on_resize(self) -> None:
+        """A new size may change where the legend fits: redraw at the next tick."""
+        self.dirty = True
 
     def set_series(self, name: str, xs: Sequence[float], ys: Sequence[float]) -> None:
         """Replace one series (immutable copies) and mark the chart for the next redraw."""
         self.series[name] = (tuple(xs), tuple(ys))
         self.dirty = True
 
-    def clear_series(self) -> None:
-        """Drop every series (a new run)."""
+    def clear_series(self, hint: str | None = None) -> None:
+        """Drop every series (a new run), optionally with a new word for the empty frame."""
         self.series, self.markers, self.dirty = {}, (), True
+        if hint is not None:
+            self.hint = hint
 
-    def add_marker(self, x: float) -> None:
-        """A vertical line, e.g. where the learning rate was changed by hand."""
-        self.markers = (*self.markers, x)
+    def add_marker(self, x: float, label: str = "") -> None:
+        """A vertical line with a label, e.g. where the learning rate was changed by hand."""
+        self.markers = (*self.markers, (x, label))
+        self.dirty = True
+
+    def set_markers(self, marks: Sequence[tuple[float, str]]) -> None:
+        """Replace every marker."""
+        self.markers = tuple(marks)
         self.dirty = True
 
     def replot(self) -> None:
         """Clear, plot and refresh this widget (UI thread only)."""
+        self._configure(log_axes=True)
+        self.dirty = False
+        self.replots += 1
+        self.refresh()
+
+    def _configure(self, log_axes: bool) -> None:
+        """Set up the plotext figure from the drawable points (``log_axes=False``: linear whatever was asked)."""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.title(self.title)
         plt.xlabel(self.xlabel)
         plt.ylabel(self.ylabel)
-        if self.ylog:
-            plt.yscale("log")
-        if self.xlog:
+        xlog, ylog = self.xlog and log_axes, self.ylog and log_axes
+        points = {name: drawable(xs, ys, self.xlog, self.ylog) for name, (xs, ys) in self.series.items()}
+        points = {name: xy for name, xy in points.items() if xy[0]}
+        every_x = [x for xs, _ in points.values() for x in xs]
+        every_y = [y for _, ys in points.values() for y in ys]
+        self._log_axes = log_axes
+        if not every_x:
+            self.empty_reason = self._why_empty()
+            plt.xlim(0, 1)
+            plt.ylim(0, 1)
+            plt.text(self.empty_reason, 0.02, 0.5, alignment="left")
+            return
+        self.empty_reason = None
+        if xlog and len(set(every_x)) >= 2:
             plt.xscale("log")
-        for name, (xs, ys) in self.series.items():
-            if xs:
-                dx, dy = downsample(xs, ys)
-                # distinct markers keep the series apart without colour (NO_COLOR, mono terminals)
-                plt.plot(dx, dy, label=name, marker=MARKERS.get(name, "hd"))
-        for x in self.markers:
-            plt.vline(x)
-        self.dirty = False
-        self.replots += 1
-        self.refresh()
+        if ylog and len(set(every_y)) >= 2:
+            plt.yscale("log")
+        marks = {name: MARKERS.get(name, CYCLE[i % len(CYCLE)]) for i, name in enumerate(points)}
+        legend = ", ".join(f"{GLYPH.get(m, m)} {name}" for name, m in marks.items())
+        room = self.size.width - 10  # plotext centres the title over the canvas (less the y ticks) and drops a longer one
+        in_title = len(self.title) + len(legend) + 2 <= room
+        if in_title:  # a legend inside the plot covers data on a short chart
+            plt.title(f"{self.title}: {legend}")
+        elif len(self.title) > room:
+            plt.title(self.title[: max(room - 1, 1)] + "…")
+        for name, (xs, ys) in points.items():
+            dx, dy = downsample(xs, ys)
+            plt.plot(dx, dy, label=None if in_title else name, marker=marks[name])
+        lo, hi = min(every_x), max(every_x)
+        top = max(every_y)
+        for x, label in self.markers:
+            if math.isfinite(x) and (not self.xlog or x > 0) and lo <= x <= hi:
+                plt.vline(x)
+                if label:
+                    plt.text(label, x, top, alignment="left")
+
+    def _why_empty(self) -> str:
+        """The word an empty frame shows."""
+        raw = [(x, y) for xs, ys in self.series.values() for x, y in zip(xs, ys, strict=False)]
+        if not raw:
+            return self.hint
+        finite = [(x, y) for x, y in raw if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+        if finite and (self.xlog or self.ylog):
+            return "nothing to draw on a log axis: no values above 0 yet"
+        return "nothing to draw: no finite values yet"
+
+    def render(self) -> RenderResult:
+        """The chart, or its title and why it cannot be drawn at this size (never an exception)."""
+        if self.size.width < 12 or self.size.height < 4:
+            return Text(f"{self.title}: too small to draw", no_wrap=True, overflow="ellipsis")
+        try:
+            result = super().render()
+        except Exception as exc:  # noqa: BLE001 - plotext fails on some values and layouts; never take the app down
+            self.failed = f"{type(exc).__name__}: {first_line(exc, 80)}"
+            if not getattr(self, "_log_axes", False) or not (self.xlog or self.ylog):
+                return Text(f"{self.title}: cannot draw this ({self.failed}); resize or wait for more points")
+            self._configure(log_axes=False)  # plotext's log axes fail on some ranges: draw linear instead
+            try:
+                result = super().render()
+            except Exception as again:  # noqa: BLE001 - as above
+                self.failed = f"{type(again).__name__}: {first_line(again, 80)}"
+                return Text(f"{self.title}: cannot draw this ({self.failed}); resize or wait for more points")
+        self.failed = None
+        return result

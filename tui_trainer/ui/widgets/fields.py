@@ -50,7 +50,15 @@ class CompactSelect(_Compact, Select):
 
 
 class CompactCheckbox(_Compact, Checkbox):
-    """A compact Checkbox."""
+    """A compact Checkbox that reads without colour: ``[X]`` ticked, ``[ ]`` not (Textual's own draws
+    ``▐X▌`` in both states and tells them apart by colour only)."""
+
+    BUTTON_LEFT = "["
+    BUTTON_RIGHT = "]"
+
+    @property
+    def BUTTON_INNER(self) -> str:  # noqa: N802 - Textual's name for it
+        return "X" if self.value else " "
 
 
 class CompactButton(_Compact, Button):
@@ -142,7 +150,12 @@ class ConfigField(Horizontal):
 
     def set_value(self, value: Any) -> None:
         """Show a new value (e.g. from a preset) without waiting for the user."""
-        control = self.query_one(".field-control")
+        controls = self.query(".field-control")
+        if not controls:  # not composed yet: compose shows this value
+            self.initial = value
+            self._validate_and_post(value)
+            return
+        control = controls.first()
         if isinstance(control, Checkbox):
             control.value = bool(value)
         elif isinstance(control, Select):
@@ -163,18 +176,21 @@ class ConfigField(Horizontal):
         self.tooltip = result.error or self.spec.metadata.get("help", "")
         self.post_message(self.Changed(self, result))
 
+    # Each handler reads the control's value now, not the one the event carried: a change event still
+    # queued from mount must not undo a value set since (a run's config loaded into the panels).
+
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self._validate_and_post(parse_text(self.section, self.key, event.value))
+        self._validate_and_post(parse_text(self.section, self.key, event.input.value))
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        if event.value is not Select.BLANK:
-            self._validate_and_post(event.value)
+        if event.select.value is not Select.BLANK:
+            self._validate_and_post(event.select.value)
 
     @on(Checkbox.Changed)
     def _checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.stop()
-        self._validate_and_post(event.value)
+        self._validate_and_post(event.checkbox.value)

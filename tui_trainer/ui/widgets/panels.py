@@ -8,37 +8,57 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Static
 
-from tui_trainer.config import IMAGE_DATASETS, SYNTHETIC_DATASETS, list_presets
+from tui_trainer.config import IMAGE_DATASETS, REGRESSION_DATASETS, SYNTHETIC_DATASETS, list_presets
 from tui_trainer.ui.widgets.fields import CompactButton, CompactInput, CompactSelect, ConfigField
 
 PANELS: dict[str, list[tuple[str, str]]] = {
-    "Dataset": [("data", "dataset"), ("data", "batch_size"), ("data", "val_fraction"), ("data", "n_samples"),
-                ("data", "noise"), ("data", "n_classes"), ("data", "image_size"), ("data", "augment"),
-                ("data", "root"), ("data", "path"), ("data", "target"), ("data", "subset")],
+    "Dataset": [("data", "dataset"), ("data", "batch_size"), ("data", "split"), ("data", "val_fraction"),
+                ("data", "scaling"), ("data", "mean"), ("data", "std"), ("data", "n_samples"),
+                ("data", "noise"), ("data", "n_classes"), ("data", "val_points"), ("data", "points"),
+                ("data", "image_size"), ("data", "augment"), ("data", "root"), ("data", "path"), ("data", "target"),
+                ("data", "subset"), ("data", "shuffle"), ("data", "seed")],
     "Architecture": [("model", "arch"), ("model", "hidden"), ("model", "channels"), ("model", "pool"),
-                     ("model", "depth"), ("model", "width"), ("model", "activation"), ("model", "init"),
+                     ("model", "depth"), ("model", "width"), ("model", "activation"), ("model", "head"),
+                     ("model", "init"), ("model", "init_weights"), ("model", "seed"),
                      ("model", "batch_norm"), ("model", "pretrained"), ("model", "freeze_backbone")],
     "Optimizer": [("optimizer", "name"), ("optimizer", "lr"), ("optimizer", "momentum"), ("optimizer", "beta1"),
                   ("optimizer", "beta2"), ("optimizer", "schedule"), ("optimizer", "step_size"),
-                  ("optimizer", "gamma"), ("train", "epochs"), ("train", "device"), ("train", "compile")],
-    "Regularization": [("regularization", "weight_decay"), ("regularization", "l1"), ("model", "dropout"),
+                  ("optimizer", "gamma"), ("train", "epochs"), ("train", "seed"), ("train", "device"),
+                  ("train", "nproc"), ("train", "compile")],
+    "Regularization": [("regularization", "weight_decay"), ("regularization", "l1"),
+                       ("regularization", "decay_biases"), ("model", "dropout"),
                        ("regularization", "label_smoothing"), ("regularization", "grad_clip"),
-                       ("regularization", "early_stopping"), ("regularization", "patience"),
-                       ("regularization", "min_delta"), ("regularization", "monitor")],
+                       ("regularization", "early_stopping"), ("regularization", "stop_rule"),
+                       ("regularization", "patience"), ("regularization", "min_delta"), ("regularization", "monitor"),
+                       ("regularization", "restore_best")],
 }
 
 LABELS = {("train", "epochs"): "epochs", ("train", "device"): "device", ("train", "compile"): "compile step",
-          ("optimizer", "name"): "optimizer",
-          ("regularization", "weight_decay"): "weight decay L2", ("regularization", "l1"): "L1"}
+          ("train", "nproc"): "processes",
+          ("train", "seed"): "seed", ("optimizer", "name"): "optimizer",
+          ("regularization", "weight_decay"): "weight decay L2", ("regularization", "l1"): "L1",
+          ("regularization", "decay_biases"): "decay biases", ("data", "seed"): "data seed",
+          ("model", "seed"): "init seed", ("model", "init_weights"): "init weights",
+          ("data", "val_points"): "val points", ("data", "mean"): "mean (given)", ("data", "std"): "std (given)"}
+
+# datasets whose validation data is fixed: their own test split (an image folder may or may not have one)
+_OWN_VALIDATION = ("fashion-mnist", "mnist", "cifar10", *REGRESSION_DATASETS)
 
 
 def applies(section: str, key: str, values: dict[str, dict[str, Any]]) -> bool:
     """Whether a field means anything for the current choices (others are hidden)."""
     d, m, o, r = values["data"], values["model"], values["optimizer"], values["regularization"]
     synthetic, arch = d["dataset"] in SYNTHETIC_DATASETS, m["arch"]
+    regression = d["dataset"] in REGRESSION_DATASETS or d["task"] == "regression"  # as RunConfig.task
     rules = {
-        ("data", "n_samples"): synthetic, ("data", "noise"): synthetic,
+        ("data", "n_samples"): synthetic and d["dataset"] != "points",
+        ("data", "noise"): synthetic and d["dataset"] != "points",
         ("data", "n_classes"): d["dataset"] in ("spirals", "blobs"),
+        ("data", "val_points"): d["dataset"] == "regression-toy", ("data", "points"): d["dataset"] == "points",
+        ("data", "split"): d["dataset"] not in REGRESSION_DATASETS,
+        ("data", "val_fraction"): d["split"] == "stratified" or (d["split"] == "auto"
+                                                                  and d["dataset"] not in _OWN_VALIDATION),
+        ("data", "mean"): d["scaling"] == "given", ("data", "std"): d["scaling"] == "given",
         ("data", "image_size"): d["dataset"] == "imagefolder", ("data", "root"): d["dataset"] == "imagefolder",
         ("data", "augment"): d["dataset"] in IMAGE_DATASETS,
         ("data", "path"): d["dataset"] == "csv", ("data", "target"): d["dataset"] == "csv",
@@ -47,16 +67,26 @@ def applies(section: str, key: str, values: dict[str, dict[str, Any]]) -> bool:
         ("model", "pretrained"): arch.startswith("torchvision:"),
         ("model", "freeze_backbone"): arch.startswith("torchvision:"),
         ("model", "init"): not arch.startswith("torchvision:"),
+        ("model", "init_weights"): arch == "mlp" and (synthetic or bool(m["init_weights"])),  # tiny nets: 1-2 inputs
+        ("model", "head"): not regression,
         ("optimizer", "momentum"): o["name"] in ("momentum", "nesterov"),
         ("optimizer", "beta1"): o["name"] in ("adam", "adamw", "adamax"),
         ("optimizer", "beta2"): o["name"] in ("adam", "adamw", "adamax"),
         ("optimizer", "step_size"): o["schedule"] == "step",
         ("optimizer", "gamma"): o["schedule"] in ("step", "exponential", "plateau"),
-        ("regularization", "label_smoothing"): d["dataset"] != "regression-toy" and d["task"] != "regression",
+        ("regularization", "decay_biases"): r["weight_decay"] > 0 or r["l1"] > 0,
+        ("regularization", "label_smoothing"): not regression,
         ("regularization", "patience"): r["early_stopping"], ("regularization", "min_delta"): r["early_stopping"],
-        ("regularization", "monitor"): r["early_stopping"],
+        ("regularization", "monitor"): r["early_stopping"], ("regularization", "stop_rule"): r["early_stopping"],
+        ("regularization", "restore_best"): r["early_stopping"],
     }
     return rules.get((section, key), True)
+
+
+def batch_hint(values: dict[str, dict[str, Any]]) -> str:
+    """What data.batch_size means with several processes (each takes that many a step)."""
+    bs, n = values["data"]["batch_size"], values["train"]["nproc"]
+    return f"{bs} per process, {bs * n} in all (data parallel over {n} processes)"
 
 
 class ConfigPanel(Vertical):
@@ -74,24 +104,51 @@ class ConfigPanel(Vertical):
             yield f
         if self.title == "Architecture":
             yield Static("params: …", id="param-count", classes="hint")
+        if self.title == "Dataset":
+            hint = Static(batch_hint(self.values), id="batch-hint", classes="hint")
+            hint.display = self.values["train"]["nproc"] > 1
+            yield hint
         yield Static("", classes="panel-error")
 
 
 class PresetPanel(Vertical):
     """Choose a preset (built-in or the user's own) or save the panels as one."""
 
-    def __init__(self, current: str) -> None:
+    def __init__(self, current: str, description: str = "") -> None:
         super().__init__(classes="panel", id="panel-preset")
         self.border_title = "Preset"
-        self.current = current
+        self.current, self.description = current, description
+
+    def _options(self, current: str) -> list[tuple[str, str]]:
+        names = list(list_presets())
+        if current not in names:
+            names.insert(0, current)
+        return [(n, n) for n in names]
 
     def compose(self) -> ComposeResult:
-        names = list(list_presets())
-        if self.current not in names:
-            names.insert(0, self.current)
-        yield CompactSelect([(n, n) for n in names], value=self.current, allow_blank=False, id="preset-select",
-                     type_to_search=False)
+        yield CompactSelect(self._options(self.current), value=self.current, allow_blank=False, id="preset-select",
+                            type_to_search=False)
         with Horizontal(classes="field"):
             yield CompactInput(placeholder="name for 'save as'", id="preset-name")
             yield CompactButton("Save as preset", id="preset-save")
-        yield Label("", id="preset-description", classes="hint")
+        yield Label(self.description, id="preset-description", classes="hint")
+
+    def show(self, name: str, description: str) -> None:
+        """Show ``name`` as chosen and its description (wrapped, never cut); posts no change of its own."""
+        self.current, self.description = name, description
+        select = self.query_one("#preset-select", CompactSelect)
+        with select.prevent(CompactSelect.Changed):
+            if name not in {value for _label, value in select._options}:
+                select.set_options(self._options(name))
+            if select.value != name:
+                select.value = name
+        self.query_one("#preset-description", Label).update(description)
+
+    def refresh_list(self, name: str, description: str) -> None:
+        """Re-read the preset list (a preset was saved) and show ``name``."""
+        select = self.query_one("#preset-select", CompactSelect)
+        with select.prevent(CompactSelect.Changed):
+            select.set_options(self._options(name))
+            select.value = name
+        self.current, self.description = name, description
+        self.query_one("#preset-description", Label).update(description)

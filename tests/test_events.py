@@ -1,0 +1,197 @@
+"""What a run says and how it is folded: the JSON codec, the fold behind console and app, the controls."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tui_trainer.controls import CommandError, Controls, parse_command
+from tui_trainer.events import (
+    PROTOCOL,
+    Boundary,
+    CheckpointSaved,
+    ClassResults,
+    EpochEnded,
+    LayerHealth,
+    LogMessage,
+    LrChanged,
+    ParamValues,
+    Paused,
+    ProtocolError,
+    Reason,
+    RunFinished,
+    RunStarted,
+    StepLogged,
+    decode,
+    encode,
+    header,
+)
+from tui_trainer.history import RunHistory, progress_line
+from tui_trainer.runs import EventReader, EventWriter
+
+
+def started(**kw) -> RunStarted:
+    base = dict(run_dir="/r", device="cpu: x", n_params=10, n_trainable=10, epochs=15, start_epoch=0, steps_per_epoch=100,
+                train_samples=6400, val_samples=1600, task="classification", summary="s", preset="p")
+    return RunStarted(**{**base, **kw})
+
+
+def step(epoch: int, batch: int, elapsed: float, loss: float = 0.5, **kw) -> StepLogged:
+    return StepLogged(epoch=epoch, step=(epoch - 1) * 100 + batch, batch=batch, batches=100, loss=loss, lr=1e-3,
+                      samples_per_s=12_345.0, elapsed_s=elapsed, **kw)
+
+
+def epoch_end(epoch: int, val_loss: float = 0.4, **kw) -> EpochEnded:
+    return EpochEnded(epoch=epoch, step=epoch * 100, train_loss=0.5, val_loss=val_loss, train_acc=0.8, val_acc=0.85,
+                      lr=1e-3, epoch_seconds=1.0, samples_per_s=6400.0, **kw)
+
+
+EVERY_EVENT = [
+    started(prior=({"epoch": 1, "train_loss": 0.5, "val_loss": 0.4, "train_acc": 0.8, "val_acc": 0.8,
+                    "grad_norms": {"a": 1.0}},)),
+    step(1, 20, 1.5, layers=(LayerHealth("layers.1", 0.1, 2.0, 1e-3), LayerHealth("layers.3", math.inf, 1.0, 0.0)),
+         memory=(1, 2)),
+    epoch_end(1, is_best=True, grad_norms=(("layers.1", 0.1),), dead_units=(("layers.2", 0.25),)),
+    CheckpointSaved("/r/checkpoints/last.pt", "last", 1, 100),
+    LogMessage("warning", "épsilon ⚠ unicode"),
+    LrChanged(1, 50, 0.5, 0.01),
+    Paused(True, 1, 50),
+    ParamValues(3, (("w", 0.1, -0.2, 0.12), ("b", 0.0, 0.5, -0.005))),
+    Boundary(1, (-1.0, 1.0), (-2.0, 2.0), 2, 1, (0, 1), ((0.5, 0.5, 1),)),
+    ClassResults(("a", "b"), ((3, 1), (0, 4)), "text"),
+    RunFinished("non_finite_loss", "loss became nan", 1, 100, None, "/r", None, 12.5),
+]
+
+
+@pytest.mark.parametrize("event", EVERY_EVENT, ids=lambda e: type(e).__name__)
+def test_every_event_round_trips_through_one_standard_json_line(event):
+    line = encode(event)
+    assert "\n" not in line
+    json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert decode(line) == event
+
+
+def test_nan_survives_the_codec():
+    back = decode(encode(step(1, 1, 0.1, loss=math.nan)))
+    assert math.isnan(back.loss)
+
+
+def test_header_and_unknown_kinds_and_newer_protocols():
+    assert decode(header()) is None
+    assert json.loads(header())["protocol"] == PROTOCOL
+    assert decode(json.dumps({"type": "SomethingNew", "x": 1})) is None  # a newer run's extra kinds are skipped
+    with pytest.raises(ProtocolError, match=f"protocol {PROTOCOL + 1}, this tui-trainer reads up to {PROTOCOL}"):
+        decode(json.dumps({"type": "header", "protocol": PROTOCOL + 1}))
+
+
+def test_reader_skips_a_torn_line_and_picks_up_what_is_appended(tmp_path):
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path)
+    writer.emit(EVERY_EVENT[0])
+    writer.emit(EVERY_EVENT[2])
+    writer.close()
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"type": "EpochEnded", "epoch": 2, "tra')  # the writer died mid-line
+    reader = EventReader(path)
+    assert reader.read() == [EVERY_EVENT[0], EVERY_EVENT[2]]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("\n" + encode(EVERY_EVENT[-1]) + "\n")  # a resumed writer goes on after the torn line
+    assert reader.read() == [EVERY_EVENT[-1]] and reader.skipped == 1
+
+
+def test_reasons_say_their_state():
+    assert [r.state for r in Reason] == ["finished", "finished", "stopped", "failed", "failed", "failed", "failed"]
+    assert {r for r in Reason if r.as_asked} == {Reason.COMPLETED, Reason.EARLY_STOPPED, Reason.STOPPED}
+    assert Reason("stopped") == "stopped"
+
+
+def test_the_fold_builds_series_marks_and_log():
+    h = RunHistory()
+    events = [started(), step(1, 50, 1.0, loss=1.0), LrChanged(1, 50, 0.5, 0.01), step(1, 100, 2.0, loss=0.5),
+              epoch_end(1, val_loss=0.6), LogMessage("warning", "overfitting"), step(2, 50, 3.0), epoch_end(2, 0.5)]
+    for e in events:
+        h.apply(e)
+    assert h.series.epochs == [1, 2] and h.series.val_loss == [0.6, 0.5]
+    assert h.step_x == [0.5, 1.0, 1.5] and h.lr_marks == [(0.5, 0.01)]
+    assert h.alarms == ["overfitting"] and ("warning", "warning: overfitting") in h.log
+    assert h.best() == ("val_loss", 0.5)
+    assert any(line.startswith("epoch 2/15 train_loss 0.5000 val_loss 0.5000") for _, line in h.log)
+
+
+def test_a_resume_truncates_what_the_checkpoint_did_not_keep_and_continues_the_clock():
+    h = RunHistory()
+    for e in [started(), step(1, 50, 1.0), step(1, 100, 2.0), epoch_end(1), step(2, 50, 3.0), epoch_end(2),
+              step(3, 50, 5.0), RunFinished("stopped", "stopped", 2, 250, 0.4, "/r", None, 5.0)]:
+        h.apply(e)
+    # resumed from the epoch-1 checkpoint (say epoch 2's last.pt was lost): epoch 2 and later steps are replayed
+    h.apply(started(start_epoch=1, start_step=100, elapsed_s=2.0))
+    assert h.series.epochs == [1] and h.step_x == [0.5, 1.0] and h.live
+    h.apply(step(2, 50, 3.1))
+    assert h.step_x == [0.5, 1.0, 1.5] and h.last_step.elapsed_s == 3.1
+
+
+def test_a_resume_into_a_new_folder_draws_the_checkpoints_curve():
+    h = RunHistory()
+    prior = tuple({"epoch": i, "train_loss": 1.0 / i, "val_loss": 1.1 / i, "train_acc": 0.5, "val_acc": 0.6}
+                  for i in (1, 2, 3))
+    h.apply(started(start_epoch=3, start_step=300, prior=prior))
+    assert h.series.epochs == [1, 2, 3] and h.series.val_loss == pytest.approx([1.1, 0.55, 1.1 / 3])
+
+
+def test_progress_shows_the_whole_run_and_its_eta_first_and_drops_the_rest_as_width_shrinks():
+    h = RunHistory()
+    h.apply(started(epochs=15))
+    h.apply(step(11, 40, 100.0))
+    h.apply(step(11, 60, 110.0))  # 0.2 epoch in 10 s: 50 s an epoch, 4.4 epochs left
+    wide = progress_line(h, 120)
+    assert wide.startswith("epoch 11/15") and " 71%" in wide and "ETA 0:03:40" in wide
+    assert "elapsed 0:01:50" in wide and "this epoch 60%" in wide and len(wide) <= 120
+    narrow = progress_line(h, 80)
+    assert "ETA 0:03:40" in narrow and len(narrow) <= 80
+    tiny = progress_line(h, 40)
+    assert tiny.startswith("epoch 11/15") and "ETA" in tiny and len(tiny) <= 40
+    h.apply(RunFinished("stopped", "stopped by request at epoch 11, step 1060", 10, 1060, 0.4, "/r", None, 110.0))
+    done = progress_line(h, 80)
+    assert done == "stopped: stopped after epoch 10  r: new run"
+    assert progress_line(h, 40) == "stopped: stopped after epoch 10"  # parts that do not fit are left out whole
+
+
+def test_commands_are_validated_and_acknowledged():
+    with pytest.raises(CommandError, match="unknown command 'halt'; allowed: stop, save, set_lr, pause, resume, step"):
+        parse_command({"cmd": "halt"})
+    with pytest.raises(CommandError, match="set_lr needs lr"):
+        parse_command({"cmd": "set_lr", "lr": "fast"})
+    with pytest.raises(CommandError, match="stop takes no arguments"):
+        parse_command({"cmd": "stop", "now": True})
+    with pytest.raises(CommandError, match="JSON object"):
+        parse_command(["stop"])
+    controls = Controls()
+    assert controls.poll() == []
+    command = controls.send("set_lr", lr=0.5)
+    assert command.wait(0) is None and controls.poll() == [command]
+    command.ack(True, "done", lr=0.5)
+    assert command.wait(0) == {"ok": True, "message": "done", "lr": 0.5}
+
+
+def test_the_stdlib_parts_import_neither_torch_nor_the_ui():
+    code = ("import sys; import tui_trainer.events, tui_trainer.controls, tui_trainer.history, tui_trainer.runs, "
+            "tui_trainer.config, tui_trainer.session, tui_trainer.endpoint;"
+            "bad=[m for m in ('torch','textual','typer','plotext') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_nothing_below_the_front_ends_imports_textual_or_typer():
+    code = ("import sys, pkgutil, importlib, tui_trainer\n"
+            "skip = ('tui_trainer.ui', 'tui_trainer.cli.app')\n"
+            "for m in pkgutil.walk_packages(tui_trainer.__path__, 'tui_trainer.'):\n"
+            "    if m.name.startswith(skip) or m.name.endswith('__main__'):\n"
+            "        continue\n"
+            "    importlib.import_module(m.name)\n"
+            "bad=[m for m in ('textual','typer','textual_plotext') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

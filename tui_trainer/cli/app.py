@@ -1,0 +1,698 @@
+"""The typer commands. torch and the app are imported lazily, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tui_trainer.cli.common import (
+    DEFAULT_PRESET,
+    DEFAULT_RUNS_DIR,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    build_config,
+    fail,
+    launch_ui,
+    resume_config,
+)
+from tui_trainer.config import RunConfig, apply_overrides, list_presets, preset_description
+from tui_trainer.errors import USER_ERRORS, CheckpointError
+from tui_trainer.events import Reason
+
+# typer >= 0.25 vendors its own click: find its UsageError through a public class instead of importing click
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+app = typer.Typer(
+    add_completion=False,
+    invoke_without_command=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Train neural networks from a terminal. With no command, opens the app on the default preset.",
+)
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a preset key: section.key=value")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or mps")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="epochs to train (the total to reach on resume)")]
+RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="where run directories are (created)")]
+DetachOpt = Annotated[bool, typer.Option("--detach", help="train in the background; print the run's folder and leave")]
+
+
+# ---------------------------------------------------------------------------
+# running in the foreground
+
+
+def _install_stop_signals(controls: Any) -> dict:
+    """First SIGINT/SIGTERM (and SIGHUP, unless nohup already ignores it): stop within one step and save.
+    A second one: exit at once."""
+    state = {"count": 0, "signal": None}
+
+    def handler(signum: int, _frame: Any) -> None:
+        state["count"] += 1
+        state["signal"] = signum
+        if state["count"] > 1:
+            os._exit(EXIT_INTERRUPTED)  # a second Ctrl+C: leave now (saves are atomic, nothing is torn)
+        controls.request_stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup: keep ignoring it, train on
+        signal.signal(signal.SIGHUP, handler)
+    return state
+
+
+def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -> int:
+    """Train in this process with console output and signal handling; returns the exit code."""
+    from tui_trainer.cli.console import ConsoleSink
+    from tui_trainer.controls import Controls
+    from tui_trainer.runner import run_here
+    from tui_trainer.runs import create_run_dir, write_config
+    from tui_trainer.session import checkpoint_run_dir
+
+    existing = checkpoint_run_dir(resume) if resume is not None else None
+    if existing is not None:
+        write_config(existing, cfg)
+    run = existing or create_run_dir(runs_dir, cfg)  # ConfigError (exit 2) before anything trains
+    controls = Controls()
+    state = _install_stop_signals(controls)
+    sink = ConsoleSink()
+    result = run_here(run, controls, resume, console=sink)
+    if result.reason is Reason.INVALID:
+        if existing is None:
+            shutil.rmtree(run.path, ignore_errors=True)  # nothing trained: leave nothing behind
+        fail(result.message)
+    if state["signal"] is not None and result.reason is Reason.STOPPED:
+        where = result.last_checkpoint or "(no checkpoint written)"
+        print(f"interrupted: stopped at epoch {result.epoch + 1}, step {result.step}; saved {where}")
+        if result.last_checkpoint:
+            print(f"resume with: tui-trainer resume {result.last_checkpoint}")
+        return EXIT_INTERRUPTED
+    if result.ok:
+        best = f", best {cfg.regularization.monitor} {result.best_metric:.4f}" if result.best_metric is not None else ""
+        print(f"done: {result.message}{best}; run directory {result.run_dir}")
+        return EXIT_OK
+    print(f"error: {result.message}", file=sys.stderr)
+    if result.last_checkpoint:
+        print(f"last good checkpoint: {result.last_checkpoint}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def run_launched(cfg: RunConfig, runs_dir: Path, nodes: Any, resume: Path | None = None) -> int:
+    """A data-parallel run in the foreground: torchrun starts the ranks (in a session of their own); this
+    process follows rank 0's events on the console. Ctrl+C (or SIGTERM) asks the run to stop and save."""
+    from tui_trainer import session
+    from tui_trainer.cli.console import ConsoleSink, follow_run
+    from tui_trainer.endpoint import EndpointError
+
+    handle = session.start(cfg, runs_dir, resume, nodes=nodes)
+    asked = {"signal": None}
+
+    def stop(signum: int, _frame: Any) -> None:
+        if asked["signal"] is not None:
+            os.killpg(handle.process.pid, signal.SIGKILL)  # a second Ctrl+C: end every rank now
+            return
+        asked["signal"] = signum
+        try:
+            handle.send("stop", timeout=2.0)
+        except EndpointError:
+            os.killpg(handle.process.pid, signal.SIGTERM)  # torchrun passes it to every rank: they stop and save
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    sink = ConsoleSink()
+    finished = follow_run(handle.run, sink, live=lambda: handle.process.poll() is None)
+    sink.finish()
+    code = handle.process.wait()
+    status = handle.run.read_status()
+    reason = status.get("reason")
+    if reason == Reason.INVALID.value:
+        shutil.rmtree(handle.run.path, ignore_errors=True)
+        fail(status.get("message") or "invalid configuration")
+    if finished is None:
+        print(f"error: the ranks ended without finishing (torchrun exit code {code}); see {handle.run.log_path}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    if asked["signal"] is not None and reason == Reason.STOPPED.value:
+        print(f"interrupted: stopped at epoch {finished.epoch + 1}, step {finished.step}; saved {finished.last_checkpoint}")
+        print(f"resume with: tui-trainer resume {finished.last_checkpoint}")
+        return EXIT_INTERRUPTED
+    if Reason(finished.reason).as_asked:
+        print(f"done: {finished.message}; run directory {handle.run.path}")
+        return EXIT_OK
+    print(f"error: {finished.message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def run_as_rank(cfg: RunConfig, runs_dir: Path) -> int:
+    """One rank of ``torchrun ... -m tui_trainer train PRESET``: rank 0 makes the run's folder and prints the
+    progress; the others train and write nothing."""
+    from tui_trainer.cli.console import ConsoleSink
+    from tui_trainer.controls import Controls
+    from tui_trainer.runner import join_world, run_here
+    from tui_trainer.runs import RunDir, create_run_dir, write_config
+
+    main_rank = os.environ.get("RANK", "0") == "0"
+    with tempfile.TemporaryDirectory(prefix="tui-trainer-rank-") as tmp:
+        if main_rank:
+            run = create_run_dir(runs_dir, cfg)
+        else:
+            run = RunDir(Path(tmp))
+            write_config(run, cfg)
+        controls = Controls()
+        _install_stop_signals(controls)
+        world = join_world(run)
+        try:
+            result = run_here(run, controls, console=ConsoleSink() if main_rank else None, world=world)
+        finally:
+            world.close()
+    if main_rank:
+        print(f"{'done' if result.ok else 'error'}: {result.message}; run directory {run.path}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def run_other_node(cfg: RunConfig, nodes: Any) -> int:
+    """A machine other than node 0 of a several-node run: start its ranks and wait; they train and write
+    nothing (rank 0, on node 0, writes the run's folder)."""
+    from tui_trainer.runs import RunDir, write_config
+    from tui_trainer.session import run_command
+
+    with tempfile.TemporaryDirectory(prefix="tui-trainer-node-") as tmp:
+        run = RunDir(Path(tmp))
+        write_config(run, cfg)
+        print(f"node {nodes.rank} of {nodes.count}: {cfg.train.nproc} rank(s) here; node 0 writes the run's folder")
+        proc = subprocess.run(run_command(run.path, None, cfg.train.nproc, nodes), check=False)
+    return EXIT_OK if proc.returncode == 0 else EXIT_FAILED
+
+
+def start_detached(cfg: RunConfig, runs_dir: Path, resume: Path | None = None, nodes: Any = None) -> int:
+    """Start the run process, wait until it trains (or fails at setup), print its folder and leave."""
+    from tui_trainer import session
+
+    handle = session.start(cfg, runs_dir, resume, nodes=nodes)
+    state = handle.wait_started()
+    run = handle.run
+    if state in ("running", "paused", "finished", "stopped"):
+        print(f"started {run.name}: {run.path}")
+        print(f"  follow: tui-trainer attach {run.path}")
+        print(f"  stop:   tui-trainer stop {run.path}")
+        return EXIT_OK
+    status = run.read_status()
+    message = status.get("message") or f"the run process ended at start-up (see {run.log_path})"
+    if status.get("reason") == Reason.INVALID.value:
+        if resume is None:
+            shutil.rmtree(run.path, ignore_errors=True)
+        fail(message)
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+# ---------------------------------------------------------------------------
+# commands
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    """Open the app when no command is given."""
+    if ctx.invoked_subcommand is None:
+        launch_ui(DEFAULT_PRESET, [], None, DEFAULT_RUNS_DIR)
+
+
+@app.command()
+def train(
+    preset: Annotated[str, typer.Argument(help="preset name or path to a .toml file")],
+    epochs: EpochsOpt = None,
+    device: DeviceOpt = None,
+    set_: SetOpt = None,
+    runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
+    seed: Annotated[int | None, typer.Option("--seed", help="random seed")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="run one step and stop (checks a preset); keeps nothing")] = False,
+    detach: DetachOpt = False,
+    nproc: Annotated[int | None, typer.Option("--nproc-per-node", min=1, help="processes on this machine (one per "
+                                                 "GPU): more than 1 trains data parallel through torchrun")] = None,
+    nnodes: Annotated[int, typer.Option("--nnodes", min=1, help="machines in a data-parallel run (torchrun)")] = 1,
+    node_rank: Annotated[int, typer.Option("--node-rank", min=0, help="this machine's number, 0 writes the run")] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", help="host:port where the machines meet "
+                                                      "(torchrun's rendezvous, on node 0)")] = None,
+    max_restarts: Annotated[int, typer.Option("--max-restarts", min=0, help="torchrun restarts the ranks this many "
+                                              "times after a failure, from the last checkpoint")] = 0,
+) -> None:
+    """Train a preset: in the foreground (Ctrl+C stops and saves), or in the background with --detach.
+    With --nproc-per-node N (and --nnodes/--node-rank/--rdzv-endpoint across machines) the run is
+    data parallel: PyTorch's torchrun starts N processes here, data.batch_size each."""
+    from tui_trainer.session import Nodes
+
+    cfg = build_config(preset, [*(set_ or []), *([f"train.nproc={nproc}"] if nproc else [])], epochs, device, seed)
+    if dry_run:
+        raise SystemExit(_dry_run(cfg))
+    if nnodes > 1 and not rdzv_endpoint:
+        fail("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (node 0's address, the same on every machine)")
+    if node_rank >= nnodes:
+        fail(f"--node-rank {node_rank}: allowed 0 .. {nnodes - 1} with --nnodes {nnodes}")
+    nodes = Nodes(nnodes, node_rank, rdzv_endpoint, max_restarts)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by the user's own torchrun: this process is one rank
+        raise SystemExit(run_as_rank(cfg, runs_dir))
+    if node_rank > 0:
+        raise SystemExit(run_other_node(cfg, nodes))
+    if detach:
+        raise SystemExit(start_detached(cfg, runs_dir, nodes=nodes))
+    if cfg.train.nproc > 1 or nnodes > 1:
+        raise SystemExit(run_launched(cfg, runs_dir, nodes))
+    raise SystemExit(run_foreground(cfg, runs_dir))
+
+
+def _dry_run(cfg: RunConfig) -> int:
+    """One step of ``cfg`` in a temporary folder, removed afterwards."""
+    from tui_trainer.cli.console import ConsoleSink
+    from tui_trainer.controls import Controls
+    from tui_trainer.engine import fit
+    from tui_trainer.events import StepLogged
+
+    cfg = apply_overrides(cfg, ["train.log_every=1", "train.diagnostics=false"])
+    controls = Controls()
+
+    class StopAfterOne(ConsoleSink):
+        def emit(self, event: Any) -> None:
+            super().emit(event)
+            if isinstance(event, StepLogged):
+                controls.request_stop()
+
+    with tempfile.TemporaryDirectory(prefix="tui-trainer-dry-run-") as tmp:
+        result = fit(cfg, StopAfterOne(), controls, runs_dir=tmp)
+    if result.reason is Reason.INVALID:
+        fail(result.message)
+    if result.reason not in (Reason.STOPPED, Reason.COMPLETED):  # a one-step preset completes before the stop
+        print(f"error: {result.message}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"dry run: one step of {cfg.name} trained; nothing kept")
+    return EXIT_OK
+
+
+@app.command()
+def resume(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint file (e.g. runs/<run>/checkpoints/last.pt)")],
+    epochs: EpochsOpt = None,
+    device: DeviceOpt = None,
+    detach: DetachOpt = False,
+    nproc: Annotated[int | None, typer.Option("--nproc-per-node", min=1, help="processes on this machine "
+                                                 "(a checkpoint of any number of ranks resumes on any number)")] = None,
+) -> None:
+    """Continue a run from a checkpoint, in its own run directory, up to --epochs in total."""
+    ck = _load_ck(checkpoint)
+    cfg = resume_config(checkpoint, device=device, epochs=epochs)
+    if ck["epoch"] >= cfg.train.epochs and not ck.get("batch_in_epoch"):
+        fail(f"checkpoint is at epoch {ck['epoch']} of {cfg.train.epochs}: pass --epochs N with N > {ck['epoch']}")
+    runs_dir = Path(ck["run_dir"]).parent
+    if nproc is not None:
+        cfg = apply_overrides(cfg, [f"train.nproc={nproc}"])  # a checkpoint of N ranks resumes on any number
+    if detach:
+        raise SystemExit(start_detached(cfg, runs_dir, checkpoint))
+    if cfg.train.nproc > 1:
+        from tui_trainer.session import Nodes
+
+        raise SystemExit(run_launched(cfg, runs_dir, Nodes(), checkpoint))
+    raise SystemExit(run_foreground(cfg, runs_dir, checkpoint))
+
+
+def _load_ck(path: Path) -> dict:
+    """Load a checkpoint; if it is damaged, name a good one from the same run instead of starting over."""
+    from tui_trainer.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as exc:
+        good = _good_sibling(path)
+        if good is None:
+            raise
+        raise CheckpointError(f"{exc}; the run has a good checkpoint at epoch {good[1]}: "
+                              f"tui-trainer resume {good[0]}") from None
+
+
+def _good_sibling(path: Path) -> tuple[Path, int] | None:
+    """The newest loadable checkpoint beside ``path`` (best.pt, manual saves), as (path, epoch)."""
+    from tui_trainer.checkpoint import load_checkpoint
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        return None
+    found = []
+    for other in folder.glob("*.pt"):
+        if other.resolve() == Path(path).resolve():
+            continue
+        try:
+            ck = load_checkpoint(other)
+        except CheckpointError:
+            continue
+        found.append((ck["step"], other, int(ck["epoch"])))
+    if not found:
+        return None
+    _step, best_path, epoch = max(found)
+    return best_path, epoch
+
+
+@app.command()
+def runs(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
+    """The runs in a folder: live ones first, then newest first."""
+    from tui_trainer.history import hms
+    from tui_trainer.runs import list_runs, summarize
+
+    rows = [summarize(r) for r in list_runs(runs_dir)]
+    if not rows:
+        print(f"no runs in {runs_dir.expanduser()}")
+        return
+    rows.sort(key=lambda r: (not r.live, -(r.started or 0)))
+    header = f"{'run':<36} {'preset':<24} {'state':<9} {'epoch':>9} {'best':>16} {'started':<16} {'elapsed':>8}"
+    print(header)
+    crashed = []
+    for r in rows:
+        best = f"{r.monitor} {r.best:.4g}" if r.best is not None else "-"
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-"
+        elapsed = hms(r.elapsed_s) if r.elapsed_s is not None else "-"
+        print(f"{r.name:<36} {r.preset[:24]:<24} {r.state:<9} {f'{r.epoch}/{r.epochs}':>9} {best:>16} {started:<16} "
+              f"{elapsed:>8}")
+        if r.state == "crashed":
+            crashed.append(r)
+    for r in crashed:
+        from tui_trainer.runs import RunDir
+
+        good = RunDir(Path(r.path)).last_good_checkpoint()
+        hint = f"tui-trainer resume {good}" if good else "no checkpoint was written"
+        print(f"{r.name} crashed (its process is gone without an end): {hint}")
+
+
+@app.command()
+def attach(
+    run: Annotated[str | None, typer.Argument(help="run folder or name (default: the newest live run)")] = None,
+    runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
+    plain: Annotated[bool, typer.Option("--plain", help="print events as lines instead of opening the app")] = False,
+) -> None:
+    """Follow a run in the app (live: its whole history, then live; finished: read-only)."""
+    from tui_trainer.runs import resolve_run
+
+    found = resolve_run(runs_dir, run)
+    if plain or not sys.stdout.isatty():
+        from tui_trainer.cli.console import follow_plain
+
+        finished = follow_plain(found, sys.stdout)
+        state = found.state()
+        print(f"{found.name}: {state}" + (f" ({finished.reason}: {finished.message})" if finished else ""))
+        raise SystemExit(EXIT_OK if state != "crashed" else EXIT_FAILED)
+    launch_ui(DEFAULT_PRESET, [], None, runs_dir, attach=found.path)
+
+
+@app.command()
+def stop(
+    run: Annotated[str, typer.Argument(help="run folder or name")],
+    runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.0, help="seconds to wait for the run to end")] = 60.0,
+) -> None:
+    """Stop a run (it saves last.pt) and wait until it has ended."""
+    from tui_trainer.endpoint import EndpointError
+    from tui_trainer.runs import LIVE_STATES, resolve_run
+    from tui_trainer.session import attach as attach_run
+
+    handle = attach_run(resolve_run(runs_dir, run))
+    state = handle.state()
+    if state not in LIVE_STATES:
+        fail(f"run {handle.run.name} is not running (state: {state})")
+    try:
+        reply = handle.send("stop")
+        print(reply.get("message") or reply.get("error"))
+    except EndpointError as exc:
+        pid = handle.run.read_status().get("pid")
+        if not pid:
+            fail(str(exc), EXIT_FAILED)
+        os.kill(int(pid), signal.SIGTERM)
+        print(f"{exc}; sent SIGTERM to {pid}")
+    state = handle.wait(timeout)
+    status = handle.run.read_status()
+    print(f"{handle.run.name}: {state}" + (f"; last checkpoint {status['last_checkpoint']}"
+                                           if status.get("last_checkpoint") else ""))
+    raise SystemExit(EXIT_OK if state not in LIVE_STATES else EXIT_FAILED)
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint file")],
+    device: DeviceOpt = None,
+) -> None:
+    """Validation loss and accuracy of a checkpoint (and per-class results for classification)."""
+    from tui_trainer.engine import build_loss, config_from_checkpoint, prepare
+    from tui_trainer.engine import evaluate as eval_model
+    from tui_trainer.models import state_mismatch
+    from tui_trainer.report import class_report, format_class_report
+
+    ck = _load_ck(checkpoint)
+    cfg = config_from_checkpoint(ck)
+    if device is not None:
+        cfg = apply_overrides(cfg, [f'train.device="{device}"'])
+    _dev, data, model = prepare(cfg)
+    why = state_mismatch(model, ck["model"])
+    if why:
+        fail(f"{checkpoint}: checkpoint does not match the {cfg.model.arch} model of its config: {why}")
+    model.load_state_dict(ck["model"])
+    val_loss, val_acc = eval_model(model, data, build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head))
+    acc = f" val_acc {val_acc:.4f}" if val_acc is not None else ""
+    print(f"{checkpoint}: epoch {ck['epoch']} step {ck['step']} val_loss {val_loss:.4f}{acc}")
+    if data.task == "classification":
+        print(format_class_report(class_report(model, data)))
+
+
+@app.command()
+def presets() -> None:
+    """List presets with a one-line description each."""
+    found = list_presets()
+    width = max(len(n) for n in found) if found else 0
+    for name, path in found.items():
+        print(f"{name:<{width}}  {preset_description(path)}")
+
+
+@app.command()
+def devices() -> None:
+    """What hardware was detected."""
+    from tui_trainer.device import all_devices, pick_device
+
+    for info in all_devices():
+        print(info.describe())
+    print(f"auto picks: {pick_device('auto')}")
+
+
+@app.command(name="lr-find")
+def lr_find_cmd(
+    preset: Annotated[str, typer.Argument(help="preset name or path to a .toml file")],
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    steps: Annotated[int, typer.Option("--steps", min=10, help="batches in the first sweep (then twice as many while "
+                                                             "the loss has not fallen, up to 32x)")] = 100,
+    start: Annotated[float, typer.Option("--start", min=1e-12, help="first learning rate")] = 1e-7,
+    end: Annotated[float, typer.Option("--end", max=1e3, help="last learning rate")] = 10.0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the sweep as one JSON object")] = False,
+) -> None:
+    """Sweep the learning rate on a copy of the model and suggest one (a tenth of the rate at the lowest loss)."""
+    from tui_trainer.lrfind import lr_find
+
+    cfg = build_config(preset, set_, device=device)
+    if not start < end:
+        fail(f"--start {start:g} must be below --end {end:g}")
+    result = lr_find(cfg, start=start, end=end, steps=steps)
+    if json_out:
+        import dataclasses
+        import json
+
+        print(json.dumps(dataclasses.asdict(result)))
+        raise SystemExit(EXIT_OK)
+    if sys.stdout.isatty() and len(result.lrs) > 2:
+        import plotext as plt
+
+        plt.plot(result.lrs, result.smoothed, marker="braille")
+        plt.xscale("log")
+        plt.xlabel("learning rate")
+        plt.ylabel("loss (smoothed)")
+        if result.suggestion:
+            plt.vline(result.suggestion)
+        plt.plotsize(min(100, plt.terminal_width() or 100), 20)
+        plt.show()
+    else:
+        for lr, loss in zip(result.lrs[:: max(1, len(result.lrs) // 20)], result.smoothed[:: max(1, len(result.lrs) // 20)],
+                            strict=True):
+            print(f"lr {lr:.3g} loss {loss:.4f}")
+    if result.suggestion is None:
+        fail(f"no suggestion: {result.reason}", EXIT_FAILED)
+    print(f"suggested lr: {result.suggestion:.3g}   (preset: {cfg.optimizer.lr:g}; use --set optimizer.lr=...)")
+
+
+@app.command()
+def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
+    """Check what training needs here (torch, device, datasets, runs directory) and say what to fix."""
+    problems = 0
+
+    def report(ok: bool | None, what: str, fix: str = "") -> None:
+        nonlocal problems
+        mark = {True: "ok  ", False: "FAIL", None: "note"}[ok]
+        problems += ok is False
+        print(f"{mark}  {what}" + (f"  -> {fix}" if fix and ok is not True else ""))
+
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - any import failure is the finding
+        report(False, f"torch cannot be imported ({type(exc).__name__}: {exc})", "pip install 'torch>=2.10'")
+        raise SystemExit(EXIT_FAILED) from None
+    major_minor = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    report(major_minor >= (2, 10), f"torch {torch.__version__}",
+           "safe checkpoint loading needs torch >= 2.10: pip install -U torch")
+    from tui_trainer.device import all_devices, memory_in_use, pick_device
+
+    for info in all_devices():
+        report(True, f"device {info.describe()}")
+    device = pick_device("auto")
+    if device.type == "cuda":
+        used, free = memory_in_use(device) or (0, 0)
+        report(free > 2**30, f"cuda memory free: {free / 2**30:.1f} GiB", "another process holds the GPU: nvidia-smi")
+    else:
+        if torch.version.cuda:  # a CUDA build that sees no GPU: the driver or the environment hides it
+            fix = (f"torch is a CUDA {torch.version.cuda} build but sees no GPU: check the NVIDIA driver (nvidia-smi) and "
+                   "CUDA_VISIBLE_DEVICES")
+        else:
+            fix = "this torch is a CPU-only build: for CUDA install a CUDA build of torch"
+        report(None, f"no GPU found: training runs on {device.type}", fix)
+    from tui_trainer.data import real
+
+    cache = real.cache_dir(RunConfig())
+    for name in real.TORCHVISION:
+        if real._present(name, cache):
+            report(True, f"dataset {name} in {cache}")
+        elif name == "fashion-mnist" and (real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
+            report(True, f"dataset {name} from Debian's files in {real.DEBIAN_FASHION_MNIST}")
+        else:
+            hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
+            report(None, f"dataset {name} not found offline (downloaded on first use if online)",
+                   f"{hint}put torchvision's files under {cache}")
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        probe = runs_dir / ".doctor-probe"
+        probe.write_text("ok")
+        probe.unlink()
+        report(True, f"runs directory {runs_dir.resolve()} is writable")
+    except OSError as exc:
+        report(False, f"runs directory {runs_dir} is not writable ({exc.strerror})", "choose another with --runs-dir")
+    try:
+        import textual
+        import textual_plotext  # noqa: F401
+
+        report(True, f"textual {textual.__version__} and textual-plotext for the app")
+    except ImportError as exc:
+        report(False, f"the app cannot start: {exc}", "pip install textual textual-plotext")
+    raise SystemExit(EXIT_FAILED if problems else EXIT_OK)
+
+
+@app.command()
+def summary(
+    preset: Annotated[str, typer.Argument(help="preset name or path to a .toml file")],
+    set_: SetOpt = None,
+) -> None:
+    """Layers, output shapes and parameter counts of a preset's model."""
+    from tui_trainer.engine import describe_model
+
+    print(describe_model(build_config(preset, set_, device="cpu"))[2])  # no data loaded (or downloaded)
+
+
+@app.command()
+def ui(
+    preset: Annotated[str, typer.Option("--preset", help="preset to open")] = DEFAULT_PRESET,
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
+    resume_from: Annotated[Path | None, typer.Option(
+        "--resume", help="checkpoint to continue (its config fills the panels)")] = None,
+) -> None:
+    """Open the app."""
+    launch_ui(preset, set_ or [], device, runs_dir, resume_from)
+
+
+# ---------------------------------------------------------------------------
+# runs side by side: compare, export, serve (issue 15); the logic is in compare.py, export.py, cli/serve.py
+
+
+@app.command()
+def compare(
+    run: Annotated[list[str], typer.Argument(metavar="RUN", help="run folders or names under --runs-dir")],
+    runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
+    plot: Annotated[bool, typer.Option("--plot", help="also draw the validation curves (plain rows in a pipe)")] = False,
+) -> None:
+    """Runs side by side: best val loss and accuracy, the best epoch, epochs, time and state, each run named
+    by the config keys that differ between them."""
+    from tui_trainer import compare as comparing
+    from tui_trainer.runs import resolve_run
+
+    runs = comparing.load_runs([resolve_run(runs_dir, name) for name in run])
+    comparing.check_comparable(runs)
+    print(comparing.compare_table(runs))
+    if plot:
+        print()
+        if sys.stdout.isatty():
+            print(comparing.plot_curves(runs, width=min(shutil.get_terminal_size().columns, 120)))
+        else:
+            print(comparing.curves_table(runs))
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="run folder or name")],
+    format_: Annotated[str, typer.Option("--format", help="csv or tensorboard")] = "csv",
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="file or folder to write (default: <run>.csv here; the run's tensorboard/ folder)")] = None,
+    runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
+) -> None:
+    """Write a run's metrics as CSV (one row per epoch) or as TensorBoard event files, never half a file."""
+    from tui_trainer.compare import load_run
+    from tui_trainer.export import export_run
+    from tui_trainer.runs import resolve_run
+
+    data = load_run(resolve_run(runs_dir, run))
+    written = export_run(data, format_, out)
+    if format_ == "csv":
+        print(f"wrote {written} ({len(data.rows)} epochs)")
+    else:
+        print(f"wrote {written}; view with: tensorboard --logdir {written}")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="address to listen on (loopback: reach it through ssh -L)")]
+    = "127.0.0.1",
+    preset: Annotated[str, typer.Option("--preset", help="preset each browser session opens")] = DEFAULT_PRESET,
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
+    public_url: Annotated[str | None, typer.Option(
+        "--public-url", help="the address browsers use, when it is not http://HOST:PORT (a proxy)")] = None,
+) -> None:
+    """Serve the app in a web browser (needs the serve extra): each tab gets its own app; runs go to --runs-dir."""
+    from tui_trainer.cli.serve import app_command, serve_app
+
+    build_config(preset, set_, device=device)  # a bad preset fails here, once, not in every browser tab
+    serve_app(app_command(preset, set_ or [], runs_dir, device), host, port, public_url)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every bad input becomes one line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="tui-trainer", standalone_mode=False)
+    except _UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        fail(f"{exc.format_message()}{hint}")
+    except typer.Abort:
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except USER_ERRORS as exc:
+        fail(str(exc))
+
+

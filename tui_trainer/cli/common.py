@@ -1,0 +1,74 @@
+"""What the bare ``tui-trainer`` (no typer) and the typer commands share: exit codes, one-line
+errors, building a config from a preset and overrides, and launching the app."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tui_trainer.config import RunConfig, apply_overrides, load_preset
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_PRESET = "spirals-mlp"
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def build_config(preset: str, overrides: list[str] | None = None, epochs: int | None = None,
+                 device: str | None = None, seed: int | None = None) -> RunConfig:
+    """Preset + overrides + the CLI's shortcuts, all validated by the same rules."""
+    cfg = load_preset(preset)
+    extra = list(overrides or [])
+    if epochs is not None:
+        extra.append(f"train.epochs={epochs}")
+    if device is not None:
+        extra.append(f'train.device="{device}"')
+    if seed is not None:
+        extra.append(f"train.seed={seed}")
+    return apply_overrides(cfg, extra) if extra else cfg
+
+
+def launch_ui(preset: str, overrides: list[str], device: str | None, runs_dir: Path, resume_from: Path | None = None,
+              attach: Path | None = None) -> None:
+    """Validate the start-up arguments, then run the Textual app (imported only now)."""
+    if attach is not None:  # the panels show the run's own config
+        cfg = load_preset(str(Path(attach) / "config.toml"))
+    elif resume_from is not None:
+        cfg = resume_config(resume_from, overrides, device)
+    else:
+        cfg = build_config(preset, overrides, device=device)
+    from tui_trainer.ui.app import run_app
+
+    raise SystemExit(run_app(cfg, runs_dir=runs_dir, resume=resume_from, attach=attach))
+
+
+def resume_config(checkpoint: Path, overrides: list[str] | None = None, device: str | None = None,
+                  epochs: int | None = None) -> RunConfig:
+    """The config a checkpoint continues with: its run's config.toml beside it (no torch needed), else the
+    checkpoint's own copy; then the overrides. ConfigError/CheckpointError name what is wrong."""
+    from tui_trainer.errors import CheckpointError
+    from tui_trainer.session import checkpoint_run_dir
+
+    if not checkpoint.exists():
+        raise CheckpointError(f"checkpoint not found: {checkpoint}")
+    if checkpoint.is_dir():
+        raise CheckpointError(f"{checkpoint} is a folder; give a .pt file such as {checkpoint}/checkpoints/last.pt")
+    run = checkpoint_run_dir(checkpoint)
+    if run is not None:
+        cfg = load_preset(str(run.config_path))
+    else:
+        from tui_trainer.checkpoint import load_checkpoint
+        from tui_trainer.engine import config_from_checkpoint
+
+        cfg = config_from_checkpoint(load_checkpoint(checkpoint))
+    extra = list(overrides or [])
+    if epochs is not None:
+        extra.append(f"train.epochs={epochs}")
+    if device is not None:
+        extra.append(f'train.device="{device}"')
+    return apply_overrides(cfg, extra) if extra else cfg

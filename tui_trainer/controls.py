@@ -1,0 +1,102 @@
+"""What a run is told: commands, and the queue the engine polls between steps.
+
+Stdlib only. Whoever steers a run (the control endpoint's thread, a signal handler, a test)
+calls ``Controls.send(...)``; the engine calls ``poll()`` between steps and acknowledges each
+command with what happened. ``send`` returns the ``Command``, whose ``wait()`` gives that
+acknowledgement, or None if the engine did not get to it in time (it still will).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+COMMANDS = ("stop", "save", "set_lr", "pause", "resume", "step")
+"""stop: stop and save last.pt; save: write a checkpoint now; set_lr: change the learning rate
+(``lr`` > 0); pause / resume: hold between steps and go on; step: while paused, one step."""
+
+
+class CommandError(ValueError):
+    """A malformed command: says what was wrong and what is allowed."""
+
+
+@dataclass
+class Command:
+    """One command and, once the engine acted on it, its acknowledgement."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    reply: dict[str, Any] | None = None
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def ack(self, ok: bool, message: str, **data: Any) -> None:
+        """The engine's answer: whether it was done, and what happened."""
+        self.reply = {"ok": ok, "message": message, **data}
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The acknowledgement, or None if none came within ``timeout`` seconds."""
+        return self.reply if self._done.wait(timeout) else None
+
+
+def parse_command(raw: Any) -> Command:
+    """A command from its wire form ``{"cmd": name, ...args}``; CommandError names what is wrong."""
+    if not isinstance(raw, dict):
+        raise CommandError(f"a command is a JSON object like {{\"cmd\": \"stop\"}}, not {type(raw).__name__}")
+    name = raw.get("cmd")
+    if name not in COMMANDS:
+        raise CommandError(f"unknown command {name!r}; allowed: {', '.join(COMMANDS)}")
+    args = {k: v for k, v in raw.items() if k != "cmd"}
+    if name == "set_lr":
+        lr = args.get("lr")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0 or lr > 100:
+            raise CommandError(f"set_lr needs lr, a number > 0 and <= 100 (got {lr!r})")
+        args = {"lr": float(lr)}
+    elif args:
+        raise CommandError(f"{name} takes no arguments (got {', '.join(sorted(args))})")
+    return Command(name, args)
+
+
+class Controls:
+    """The commands waiting for the engine, in the order they were sent. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[Command] = collections.deque()
+        self._wake = threading.Condition()
+        self.stop_requested = False  # set by send("stop"), read by whoever waits on the run
+
+    def send(self, name: str, **args: Any) -> Command:
+        """Queue a command (validated: CommandError if malformed)."""
+        return self.submit(parse_command({"cmd": name, **args}))
+
+    def submit(self, command: Command) -> Command:
+        """Queue a parsed command."""
+        if command.name == "stop":
+            self.stop_requested = True
+        with self._wake:
+            self._queue.append(command)
+            self._wake.notify_all()
+        return command
+
+    def request_stop(self) -> None:
+        """Stop without waiting for the answer (signal handlers: no lock, the deque append is atomic)."""
+        self.stop_requested = True
+        self._queue.append(Command("stop"))
+
+    def poll(self) -> list[Command]:
+        """Commands sent since the last poll (engine, between steps). Costs one truth test when none."""
+        if not self._queue:
+            return []
+        taken = []
+        while self._queue:
+            taken.append(self._queue.popleft())
+        return taken
+
+    def wait(self, timeout: float) -> None:
+        """Block until a command arrives or ``timeout`` passes (the engine while paused)."""
+        with self._wake:
+            if not self._queue:
+                self._wake.wait(timeout)

@@ -1,0 +1,97 @@
+"""Small pieces the loop is built from: setup, validation, seeds (the loss is in losses.py, early stopping in
+stopping.py; both re-exported here)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from tui_trainer.config import RunConfig, from_dict
+from tui_trainer.data import DataBundle, load_data, peek_shape
+from tui_trainer.device import pick_device
+from tui_trainer.engine.dist import World
+from tui_trainer.losses import build_loss, count_correct
+from tui_trainer.models import build_model, count_params, eval_mode, format_summary, summarize
+from tui_trainer.stopping import EarlyStopping
+
+__all__ = ["EarlyStopping", "build_loss", "correct_count", "describe_model", "epoch_seed", "evaluate", "prepare",
+           "warm_up"]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffling seed of one epoch: a resumed run replays exactly the same order."""
+    return seed * 1_000_003 + epoch
+
+
+def correct_count(out: torch.Tensor, yb: torch.Tensor, task: str) -> torch.Tensor | None:
+    """Correct predictions in a batch, as a device tensor (None for regression)."""
+    return count_correct(out, yb) if task == "classification" else None
+
+
+def prepare(cfg: RunConfig) -> tuple[torch.device, DataBundle, nn.Module]:
+    """Device, data and model for ``cfg`` (seeded). Raises ConfigError/DataError on bad input."""
+    device = pick_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    data = load_data(cfg, device)
+    model = build_model(cfg.model, data.input_shape, data.out_features, input_norm=data.pixel_norm).to(device)
+    if cfg.train.channels_last and len(data.input_shape) == 3:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda" and len(data.input_shape) == 3:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
+    return device, data, model
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DataBundle, loss_fn: nn.Module, amp: bool = False,
+             world: World | None = None) -> tuple[float, float | None]:
+    """Validation loss (summed over samples, divided by their count) and accuracy; under DDP each rank
+    validates its share and the sums are all-reduced, so every rank gets the same numbers."""
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    with eval_mode(model):
+        for xb, yb in data.val.epoch(0):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                out = model(xb)
+            loss_sum += loss_fn(out.float(), yb) * len(yb)
+            hits = correct_count(out, yb, data.task)
+            if hits is not None:
+                correct += hits
+            n += len(yb)
+    sums = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(n), device=device).double()])
+    if world is not None:
+        world.all_reduce(sums)
+    # host sync: once per validation pass
+    loss_total, correct_total, count = sums.tolist()
+    val_loss = loss_total / max(count, 1)
+    return val_loss, (correct_total / max(count, 1) if data.task == "classification" else None)
+
+
+def describe_model(cfg: RunConfig) -> tuple[int, int, str]:
+    """(total, trainable, layer table) of ``cfg``'s model, without loading the data.
+
+    Built on the meta device: no memory, no weights, and no draw from the global RNG."""
+    shape, out = peek_shape(cfg)
+    with torch.device("meta"):
+        model = build_model(cfg.model, shape, out)
+    total, trainable = count_params(model)
+    return total, trainable, format_summary(summarize(model, shape), model)
+
+
+def warm_up() -> None:
+    """Pay torch's lazy imports now: the first optimizer built in a process imports torch._dynamo
+    and sympy (seconds on a small CPU)."""
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([p], lr=1e-3, foreach=True)
+    (p * 2).sum().backward()
+    torch.nn.utils.clip_grad_norm_([p], 1.0, foreach=True)
+    opt.step()
+
+
+def config_from_checkpoint(ck: dict[str, Any]) -> RunConfig:
+    """The config a checkpoint carries (validated again)."""
+    return from_dict(copy.deepcopy(ck["config"]), source="checkpoint config")

@@ -1,0 +1,290 @@
+"""How a run's events are folded: one fold behind the console, the app and replay from events.jsonl.
+
+Stdlib only. ``RunHistory.apply(event)`` folds one event into series (epochs, smoothed step loss,
+per-layer gradient norms, learning-rate marks), the log, the latest progress and the outcome, and
+returns which parts changed; ``describe(event)`` is the one human line an event makes, and
+``progress_line(history, width)`` the progress text that fits ``width`` columns, whole-run
+progress and ETA first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tui_trainer.events import (
+    Boundary,
+    CheckpointSaved,
+    ClassResults,
+    EpochEnded,
+    Event,
+    LogMessage,
+    LrChanged,
+    ParamValues,
+    Paused,
+    Reason,
+    RunFinished,
+    RunStarted,
+    StepLogged,
+)
+from tui_trainer.smoothing import RunningMean
+
+
+def hms(seconds: float) -> str:
+    """0:00:00."""
+    s = int(max(seconds, 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@dataclass
+class Series:
+    """Epoch-level curves (one point per epoch)."""
+
+    epochs: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+
+    def add(self, row: dict) -> None:
+        """One epoch's metrics row."""
+        self.epochs.append(int(row["epoch"]))
+        self.train_loss.append(float(row["train_loss"]))
+        self.val_loss.append(float(row["val_loss"]))
+        if row.get("val_acc") is not None:
+            self.train_acc.append(float(row["train_acc"]))
+            self.val_acc.append(float(row["val_acc"]))
+
+    def truncate(self, epochs_done: int) -> None:
+        """Forget epochs after ``epochs_done`` (a resume from an earlier checkpoint replays them)."""
+        keep = sum(1 for e in self.epochs if e <= epochs_done)
+        acc_keep = keep if len(self.val_acc) == len(self.epochs) else min(keep, len(self.val_acc))
+        del self.epochs[keep:], self.train_loss[keep:], self.val_loss[keep:]
+        del self.train_acc[acc_keep:], self.val_acc[acc_keep:]
+
+
+class RunHistory:
+    """Everything the events of one run say so far."""
+
+    def __init__(self, smoothing: float = 0.9) -> None:
+        self.started: RunStarted | None = None
+        self.series = Series()
+        self.rows: list[dict] = []  # metrics rows, as in metrics.jsonl
+        self.step_n: list[int] = []
+        self.step_x: list[float] = []
+        self.step_loss = RunningMean(smoothing)
+        self.grads: dict[str, tuple[list[float], list[float]]] = {}
+        self.lr_marks: list[tuple[float, float]] = []
+        self.log: list[tuple[str, str]] = []  # (level, line)
+        self.alarms: list[str] = []
+        self.last_step: StepLogged | None = None
+        self.boundary: Boundary | None = None
+        self.results: ClassResults | None = None
+        self.params: ParamValues | None = None
+        self.paused = False
+        self.finished: RunFinished | None = None
+        self.last_checkpoint: str | None = None
+        self.device = ""
+        self._session_start: tuple[float, float] | None = None  # (elapsed, done) when this process started
+
+    # -- folding -------------------------------------------------------------------
+
+    def apply(self, event: Event) -> set[str]:
+        """Fold one event; returns the parts that changed (started, steps, epochs, grads, lr, log,
+        alarms, boundary, results, params, paused, finished)."""
+        changed = set()
+        match event:
+            case RunStarted():
+                self._started(event)
+                changed |= {"started", "steps", "epochs", "grads", "lr"}
+            case StepLogged():
+                self._step(event)
+                changed.add("steps")
+                if event.layers:
+                    changed.add("grads")
+            case EpochEnded():
+                row = event.metrics()
+                self.rows.append(row)
+                self.series.add(row)
+                changed.add("epochs")
+            case LrChanged():
+                self.lr_marks.append((event.x, event.lr))
+                changed.add("lr")
+            case Paused():
+                self.paused = event.paused
+                changed.add("paused")
+            case Boundary():
+                self.boundary = event
+                changed.add("boundary")
+            case ClassResults():
+                self.results = event
+                changed.add("results")
+            case ParamValues():
+                self.params = event
+                changed.add("params")
+            case CheckpointSaved():
+                if event.kind == "last":
+                    self.last_checkpoint = event.path
+            case RunFinished():
+                self.finished = event
+                self.paused = False
+                if event.last_checkpoint:
+                    self.last_checkpoint = event.last_checkpoint
+                changed.add("finished")
+            case LogMessage() if event.level == "warning":
+                self.alarms.append(event.text)
+                changed.add("alarms")
+        line = describe(event, self.started.epochs if self.started else None)
+        if line is not None:
+            self.log.append((getattr(event, "level", "info"), line))
+            changed.add("log")
+        return changed
+
+    def _started(self, e: RunStarted) -> None:
+        self.started, self.finished, self.paused = e, None, False
+        self.device = e.device
+        self.series.truncate(e.start_epoch)
+        self.rows = [r for r in self.rows if r.get("epoch", 0) <= e.start_epoch]
+        if not self.rows and e.prior:  # resumed into a fresh folder: the checkpoint brought the curve
+            for row in e.prior:
+                if row.get("epoch", 0) <= e.start_epoch:
+                    self.rows.append(dict(row))
+                    self.series.add(row)
+        keep = sum(1 for n in self.step_n if n <= e.start_step)
+        del self.step_n[keep:], self.step_x[keep:]
+        self.step_loss.truncate(keep)
+        for xs, ys in self.grads.values():
+            del xs[keep:], ys[keep:]
+        until = self.step_x[-1] if keep else float(e.start_epoch)
+        self.lr_marks = [(x, lr) for x, lr in self.lr_marks if x <= until]
+        self.last_step = None
+        self._session_start = None
+
+    def _step(self, e: StepLogged) -> None:
+        self.last_step = e
+        x = e.epoch - 1 + e.batch / max(e.batches, 1)
+        self.step_n.append(e.step)
+        self.step_x.append(x)
+        self.step_loss.add(e.loss)
+        for layer in e.layers:
+            xs, ys = self.grads.setdefault(layer.name, ([], []))
+            xs.append(x)
+            ys.append(layer.grad_norm)
+        if self._session_start is None:
+            self._session_start = (e.elapsed_s, self.done_epochs() or 0.0)
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """Started and not finished."""
+        return self.started is not None and self.finished is None
+
+    def done_epochs(self) -> float | None:
+        """Epochs done, with the fraction of the current one (None before the first step)."""
+        s = self.last_step
+        if s is None:
+            return float(self.series.epochs[-1]) if self.series.epochs else None
+        return s.epoch - 1 + s.batch / max(s.batches, 1)
+
+    def eta(self) -> float | None:
+        """Seconds left for the whole run, from this process's own pace (None until it can tell)."""
+        s, st, start = self.last_step, self.started, self._session_start
+        done = self.done_epochs()
+        if s is None or st is None or start is None or done is None:
+            return None
+        spent, progressed = s.elapsed_s - start[0], done - start[1]
+        if progressed <= 0 or spent <= 0:
+            return None
+        return spent / progressed * max(st.epochs - done, 0.0)
+
+    def best(self) -> tuple[str, float] | None:
+        """(monitor, best value) so far."""
+        monitor = self.started.monitor if self.started else "val_loss"
+        values = self.series.val_acc if monitor == "val_acc" else self.series.val_loss
+        if not values:
+            return None
+        return monitor, (max(values) if monitor == "val_acc" else min(values))
+
+
+def describe(event: Event, epochs: int | None = None) -> str | None:
+    """The line an event adds to the log (None for events that only feed charts); ``epochs``: the run's
+    total, shown beside each epoch's number."""
+    match event:
+        case RunStarted():
+            verb = "resuming" if event.start_epoch or event.start_step else "training"
+            ranks = f" x {event.world_size} ranks" if event.world_size > 1 else ""
+            return (f"{verb} {event.preset} on {event.device}{ranks}: {event.n_params:,} params, "
+                    f"{event.train_samples:,} train / {event.val_samples:,} val samples -> {event.run_dir}")
+        case EpochEnded():
+            acc = f" train_acc {event.train_acc:.4f} val_acc {event.val_acc:.4f}" if event.val_acc is not None else ""
+            best = " *" if event.is_best else ""
+            of = f"/{epochs}" if epochs else ""
+            return (f"epoch {event.epoch}{of} train_loss {event.train_loss:.4f} val_loss {event.val_loss:.4f}{acc} "
+                    f"lr {event.lr:.3g} {event.epoch_seconds:.2f}s {event.samples_per_s:,.0f} samples/s{best}")
+        case LogMessage():
+            return event.text if event.level == "info" else f"{event.level}: {event.text}"
+        case CheckpointSaved() if event.kind == "manual":
+            return f"checkpoint saved: {event.path}"
+        case LrChanged():
+            return f"learning rate set to {event.lr:g} at step {event.step}"
+        case Paused():
+            return f"{'paused' if event.paused else 'resumed'} at epoch {event.epoch}, step {event.step}"
+        case RunFinished():
+            where = f"; last checkpoint {event.last_checkpoint}" if event.last_checkpoint else ""
+            return f"run ended ({event.reason}): {event.message}{where}"
+    return None
+
+
+def _bar(fraction: float, width: int) -> str:
+    full = int(max(0.0, min(fraction, 1.0)) * width)
+    return "█" * full + "░" * (width - full)
+
+
+def progress_line(history: RunHistory, width: int = 120, bar: bool = True) -> str:
+    """The progress text for ``width`` columns: the whole run's progress and ETA first; the loss, speed,
+    elapsed time and this epoch's share are dropped, in that order from the end, as space runs out."""
+    st, s = history.started, history.last_step
+    if history.finished is not None:
+        f = history.finished
+        best = history.best()
+        state = Reason(f.reason).state if f.reason in {r.value for r in Reason} else f.reason
+        parts = [f"{state}: {f.reason} after epoch {f.epoch}", f"best {best[0]} {best[1]:.4g}" if best else "",
+                 "r: new run"]
+        return _fit_parts([p for p in parts if p], width)
+    if st is None:
+        return "starting…"
+    if s is None:
+        return _fit([f"epoch {st.start_epoch + 1}/{st.epochs}", "setting up…" if not history.paused else "paused"], width)
+    done = history.done_epochs() or 0.0
+    eta = history.eta()
+    frac = s.batch / max(s.batches, 1)
+    head = f"epoch {s.epoch}/{st.epochs}"
+    pct = f"{done / max(st.epochs, 1):4.0%}"
+    parts = [head]
+    optional = [f"ETA {hms(eta)}" if eta is not None else "ETA …", f"loss {s.loss:.4f}",
+                f"{s.samples_per_s:,.0f} samples/s", f"elapsed {hms(s.elapsed_s)}", f"this epoch {frac:.0%}"]
+    if history.paused:
+        optional.insert(0, "PAUSED")
+    fixed = len(head) + len(pct) + 2
+    bar_width = 20 if width >= 100 else 10 if width >= 60 else 0
+    for part in optional:
+        if fixed + bar_width + 3 + len(part) + 2 > width:
+            break
+        parts.append(part)
+        fixed += len(part) + 2
+    run = f"{_bar(done / max(st.epochs, 1), bar_width)} {pct}" if bar and bar_width else pct.strip()
+    return _fit([parts[0], run, *parts[1:]], width)
+
+
+def _fit_parts(parts: list[str], width: int) -> str:
+    """The first part, then as many of the others as fit whole."""
+    kept = parts[:1]
+    for part in parts[1:]:
+        if len("  ".join([*kept, part])) <= width:
+            kept.append(part)
+    return _fit(kept, width)
+
+
+def _fit(parts: list[str], width: int) -> str:
+    text = "  ".join(parts)
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

@@ -1,0 +1,115 @@
+"""The run process: ``python -m tui_trainer.runner RUN_DIR [--resume CKPT] [--paused]``.
+
+Started by ``session.start`` in its own session with stdin closed and its stderr in run.log,
+so a closed terminal, an SSH drop or a crashed app leaves it training. It trains the config in
+RUN_DIR/config.toml, writes every event to events.jsonl and its state to status.json, and
+serves the control endpoint. SIGTERM and SIGINT stop it (it saves last.pt); SIGHUP is ignored.
+``run_here`` is the same run in the calling process: the foreground ``tui-trainer train``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from tui_trainer.config import load_preset
+from tui_trainer.controls import Controls
+from tui_trainer.endpoint import ControlServer, EndpointError
+from tui_trainer.engine import FitResult, fit
+from tui_trainer.engine.dist import World, world_from_env
+from tui_trainer.engine.loop import failed_setup
+from tui_trainer.errors import USER_ERRORS, first_line
+from tui_trainer.events import LogMessage, NullSink, Reason, RunFinished, Sink, TeeSink
+from tui_trainer.runs import RunDir, RunRecorder, proc_start
+
+EXIT_CODES = {Reason.COMPLETED: 0, Reason.EARLY_STOPPED: 0, Reason.STOPPED: 0, Reason.INVALID: 2}
+
+
+def run_here(run: RunDir, controls: Controls, resume: Path | None = None, console: Sink | None = None,
+             world: World | None = None) -> FitResult:
+    """Train the run in ``run`` in this process: status, events, control endpoint, then the fit.
+    Returns the engine's FitResult (its ``reason`` says how it ended). Under DDP only rank 0 writes the
+    run directory and serves the endpoint; the other ranks train and say nothing."""
+    world = world or World()
+    if not world.main:
+        return fit(load_preset(str(run.config_path)), NullSink(), controls, run, resume, world=world)
+    run.write_status(state="starting", pid=os.getpid(), host=socket.gethostname(), proc_start=proc_start(os.getpid()),
+                     started=time.time(), ended=None, reason=None, message=None, control=None,
+                     launcher_pid=os.getppid() if world.distributed else None)
+    recorder = RunRecorder(run)
+    sink: Sink = TeeSink(recorder, console) if console is not None else recorder
+    server = None
+    try:
+        try:
+            server = ControlServer(run, controls)
+            run.write_status(control=str(server.address))
+        except (OSError, EndpointError) as exc:  # the run still trains; it just cannot be steered from outside
+            sink.emit(LogMessage("warning", f"no control endpoint ({exc}); stop this run with SIGTERM "
+                                            f"(kill {os.getpid()})"))
+        try:
+            cfg = load_preset(str(run.config_path))
+        except USER_ERRORS as exc:  # config.toml edited by hand since the run was created
+            return failed_setup(sink, run, Reason.INVALID, str(exc))
+        return fit(cfg, sink, controls, run, resume, world=world)
+    finally:
+        if server is not None:
+            server.close(f"the run has ended ({run.state()})")
+            run.write_status(control=None)
+        recorder.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The run process's entry point; its exit code is 0 as asked, 1 failed, 2 invalid."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0].startswith("-"):
+        print("usage: python -m tui_trainer.runner RUN_DIR [--resume CKPT] [--paused]", file=sys.stderr)
+        return 2
+    run = RunDir(Path(args[0]).resolve())
+    resume = Path(args[args.index("--resume") + 1]) if "--resume" in args else None
+    controls = Controls()
+    if "--paused" in args:  # start held before the first step, then take one: a net shown one step at a time
+        controls.send("pause")
+        controls.send("step")
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0 and run.last_good_checkpoint() is not None:
+        resume = run.last_good_checkpoint()  # torchrun restarted the ranks after a failure: go on from there
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that started us is not ours
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: controls.request_stop())
+    try:
+        world = join_world(run)
+    except Exception as exc:  # noqa: BLE001 - no process group: say why in the run's folder, once (rank 0)
+        if os.environ.get("RANK", "0") == "0":
+            recorder = RunRecorder(run)
+            recorder.emit(RunFinished(Reason.INVALID.value, f"cannot start data-parallel training: {first_line(exc)}",
+                                      0, 0, None, str(run.path)))
+            recorder.close()
+        return 2
+    try:
+        result = run_here(run, controls, resume, world=world)
+    finally:
+        world.close()
+    return EXIT_CODES.get(result.reason, 1)
+
+
+def join_world(run: RunDir) -> World:
+    """This process's rank when torchrun started it (one rank otherwise), on the config's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return World()
+    from tui_trainer.device import pick_device
+
+    try:
+        kind = pick_device(load_preset(str(run.config_path)).train.device).type
+    except USER_ERRORS:
+        kind = "cpu"  # the fit reports the config problem itself
+    return world_from_env(kind)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip torch's interpreter teardown; every file we wrote is closed

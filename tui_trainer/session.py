@@ -1,0 +1,133 @@
+"""Start, follow, steer and leave run processes (stdlib only: the app uses this without torch).
+
+``start`` creates the run directory (absolute, 0700) and launches ``python -m tui_trainer.runner``
+in its own session with stdin closed and its output in run.log. ``RunHandle`` is what a client
+holds: the run's folder, its state, ``send`` for commands, ``wait_started`` and ``wait``.
+Nothing here trains; a client that goes away leaves the run as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tui_trainer.config import RunConfig
+from tui_trainer.endpoint import send as send_command
+from tui_trainer.runs import LIVE_STATES, RunDir, create_run_dir, write_config
+
+START_TIMEOUT = 600.0  # seconds a run may spend loading data and building its model before it trains
+
+
+def checkpoint_run_dir(checkpoint: Path) -> RunDir | None:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/x.pt``), if it is still there."""
+    run = RunDir(Path(checkpoint).resolve().parent.parent)
+    return run if run.config_path.is_file() else None
+
+
+class RunHandle:
+    """A client's hold on one run (started here or attached to)."""
+
+    def __init__(self, run: RunDir, process: subprocess.Popen | None = None) -> None:
+        self.run, self.process = run, process
+
+    @property
+    def path(self) -> Path:
+        """The run directory."""
+        return self.run.path
+
+    def state(self) -> str:
+        """starting, running, paused, finished, stopped, failed or crashed."""
+        if self.process is not None:
+            self.process.poll()  # reap our own child, so a finished run is not a zombie that looks alive
+        return self.run.state()
+
+    def send(self, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
+        """One command and the run's reply (EndpointError if it cannot be reached)."""
+        return send_command(self.run, cmd, timeout=timeout, **args)
+
+    def exited(self) -> int | None:
+        """The run process's exit code if we started it and it has exited."""
+        return self.process.poll() if self.process is not None else None
+
+    def wait_started(self, timeout: float = START_TIMEOUT, poll: float = 0.05) -> str:
+        """Block until the run trains (returns "running"), or ends or fails first (returns its state)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state()
+            code = self.exited()
+            if state not in ("starting",) or code is not None:
+                return self.run.state() if code is not None and state == "starting" else state
+            if time.monotonic() > deadline:
+                return state
+            time.sleep(poll)  # polling a file another process writes; there is nothing to wait on
+
+    def wait(self, timeout: float | None = None, poll: float = 0.1) -> str:
+        """Block until the run is no longer live; returns its state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.state()
+            if state not in LIVE_STATES:
+                return state
+            if deadline is not None and time.monotonic() > deadline:
+                return state
+            time.sleep(poll)  # see wait_started
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """Where the ranks of a data-parallel run live (torchrun's own flags): ``count`` machines, this one
+    ``rank``, meeting at ``endpoint`` (host:port of node 0)."""
+
+    count: int = 1
+    rank: int = 0
+    endpoint: str | None = None
+    max_restarts: int = 0
+
+
+def run_command(run_path: Path, resume: Path | None, nproc: int = 1, nodes: Nodes | None = None,
+                paused: bool = False) -> list[str]:
+    """The command line of a run process: the runner itself, or torchrun starting ``nproc`` runners here
+    (``torch.distributed.run``: PyTorch's own launcher with its elastic rendezvous)."""
+    tail = ["-m", "tui_trainer.runner", str(run_path)] + (["--resume", str(Path(resume).resolve())] if resume else [])
+    tail += ["--paused"] if paused else []
+    nodes = nodes or Nodes()
+    if nproc <= 1 and nodes.count <= 1:
+        return [sys.executable, *tail]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--max-restarts={nodes.max_restarts}"]
+    if nodes.count > 1:
+        # torchrun's static rendezvous at node 0's address: ranks are numbered by node rank, so rank 0 (which
+        # writes the run's folder) is on node 0, where the user reads it. c10d numbers nodes by arrival.
+        host, _, port = (nodes.endpoint or "").rpartition(":")
+        cmd += [f"--nnodes={nodes.count}", f"--node-rank={nodes.rank}", f"--master-addr={host}", f"--master-port={port}"]
+    else:
+        cmd += ["--standalone"]
+    return cmd + tail
+
+
+def start(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None,
+          env: dict[str, str] | None = None, nodes: Nodes | None = None, paused: bool = False) -> RunHandle:
+    """Create the run directory and launch the run process (torchrun when ``cfg.train.nproc`` > 1 or several
+    nodes); ConfigError (nothing started) if the runs directory cannot be written. ``resume``: a checkpoint;
+    the run continues in its own folder. ``paused``: it takes one step, then holds (step on with "step")."""
+    run = checkpoint_run_dir(resume) if resume is not None else None
+    if run is not None:
+        write_config(run, cfg)
+        status = {k: v for k, v in run.read_status().items() if k not in ("pid", "proc_start", "reason", "ended", "message")}
+        run.replace_status({**status, "state": "starting", "created": time.time()})
+    else:
+        run = create_run_dir(runs_dir, cfg)
+    cmd = run_command(run.path, resume, cfg.train.nproc, nodes, paused)
+    with open(run.log_path, "ab") as log:
+        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                   close_fds=True, cwd=os.getcwd(), env=env)
+    return RunHandle(run, process)
+
+
+def attach(run: RunDir) -> RunHandle:
+    """A handle on a run started elsewhere."""
+    return RunHandle(run)

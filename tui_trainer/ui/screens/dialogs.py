@@ -1,0 +1,131 @@
+"""Small modal screens: a new learning rate, what quitting should do, and the keys."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from tui_trainer.config import ConfigError, check_value
+from tui_trainer.ui.guard import Guarded
+from tui_trainer.ui.widgets.fields import parse_text
+
+
+class LearningRateDialog(Guarded, ModalScreen[float | None]):
+    """Returns the new learning rate, or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    LearningRateDialog { align: center middle; }
+    LearningRateDialog > Vertical { width: 60; max-width: 95%; height: auto; border: round $primary; padding: 0 1; }
+    LearningRateDialog Label { width: 100%; }
+    LearningRateDialog .error { color: $error; text-style: bold; }
+    """
+
+    def __init__(self, current: float) -> None:
+        super().__init__()
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "learning rate"
+            yield Label(f"now {self.current:g}: type a new rate; Enter applies, Esc cancels")
+            yield Input(f"{self.current:g}", id="lr-input")
+            yield Label("", classes="error", id="lr-error")
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        try:
+            value = check_value("optimizer", "lr", parse_text("optimizer", "lr", event.value))
+        except ConfigError as exc:
+            self.query_one("#lr-error", Label).update(str(exc))
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class QuitDialog(Guarded, ModalScreen[str | None]):
+    """Quit with a run training: "detach" (it goes on), "stop" (it stops and saves), or None (stay)."""
+
+    BINDINGS = [Binding("d", "choose('detach')", "Detach"), Binding("s", "choose('stop')", "Stop run"),
+                Binding("escape,c", "choose('')", "Cancel")]
+    DEFAULT_CSS = """
+    QuitDialog { align: center middle; }
+    QuitDialog > Vertical { width: 64; max-width: 95%; height: auto; border: round $warning; padding: 0 1; }
+    QuitDialog Label { width: 100%; }
+    QuitDialog Button { margin: 1 1 0 0; }
+    """
+
+    def __init__(self, run_name: str) -> None:
+        super().__init__()
+        self.run_name = run_name
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "quit"
+            yield Label(f"{self.run_name} is training.")
+            yield Label("d: detach, it goes on (tui-trainer attach follows it again)")
+            yield Label("s: stop it (it saves last.pt), then quit")
+            yield Label("Esc: stay")
+            yield Button("Detach (d)", id="detach", variant="primary")
+            yield Button("Stop run (s)", id="stop", variant="error")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id)
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice or None)
+
+
+def key_name(keys: str) -> str:
+    """How a binding's keys read on the help screen."""
+    names = {"question_mark": "?", "ctrl+q": "ctrl+q", "ctrl+c": "ctrl+c", "escape": "Esc", "f1": "F1"}
+    return ", ".join(names.get(k, k) for k in keys.split(","))
+
+
+class HelpScreen(Guarded, ModalScreen[None]):
+    """Every key of the training screen."""
+
+    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 72; max-width: 95%; height: 90%; border: round $primary; padding: 0 1; }
+    """
+    EXTRA = {"start": "start a run from the panels (a run process of its own)",
+             "stop": "stop the run shown (it saves last.pt)", "save": "save a checkpoint now; the run goes on",
+             "pause": "pause or resume the run between steps",
+             "step": "one training step: of the paused run, or of a new run that then holds",
+             "change_lr": "change the learning rate (of the run, or in the panels)",
+             "lr_find": "sweep the learning rate on a copy of the model",
+             "apply_lr": "put the LR finder's suggestion in the panels",
+             "resume_run": "continue the run shown from its last good checkpoint",
+             "toggle_setup": "hide or show the setup panels", "detach": "quit; the run goes on",
+             "mark_run": "Runs tab: mark the highlighted run; two or more marked are overlaid and tabulated",
+             "write_svg": "save the screen as an SVG (in the run's folder)",
+             "quit": "quit (asks whether to detach or stop a training run)", "help": "this screen",
+             "leave_field": "leave a text field"}
+
+    def __init__(self, bindings: list[Binding]) -> None:
+        super().__init__()
+        self.bindings = bindings
+
+    def compose(self) -> ComposeResult:
+        lines = []
+        for b in self.bindings:
+            action = b.action.split("(")[0]
+            what = self.EXTRA.get(action) or b.description
+            lines.append(f"{key_name(b.key):<16} {what}")
+        with VerticalScroll() as box:
+            box.border_title = "keys (Esc closes)"
+            yield Static("\n".join(lines))
+            yield Static("\nThe run trains in its own process: quitting, closing the terminal or an SSH drop leave it "
+                         "training. `tui-trainer attach` follows it again; `tui-trainer runs` lists runs.", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

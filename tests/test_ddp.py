@@ -151,3 +151,30 @@ def test_torchrun_launched_by_hand_trains_one_run(tmp_path):
     assert len(runs) == 1 and events_of(runs[0], RunStarted)[0].world_size == 2
     assert [r["epoch"] for r in runs[0].read_metrics()] == [1, 2, 3]
     assert proc.stdout.count("done: completed 3 epochs") == 1  # rank 0 alone speaks
+
+
+GATHER = """
+import sys, torch, torch.distributed as dist, torch.multiprocessing as mp
+from tui_trainer.engine.dist import World
+
+def main(rank, path):
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    world = World(rank=rank, size=2, device=torch.device("cpu"))
+    got = world.gather_memory((rank * 2**30 + 7, (70 - rank) * 2**30))
+    assert world.gather_memory(None) == ()  # off CUDA every rank passes None: no collective
+    if rank == 0:
+        print(got)
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    mp.spawn(main, args=(sys.argv[1],), nprocs=2)
+"""
+
+
+def test_every_ranks_memory_is_gathered_in_rank_order(tmp_path):
+    script = tmp_path / "gather.py"
+    script.write_text(GATHER)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "store")], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(((7, 70 * 2**30), (2**30 + 7, 69 * 2**30)))

@@ -55,6 +55,7 @@ EVERY_EVENT = [
                     "grad_norms": {"a": 1.0}},)),
     step(1, 20, 1.5, layers=(LayerHealth("layers.1", 0.1, 2.0, 1e-3), LayerHealth("layers.3", math.inf, 1.0, 0.0)),
          memory=(1, 2)),
+    step(1, 40, 2.5, memory=(3 * 2**30, 70 * 2**30), memory_ranks=((3 * 2**30, 70 * 2**30), (2 * 2**30, 69 * 2**30))),
     epoch_end(1, is_best=True, grad_norms=(("layers.1", 0.1),), dead_units=(("layers.2", 0.25),)),
     CheckpointSaved("/r/checkpoints/last.pt", "last", 1, 100),
     LogMessage("warning", "épsilon ⚠ unicode"),
@@ -67,7 +68,7 @@ EVERY_EVENT = [
 ]
 
 
-@pytest.mark.parametrize("event", EVERY_EVENT, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("event", EVERY_EVENT, ids=lambda e: f"{type(e).__name__}-{EVERY_EVENT.index(e)}")
 def test_every_event_round_trips_through_one_standard_json_line(event):
     line = encode(event)
     assert "\n" not in line
@@ -195,3 +196,19 @@ def test_nothing_below_the_front_ends_imports_textual_or_typer():
             "bad=[m for m in ('textual','typer','textual_plotext') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_an_older_step_line_without_every_ranks_memory_still_decodes():
+    row = json.loads(encode(step(1, 20, 1.5, memory=(1, 2))))
+    del row["memory_ranks"]  # protocol 1 runs written before DDP memory was reported
+    assert decode(json.dumps(row)) == step(1, 20, 1.5, memory=(1, 2))
+
+
+def test_memory_line_names_every_gpu_by_rank_and_the_least_free():
+    from tui_trainer.history import memory_line
+
+    assert memory_line(step(1, 1, 0.1)) is None  # off CUDA: nothing to show
+    assert memory_line(step(1, 1, 0.1, memory=(int(1.5 * 2**30), 70 * 2**30))) == "1.50 GiB in use, 70.0 GiB free"
+    ranks = tuple((int((1 + r / 100) * 2**30), (70 - r) * 2**30) for r in range(8))
+    line = memory_line(step(1, 1, 0.1, memory=ranks[0], memory_ranks=ranks))
+    assert line == "GiB in use 1.00 1.01 1.02 1.03 1.04 1.05 1.06 1.07, free ≥ 63.0"

@@ -121,6 +121,8 @@ def test_kill_9_reads_as_crashed_offers_the_checkpoint_and_resume_continues_the_
     assert run.state() == "crashed" and summarize(run).state == "crashed"
     code, out, _ = run_main(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
     assert code == 0 and "crashed" in out and f"tui-trainer resume {run.last}" in out
+    code, out, _ = run_main(capsys, "attach", str(run.path), "--plain")
+    assert code == 1 and out.splitlines()[-2:] == [f"{run.name}: crashed", f"resume with: tui-trainer resume {run.last}"]
     from tui_trainer.checkpoint import load_checkpoint
 
     ck_epoch = load_checkpoint(run.last)["epoch"]  # the last whole epoch saved before the kill

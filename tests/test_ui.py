@@ -217,6 +217,22 @@ async def test_quit_dialog_can_stop_the_run(tmp_path, monkeypatch):
     assert load_checkpoint(screen.handle.run.last)["step"] > 0
 
 
+async def test_the_quit_question_follows_a_run_that_ends_while_it_is_open(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
+        await until(pilot, lambda: rec.of(StepLogged))
+        await pilot.press("q")
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "QuitDialog")
+        dialog = pilot.app.screen
+        assert "is training" in str(dialog.query_one("#what").render())
+        assert send(screen.handle.run, "stop")["ok"]  # stopped from elsewhere (another terminal)
+        await until(pilot, lambda: "has ended (stopped)" in str(dialog.query_one("#what").render()))
+        assert not dialog.query_one("#stop").display and str(dialog.query_one("#detach").label) == "Quit (d)"
+        await pilot.press("s")  # s no longer means "stop": the run has ended, it quits
+        await until(pilot, lambda: not pilot.app.is_running)
+    assert screen.handle.state() == "stopped"
+
+
 async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path, capsys):
     from tests.test_cli import run_main
 

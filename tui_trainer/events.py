@@ -93,6 +93,7 @@ class StepLogged:
     elapsed_s: float  # training time of the whole run so far (a resumed run continues its clock)
     layers: tuple[LayerHealth, ...] = ()  # per layer, when train.diagnostics is on
     memory: tuple[int, int] | None = None  # (allocated, free) bytes on a CUDA device; None elsewhere
+    memory_ranks: tuple[tuple[int, int], ...] = ()  # every rank's (allocated, free) under DDP on CUDA, by rank
 
 
 @dataclass(frozen=True)
@@ -307,6 +308,7 @@ def _pairs(value: list) -> tuple:
 _DEEP: dict[str, Any] = {  # how each nested field comes back from JSON, without a generic recursive walk
     "layers": lambda v: tuple(LayerHealth(n, _float(g), _float(w), _float(u)) for n, g, w, u in v),
     "memory": tuple,
+    "memory_ranks": lambda v: tuple(map(tuple, v)),
     "grad_norms": _pairs,
     "dead_units": _pairs,
     "points": lambda v: tuple(map(tuple, v)),
@@ -345,12 +347,12 @@ def decode(line: str) -> Event | None:
     if not isinstance(row, dict):
         raise ValueError("not an event")
     kind = row.pop("type", None)
-    if kind == "StepLogged" and len(row) == 10:  # most of a long run's events: built directly, no per-field walk
+    if kind == "StepLogged" and len(row) in (10, 11):  # most of a long run's events: built directly, no field walk
         memory = row["memory"]
         return StepLogged(row["epoch"], row["step"], row["batch"], row["batches"], _float(row["loss"]), _float(row["lr"]),
                           _float(row["samples_per_s"]), _float(row["elapsed_s"]),
                           tuple(LayerHealth(n, _float(g), _float(w), _float(u)) for n, g, w, u in row["layers"]),
-                          None if memory is None else tuple(memory))
+                          None if memory is None else tuple(memory), tuple(map(tuple, row.get("memory_ranks", ()))))
     if kind == "header":
         version = row.get("protocol")
         if not isinstance(version, int) or version > PROTOCOL:

@@ -235,6 +235,19 @@ def describe(event: Event, epochs: int | None = None) -> str | None:
     return None
 
 
+def memory_line(step: StepLogged | None) -> str | None:
+    """Device memory at the last log interval: "1.20 GiB in use, 70.1 GiB free" on one GPU; under DDP
+    every rank's GPU in rank order, short enough for 8 beside the buttons: "GiB in use 1.20 1.19, free
+    ≥ 70.1" (the least free of them). None off CUDA."""
+    if step is None or step.memory is None:
+        return None
+    if len(step.memory_ranks) > 1:
+        used = " ".join(f"{u / 2**30:.2f}" for u, _ in step.memory_ranks)
+        return f"GiB in use {used}, free ≥ {min(f for _, f in step.memory_ranks) / 2**30:.1f}"
+    used, free = step.memory
+    return f"{used / 2**30:.2f} GiB in use, {free / 2**30:.1f} GiB free"
+
+
 def _bar(fraction: float, width: int) -> str:
     full = int(max(0.0, min(fraction, 1.0)) * width)
     return "█" * full + "░" * (width - full)

@@ -205,6 +205,11 @@ class RunDir:
         manual = sorted(self.checkpoints.glob("manual-*.pt")) if self.checkpoints.is_dir() else []
         return manual[-1] if manual else None
 
+    def resume_hint(self) -> str:
+        """What to type to go on from this run's last good checkpoint, or that there is none."""
+        good = self.last_good_checkpoint()
+        return f"resume with: tui-trainer resume {good}" if good else "it wrote no checkpoint to resume from"
+
 
 def _json_lines(path: Path) -> Iterator[dict]:
     try:

@@ -383,9 +383,7 @@ def runs(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
     for r in crashed:
         from tui_trainer.runs import RunDir
 
-        good = RunDir(Path(r.path)).last_good_checkpoint()
-        hint = f"tui-trainer resume {good}" if good else "no checkpoint was written"
-        print(f"{r.name} crashed (its process is gone without an end): {hint}")
+        print(f"{r.name} crashed (its process is gone without an end): {RunDir(Path(r.path)).resume_hint()}")
 
 
 @app.command()
@@ -404,6 +402,8 @@ def attach(
         finished = follow_plain(found, sys.stdout)
         state = found.state()
         print(f"{found.name}: {state}" + (f" ({finished.reason}: {finished.message})" if finished else ""))
+        if state in ("crashed", "failed", "stopped"):
+            print(found.resume_hint())
         raise SystemExit(EXIT_OK if state != "crashed" else EXIT_FAILED)
     launch_ui(DEFAULT_PRESET, [], None, runs_dir, attach=found.path)
 

@@ -8,6 +8,7 @@ What crosses ranks, and when (measured in benchmarks/RESULTS.md):
 * the interval's loss sum, correct count, sample count and non-finite count: one all-reduce per log
   interval, where a single process reads its device buffers anyway;
 * validation sums: one all-reduce per epoch;
+* on CUDA, each rank's memory in use and free: one all-gather per log interval, for the app's display;
 * commands (stop, save, set_lr, pause, resume, step): only rank 0 has the control endpoint; it
   broadcasts what it received at each log interval, and every rank acts on it at that same step. A
   broadcast per step would need a host sync per step on a GPU; under DDP "within one step" therefore
@@ -73,6 +74,16 @@ class World:
             name = COMMANDS[int(values[1 + 2 * i]) - 1]
             out.append(Command(name, {"lr": values[2 + 2 * i]} if name == "set_lr" else {}))
         return out
+
+    def gather_memory(self, mine: tuple[int, int] | None) -> tuple[tuple[int, int], ...]:
+        """Every rank's (allocated, free) device bytes, in rank order; empty with one rank or off CUDA
+        (every rank passes None there alike). One all-gather of two integers, at a log interval."""
+        if not self.distributed or mine is None:
+            return ()
+        local = torch.tensor(mine, dtype=torch.int64, device=self.device)
+        every = [torch.empty_like(local) for _ in range(self.size)]
+        torch.distributed.all_gather(every, local)
+        return tuple((int(a), int(b)) for a, b in torch.stack(every).tolist())
 
     def close(self) -> None:
         """Leave the process group."""

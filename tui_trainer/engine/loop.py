@@ -237,12 +237,12 @@ class Fit:
         mean = self._flush()
         now = time.perf_counter()
         batches = len(self.data.train)
+        memory = memory_in_use(self.device)  # host-side counters and cudaMemGetInfo, no stream sync
+        memory_ranks = self.world.gather_memory(memory)
         self.sink.emit(StepLogged(
             epoch=self.epoch + 1, step=self.step, batch=self.batch_in_epoch, batches=batches, loss=mean,
             lr=current_lr(self.optimizer), samples_per_s=self._n_interval / max(now - self._t_interval, 1e-9),
-            elapsed_s=self.elapsed(), layers=self.layers,
-            # host-side counters and cudaMemGetInfo, no stream sync (the read above already waited)
-            memory=memory_in_use(self.device)))
+            elapsed_s=self.elapsed(), layers=self.layers, memory=memory, memory_ranks=memory_ranks))
         self._t_interval, self._n_interval = now, 0
         if self.world.distributed:  # every rank acts on rank 0's commands here, at the same step
             self._act_all(self._next_commands(0.0))

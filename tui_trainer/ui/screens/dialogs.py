@@ -68,18 +68,29 @@ class QuitDialog(Guarded, ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = "quit"
-            yield Label(f"{self.run_name} is training.")
-            yield Label("d: detach, it goes on (tui-trainer attach follows it again)")
-            yield Label("s: stop it (it saves last.pt), then quit")
+            yield Label(f"{self.run_name} is training.", id="what")
+            yield Label("d: detach, it goes on (tui-trainer attach follows it again)", id="detach-help")
+            yield Label("s: stop it (it saves last.pt), then quit", id="stop-help")
             yield Label("Esc: stay")
             yield Button("Detach (d)", id="detach", variant="primary")
             yield Button("Stop run (s)", id="stop", variant="error")
+
+    def run_ended(self, state: str) -> None:
+        """The run ended while the question was open: nothing is left to detach from or stop, so either
+        key quits (asked as "detach", which leaves the ended run as it is)."""
+        self.query_one("#what", Label).update(f"{self.run_name} has ended ({state}).")
+        self.query_one("#detach-help", Label).update("d or s: quit")
+        self.query_one("#stop-help", Label).display = False
+        self.query_one("#detach", Button).label = "Quit (d)"
+        self.query_one("#stop", Button).display = False
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id)
 
     def action_choose(self, choice: str) -> None:
+        if choice == "stop" and not self.query_one("#stop", Button).display:
+            choice = "detach"  # the run has ended: s quits like d
         self.dismiss(choice or None)
 
 

@@ -339,6 +339,8 @@ class TrainScreen(Guarded, Screen):
             self.notify(end.message, title=f"run failed: {end.reason}", severity="error", timeout=10)
         self._update_buttons()
         self.call_after_refresh(self._focus_start)  # focus is never lost when a run ends
+        if isinstance(self.app.screen, QuitDialog):  # the quit question was about a run that has now ended
+            self.app.screen.run_ended(reason.state)
 
     def on_run_lost(self, message: RunLost) -> None:
         if self.handle is None or message.path != str(self.handle.path):

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, RichLog, Static, TabbedContent, TabPane
 
 from tui_trainer.events import Event
-from tui_trainer.history import RunHistory, progress_line
+from tui_trainer.history import RunHistory, memory_line, progress_line
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.widgets.boundary import BoundaryView
 from tui_trainer.ui.widgets.fields import CompactButton
@@ -160,10 +160,8 @@ class RunView(Guarded, Vertical):
             self.query_one("#device", Label).update(h.started.device)
             if self.query("#model-summary"):
                 self.query_one("#model-summary", Static).update(h.started.summary)
-        if h.last_step is not None and h.last_step.memory is not None:
-            used, free = h.last_step.memory
-            self.query_one("#device", Label).update(f"{h.device}  {used / 2**30:.2f} GiB in use, {free / 2**30:.1f} GiB free",
-                                                    layout=False)
+        if (memory := memory_line(h.last_step)) is not None:
+            self.query_one("#device", Label).update(f"{h.device}  {memory}", layout=False)
         if "alarms" in changed:
             self._show_alarm(h.alarms[-1], new=len(h.alarms) - self._alarm_count)
             self._alarm_count = len(h.alarms)

@@ -6,6 +6,8 @@ and as many GPUs as ``--nproc``) time, interleaved, in one process group:
 * step: one DDP training step of the lecture's Fashion-MNIST MLP (784-512-512-10, RMSprop, batch
   ``--batch-size`` per rank, random data): forward, loss, backward with DDP's gradient all-reduce,
   optimizer step, synchronised at its end (``.item()`` of the loss, as a host read would);
+* plain_step: the same step of an identical model without DDP (no gradient all-reduce): with
+  ``--nproc 1`` the step/plain_step ratio is what DDP alone costs one GPU;
 * share_commands: ``World.share_commands`` as the engine calls it, an empty command list broadcast
   from rank 0 (17 float64 values) and read on the host by the other ranks;
 * gather_memory: ``World.gather_memory``, every rank's two memory counters (CUDA only in the
@@ -59,22 +61,26 @@ def _rank(rank: int, args: argparse.Namespace, store: str, out: str) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
                           nn.Linear(512, 10)).to(device)
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                          nn.Linear(512, 10)).to(device)
+    plain.load_state_dict(model.state_dict())
     ddp = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.RMSprop(ddp.parameters(), lr=1e-3)
+    plain_optimizer = torch.optim.RMSprop(plain.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     xb = torch.randn(args.batch_size, 1, 28, 28, device=device)
     yb = torch.randint(0, 10, (args.batch_size,), device=device)
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(ddp(xb), yb)
+    def step(net: nn.Module = ddp, opt: torch.optim.Optimizer = optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(xb), yb)
         loss.backward()
-        optimizer.step()
+        opt.step()
         loss.item()
 
-    work = {"step": step, "share_commands": lambda: world.share_commands([]),
+    work = {"step": step, "plain_step": lambda: step(plain, plain_optimizer), "share_commands": lambda: world.share_commands([]),
             "gather_memory": lambda: world.gather_memory((1, 2)), "all_reduce": lambda: world.all_reduce(sums)}
     for _ in range(args.warmup):
         for fn in work.values():
@@ -114,7 +120,9 @@ def main() -> None:
         return
     print(f"{args.nproc} ranks on {args.device}, batch {args.batch_size} per rank, median of {args.steps}:")
     print(f"  DDP step            {step * 1e3:8.3f} ms")
-    for name in ("share_commands", "gather_memory", "all_reduce"):
+    print(f"  plain step          {medians['plain_step'] * 1e3:8.3f} ms  (DDP step / plain step "
+          f"{step / medians['plain_step']:.3f})")
+    for name in ("share_commands", "gather_memory", "all_reduce"):  # the engine's own, per log interval
         print(f"  {name:<19} {medians[name] * 1e3:8.3f} ms  ({medians[name] / step:.1%} of a step)")
 
 

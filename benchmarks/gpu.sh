@@ -32,6 +32,7 @@ TAIL=6 step 120 presets-compile $PY benchmarks/presets.py fashion-mnist-mlp fash
     --device "$DEV" --epochs 3 --compile "${P[@]}"
 TAIL=4 step 120 resnet-bf16-cl $PY benchmarks/presets.py cifar10-resnet fashion-mnist-cnn --device "$DEV" --epochs 3 "${P[@]}" \
     --set train.amp=\"bf16\" --set train.channels_last=true
+step 120 ddp1 $PY benchmarks/ddp_cost.py --device "$DEV" --nproc 1 ${QUICK:+--steps 30}
 step 300 events $PY benchmarks/events_cost.py --device "$DEV" --epochs 3 --repeat 3 ${QUICK:+--quick}
 step 120 attach $PY benchmarks/attach.py --epochs 10000 ${QUICK:+--epochs 1000}
 step 90 tta-mlp $PY benchmarks/time_to_accuracy.py fashion-mnist-mlp 0.88 --device "$DEV"

@@ -50,3 +50,12 @@ def test_attach_benchmark_paints_every_epoch_of_a_long_run(tmp_path):
     assert attempt["val_points"] == 1000  # the loss chart holds every epoch of the history
     assert attempt["step_points"] == 1000 * result["steps_per_epoch"]
     assert attempt["folded_s"] > 0 and 0 < attempt["replotted_s"] <= attempt["painted_s"]
+
+
+@pytest.mark.timeout(300)
+def test_ddp_cost_benchmark_times_the_step_and_each_collective(tmp_path):
+    result = run_benchmark(tmp_path, "ddp_cost.py", "--steps", "5", "--warmup", "2")
+    assert result["nproc"] == 2 and result["device"] == "cpu"
+    for name in ("step", "plain_step", "share_commands", "gather_memory", "all_reduce"):
+        assert result[f"{name}_ms"] > 0, name
+    assert result["share_commands_per_step"] == pytest.approx(result["share_commands_ms"] / result["step_ms"])

@@ -189,6 +189,8 @@ def attach_times(run: RunDir, epochs: int, size: tuple[int, int] = (120, 36), ti
                 if screen.view.history.finished is not None:
                     clock.mark("folded")
                 await asyncio.sleep(0.005)  # the app runs meanwhile; this coroutine only watches
+            if screen.view.history.finished is not None:  # a short run can be folded and painted in one tick
+                clock.mark("folded")
             marks["log_lines"] = len(screen.view.log_lines)
             await pilot.press("q")  # the run has ended: q leaves at once
 

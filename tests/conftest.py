@@ -19,6 +19,35 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TUI_TRAINER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.chdir(tmp_path)
+    yield
+    _end_runs_left_under(tmp_path)
+
+
+def _end_runs_left_under(folder: Path) -> None:
+    """A test that failed half-way may leave a run training: end its whole process group (the runner, or
+    torchrun and its ranks), so it cannot slow down or disturb the tests after it."""
+    import json
+    import signal
+
+    from tui_trainer.runs import pid_alive
+
+    for status_path in folder.rglob("status.json"):
+        try:
+            status = json.loads(status_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if status.get("state") not in ("starting", "running", "paused"):
+            continue
+        for key in ("launcher_pid", "pid"):
+            pid = status.get(key)
+            if not pid or not pid_alive(int(pid), status.get("proc_start") if key == "pid" else None):
+                continue
+            try:
+                group = os.getpgid(int(pid))
+                if group != os.getpgid(0):  # a run of its own session, never the tests' own process group
+                    os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def tiny(*overrides: str, preset: str = "spirals-mlp") -> RunConfig:

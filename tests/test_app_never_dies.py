@@ -3,6 +3,7 @@ resizes before, during and after training."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 
@@ -156,17 +157,17 @@ async def test_monkey_keys_clicks_and_resizes_before_during_and_after_training(t
             await pilot.press("escape", "r")
         await until(pilot, lambda: screen.live or screen.view.history.started is not None, timeout=120)
         await _poke(pilot, rng, 60, app)  # during (or after, if the monkey stopped it)
-        if screen.live and screen.handle is not None:
-            from tui_trainer.endpoint import send
-
-            send(screen.handle.run, "stop")
+        if screen.live and screen.handle is not None:  # it may be ending already, or still loading torch
+            await asyncio.to_thread(screen.handle.stop, 60)
             await until(pilot, lambda: not screen.live, timeout=60)
         await _poke(pilot, rng, 30, app)  # after
         while app.screen is not screen:
             await pilot.press("escape")
         assert app.is_running
         await pilot.press("q")
-        if type(app.screen).__name__ == "QuitDialog":  # a run the monkey started is still going
+        # a run the monkey started is still going (or still starting: the question comes once it has started)
+        await until(pilot, lambda: not app.is_running or type(app.screen).__name__ == "QuitDialog", timeout=120)
+        if app.is_running:
             await pilot.press("s")
         await until(pilot, lambda: not app.is_running, timeout=60)
     assert app.return_code == 0

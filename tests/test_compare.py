@@ -74,6 +74,16 @@ def test_table_numbers_are_the_metrics_rows(lab, capsys):
     assert f"  {names[0]}: {trio[0].path}" in lines
 
 
+def test_the_runs_list_best_is_the_best_of_every_epoch_written_just_before_the_end(lab):
+    from tui_trainer.runs import summarize
+
+    for name in ("fast", "slow", "dropout", "by_acc"):  # 3 epochs in well under the 2 s between status writes
+        run = lab[name]
+        summary, rows = summarize(run), metrics(run)
+        pick = max if summary.monitor == "val_acc" else min
+        assert summary.best == pick(r[summary.monitor] for r in rows), name
+
+
 def test_differing_keys_are_exactly_the_changed_ones(lab):
     runs = compare.load_runs([lab["fast"], lab["slow"], lab["dropout"]])
     assert compare.differing_keys([r.config for r in runs]) == ["model.dropout", "optimizer.lr"]

@@ -233,3 +233,29 @@ def test_nohup_keeps_a_foreground_run_training_through_a_hang_up(tmp_path):
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 130
+
+
+def test_a_resume_after_a_torn_last_line_starts_its_events_on_a_line_of_their_own(tmp_path):
+    from tui_trainer.events import LogMessage, header
+    from tui_trainer.runs import EventReader, EventWriter
+
+    path = tmp_path / "events.jsonl"
+    path.write_text(header() + "\n" + '{"type":"StepLogged","epoch":1,"st')  # killed mid-write
+    writer = EventWriter(path)
+    writer.emit(LogMessage("info", "resumed"))
+    writer.close()
+    reader = EventReader(path)
+    assert reader.read() == [LogMessage("info", "resumed")] and reader.skipped == 1
+
+
+def test_attach_plain_to_events_of_a_newer_protocol_is_one_line_exit_2(tmp_path, capsys):
+    code, _out, err = run_main(capsys, "train", "moons-mlp", "--epochs", "1", "--set", "data.n_samples=200",
+                               "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, err
+    run = RunDir(next((tmp_path / "runs").iterdir()))
+    lines = run.events_path.read_text().splitlines()
+    run.events_path.write_text("\n".join(['{"type":"header","protocol":99}', *lines[1:]]) + "\n")
+    code, out, err = run_main(capsys, "attach", str(run.path), "--plain")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == ["error: events written with protocol 99, this tui-trainer reads up to 1: "
+                                        "upgrade tui-trainer to read this run"]

@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny
+from tui_trainer import session
 from tui_trainer.checkpoint import load_checkpoint
 from tui_trainer.config import load_preset
 from tui_trainer.endpoint import send
-from tui_trainer.events import CheckpointSaved, EpochEnded, LrChanged, ParamValues, RunFinished, StepLogged
+from tui_trainer.errors import ConfigError
+from tui_trainer.events import CheckpointSaved, EpochEnded, LrChanged, ParamValues, RunFinished, RunStarted, StepLogged
 from tui_trainer.runs import RunDir
 from tui_trainer.ui.app import make_app
 from tui_trainer.ui.messages import RunEvents
@@ -75,9 +77,7 @@ async def training(cfg, tmp_path, size=(120, 36), **app_args):
             yield pilot, screen, rec
         finally:
             if screen.handle is not None and screen.handle.state() in ("starting", "running", "paused"):
-                with contextlib.suppress(OSError):
-                    screen.handle.send("stop")
-                screen.handle.wait(timeout=30)
+                screen.handle.stop(timeout=60)  # asked again while it loads torch; SIGTERM if unreachable
 
 
 def field(screen, dotted: str) -> ConfigField:
@@ -151,6 +151,7 @@ async def test_a_run_trains_in_its_own_process_and_the_charts_fold_its_events(tm
     async with training(tiny("train.epochs=3"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
         run = RunDir(Path(rec.of(RunFinished)[0].run_dir))
+        await until(pilot, lambda: run.state() == "finished")  # status.json is written just after the last event
         status = run.read_status()
         assert status["pid"] != os.getpid() and status["state"] == "finished" and status["reason"] == "completed"
         assert [e.epoch for e in rec.of(EpochEnded)] == [1, 2, 3]
@@ -231,6 +232,29 @@ async def test_the_quit_question_follows_a_run_that_ends_while_it_is_open(tmp_pa
         await pilot.press("s")  # s no longer means "stop": the run has ended, it quits
         await until(pilot, lambda: not pilot.app.is_running)
     assert screen.handle.state() == "stopped"
+
+
+async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock_the_panels(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
+        await until(pilot, lambda: rec.of(EpochEnded))
+        await pilot.press("s")
+        await until(pilot, lambda: not screen.live)
+        run = screen.handle.run
+        await pilot.press("u")
+        await until(pilot, lambda: screen.handle is not None and screen.handle.ends_before == 1)
+        # the folder's earlier session ended with a RunFinished; until the new session starts, that end is history
+        await until(pilot, lambda: screen.view.history.ends == 1)
+        assert screen.live and screen.query_one("#start").disabled
+        if not [e for e in rec.of(RunStarted) if e.start_epoch > 0]:  # (the runner takes seconds to load torch)
+            assert "resuming" in str(screen.query_one("#progress").render())
+        await pilot.press("u", "r", "n")  # ignored: the resumed run is going
+        await until(pilot, lambda: len([e for e in rec.of(RunStarted) if e.start_epoch > 0]) == 1)
+        await until(pilot, lambda: rec.of(StepLogged)[-1].epoch > rec.of(RunStarted)[-1].start_epoch)
+        assert screen.handle.run.path == run.path and run.count_events("RunStarted") == 2
+        assert len(list((tmp_path / "runs").iterdir())) == 1  # r started nothing beside it
+        with pytest.raises(ConfigError, match="already going"):  # and no second resume from elsewhere either
+            session.start(load_preset(str(run.config_path)), tmp_path / "runs", resume=run.last)
 
 
 async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path, capsys):

@@ -24,7 +24,8 @@ from typing import Any
 from tui_trainer.controls import CommandError, Controls, parse_command
 from tui_trainer.runs import LIVE_STATES, RunDir
 
-ACK_TIMEOUT = 2.0  # seconds the endpoint waits for the engine to act before answering "queued"
+ACK_TIMEOUT = 8.0  # seconds the endpoint waits for the engine to act before answering "queued" (under send's 10 s:
+# an epoch's end with its checkpoints on a slow disk can hold the loop for seconds)
 MAX_SOCKET_PATH = 100  # AF_UNIX addresses hold 107 bytes on Linux
 
 

@@ -15,7 +15,11 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or written."""
 
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
+class ProtocolError(ValueError):
+    """An events file this version cannot read (newer protocol, not an events file)."""
+
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ProtocolError)
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from tui_trainer.errors import ProtocolError  # noqa: F401 - part of this module's interface (decode raises it)
+
 PROTOCOL = 1
 """Version of the events.jsonl format. A reader refuses a file with a newer one, by name."""
 
@@ -255,10 +257,6 @@ class TeeSink:
 
 # ---------------------------------------------------------------------------
 # JSON codec: one event per line
-
-
-class ProtocolError(ValueError):
-    """An events file this version cannot read (newer protocol, not an events file)."""
 
 
 def header() -> str:

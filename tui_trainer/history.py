@@ -82,6 +82,7 @@ class RunHistory:
         self.params: ParamValues | None = None
         self.paused = False
         self.finished: RunFinished | None = None
+        self.ends = 0  # RunFinished events folded (a resumed run has one per earlier session)
         self.last_checkpoint: str | None = None
         self.device = ""
         self._session_start: tuple[float, float] | None = None  # (elapsed, done) when this process started
@@ -126,6 +127,7 @@ class RunHistory:
                     self.last_checkpoint = event.path
             case RunFinished():
                 self.finished = event
+                self.ends += 1
                 self.paused = False
                 if event.last_checkpoint:
                     self.last_checkpoint = event.last_checkpoint

@@ -197,6 +197,13 @@ class RunDir:
         reader = EventReader(self.events_path)
         return reader.read(), reader.offset
 
+    def count_events(self, kind: str) -> int:
+        """How many events of this type events.jsonl holds (a byte count of their openings: no decoding)."""
+        try:
+            return self.events_path.read_bytes().count(b'{"type":"' + kind.encode() + b'"')
+        except OSError:
+            return 0
+
     def last_good_checkpoint(self) -> Path | None:
         """last.pt, else best.pt, else the newest manual save: the checkpoint to resume a crash from."""
         for path in (self.last, self.best):
@@ -225,6 +232,12 @@ def _json_lines(path: Path) -> Iterator[dict]:
             yield row
 
 
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)
+
+
 class EventWriter:
     """Appends events to events.jsonl; each line is written whole and flushed, so a reader never sees
     half an event unless the process dies mid-write (the torn line is then skipped)."""
@@ -232,9 +245,10 @@ class EventWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         fresh = not path.exists() or path.stat().st_size == 0
+        torn = not fresh and _last_byte(path) != b"\n"  # a process killed mid-line: the resume starts a new one
         self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
-        if fresh:
-            self._fh.write(header() + "\n")
+        if fresh or torn:
+            self._fh.write(header() + "\n" if fresh else "\n")
             self._fh.flush()
 
     def emit(self, event: Event) -> None:
@@ -445,10 +459,12 @@ class RunRecorder:
                 self._flush_status(state="paused" if event.paused else "running")
             case RunFinished():
                 reason = Reason(event.reason)
+                final = {k: v for k, v in self._due.items() if v is not None}  # e.g. the last epochs' best
                 self._due = {}
-                self.run.write_status(state=reason.state, reason=reason.value, message=event.message, ended=time.time(),
-                                      epoch=event.epoch, elapsed_s=event.elapsed_s, last_checkpoint=event.last_checkpoint,
-                                      updated=time.time())
+                final.update(state=reason.state, reason=reason.value, message=event.message, ended=time.time(),
+                             epoch=event.epoch, elapsed_s=event.elapsed_s, last_checkpoint=event.last_checkpoint,
+                             updated=time.time())
+                self.run.write_status(**final)
         if self._due and time.monotonic() - self._written >= self.STATUS_EVERY:
             self._flush_status()
 

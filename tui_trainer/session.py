@@ -9,6 +9,7 @@ Nothing here trains; a client that goes away leaves the run as it was.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui_trainer.config import RunConfig
+from tui_trainer.config import ConfigError, RunConfig
+from tui_trainer.endpoint import EndpointError
 from tui_trainer.endpoint import send as send_command
 from tui_trainer.runs import LIVE_STATES, RunDir, create_run_dir, write_config
 
@@ -32,8 +34,9 @@ def checkpoint_run_dir(checkpoint: Path) -> RunDir | None:
 class RunHandle:
     """A client's hold on one run (started here or attached to)."""
 
-    def __init__(self, run: RunDir, process: subprocess.Popen | None = None) -> None:
+    def __init__(self, run: RunDir, process: subprocess.Popen | None = None, ends_before: int = 0) -> None:
         self.run, self.process = run, process
+        self.ends_before = ends_before  # RunFinished events already in the folder (a resume goes on after them)
 
     @property
     def path(self) -> Path:
@@ -49,6 +52,35 @@ class RunHandle:
     def send(self, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
         """One command and the run's reply (EndpointError if it cannot be reached)."""
         return send_command(self.run, cmd, timeout=timeout, **args)
+
+    def stop(self, timeout: float = 60.0) -> tuple[str, str]:
+        """Stop the run (it saves last.pt) and wait for its end: (state, what it said). A run still loading
+        torch has no endpoint yet: it is asked again until it has one. A live run whose endpoint cannot be
+        reached gets SIGTERM, which stops it the same way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.run.read_status()
+            state = self.run.state(status)
+            if state not in LIVE_STATES:
+                return state, f"it had ended ({state})"
+            try:
+                reply = self.send("stop", timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+                said = str(reply.get("message") or reply.get("error") or "")
+                break
+            except EndpointError as exc:
+                if state == "starting" and not status.get("control") and time.monotonic() < deadline:
+                    time.sleep(0.2)  # loading torch: its endpoint comes up before its first step
+                    continue
+                pid = status.get("pid")
+                if not pid or self.run.state() not in LIVE_STATES:
+                    return self.run.state(), str(exc)
+                try:
+                    os.kill(int(pid), signal.SIGTERM)
+                except ProcessLookupError:  # it ended a moment ago
+                    return self.run.state(), str(exc)
+                said = f"{exc}; sent SIGTERM to {pid}"
+                break
+        return self.wait(max(0.0, deadline - time.monotonic())), said
 
     def exited(self) -> int | None:
         """The run process's exit code if we started it and it has exited."""
@@ -115,7 +147,12 @@ def start(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = N
     nodes); ConfigError (nothing started) if the runs directory cannot be written. ``resume``: a checkpoint;
     the run continues in its own folder. ``paused``: it takes one step, then holds (step on with "step")."""
     run = checkpoint_run_dir(resume) if resume is not None else None
+    ends_before = 0
     if run is not None:
+        if (state := run.state()) in LIVE_STATES:  # two resumes of one run would train twice into one folder
+            raise ConfigError(f"run {run.name} is {state}: it is already going (tui-trainer attach {run.path}); "
+                              "stop it before resuming it")
+        ends_before = run.count_events("RunFinished")
         write_config(run, cfg)
         status = {k: v for k, v in run.read_status().items() if k not in ("pid", "proc_start", "reason", "ended", "message")}
         run.replace_status({**status, "state": "starting", "created": time.time()})
@@ -125,7 +162,7 @@ def start(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = N
     with open(run.log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                    close_fds=True, cwd=os.getcwd(), env=env)
-    return RunHandle(run, process)
+    return RunHandle(run, process, ends_before)
 
 
 def attach(run: RunDir) -> RunHandle:

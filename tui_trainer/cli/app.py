@@ -193,6 +193,14 @@ def run_other_node(cfg: RunConfig, nodes: Any) -> int:
     return EXIT_OK if proc.returncode == 0 else EXIT_FAILED
 
 
+def _wait_quietly(process: Any, timeout: float = 30.0) -> None:
+    """Wait for a run process that has said its last word to exit (it only closes its endpoint)."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def start_detached(cfg: RunConfig, runs_dir: Path, resume: Path | None = None, nodes: Any = None) -> int:
     """Start the run process, wait until it trains (or fails at setup), print its folder and leave."""
     from tui_trainer import session
@@ -209,6 +217,7 @@ def start_detached(cfg: RunConfig, runs_dir: Path, resume: Path | None = None, n
     message = status.get("message") or f"the run process ended at start-up (see {run.log_path})"
     if status.get("reason") == Reason.INVALID.value:
         if resume is None:
+            _wait_quietly(handle.process)  # its last status write must not land in a half-removed folder
             shutil.rmtree(run.path, ignore_errors=True)
         fail(message)
     print(f"error: {message}", file=sys.stderr)
@@ -415,7 +424,6 @@ def stop(
     timeout: Annotated[float, typer.Option("--timeout", min=0.0, help="seconds to wait for the run to end")] = 60.0,
 ) -> None:
     """Stop a run (it saves last.pt) and wait until it has ended."""
-    from tui_trainer.endpoint import EndpointError
     from tui_trainer.runs import LIVE_STATES, resolve_run
     from tui_trainer.session import attach as attach_run
 
@@ -423,16 +431,9 @@ def stop(
     state = handle.state()
     if state not in LIVE_STATES:
         fail(f"run {handle.run.name} is not running (state: {state})")
-    try:
-        reply = handle.send("stop")
-        print(reply.get("message") or reply.get("error"))
-    except EndpointError as exc:
-        pid = handle.run.read_status().get("pid")
-        if not pid:
-            fail(str(exc), EXIT_FAILED)
-        os.kill(int(pid), signal.SIGTERM)
-        print(f"{exc}; sent SIGTERM to {pid}")
-    state = handle.wait(timeout)
+    state, said = handle.stop(timeout)
+    if said:
+        print(said)
     status = handle.run.read_status()
     print(f"{handle.run.name}: {state}" + (f"; last checkpoint {status['last_checkpoint']}"
                                            if status.get("last_checkpoint") else ""))

@@ -333,7 +333,10 @@ class Fit:
                 else:
                     command.ack(False, "not paused")
             case "step":
-                if not self.paused:
+                if self._steps_allowed >= 0:  # a step is under way: this one follows it (n pressed twice: two)
+                    self._steps_allowed += 1
+                    command.ack(True, f"one more step after {where}")
+                elif not self.paused:
                     command.ack(False, "step works while paused: pause first")
                 else:
                     self.paused, self._steps_allowed = False, 1

@@ -21,11 +21,14 @@ BACKLOG_BATCH = 20_000  # events per message while catching up
 CHUNK = 4 << 20  # bytes read at a time
 
 
-def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[], bool], period: float = 0.5) -> None:
-    """Post ``RunEvents`` for every event of ``run`` until it ends, is lost, or ``cancelled()``."""
+def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[], bool], period: float = 0.5,
+           ends_before: int = 0) -> None:
+    """Post ``RunEvents`` for every event of ``run`` until it ends, is lost, or ``cancelled()``. ``ends_before``:
+    RunFinished events of earlier sessions of a run being resumed; the run ends at the one after them."""
     reader = EventReader(run.events_path)
     path = str(run.path)
     finished = False
+    ends = 0
     backlog = True
     quiet_since = time.monotonic()
     while not cancelled():
@@ -48,7 +51,8 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
             post(RunEvents(path, tuple(events[i:i + BACKLOG_BATCH]), backlog, caught_up=caught_up and last))
         for event in events:
             if isinstance(event, RunFinished):
-                finished = True
+                ends += 1
+                finished = ends > ends_before
             elif isinstance(event, RunStarted):
                 finished = False
         if events:
@@ -59,6 +63,8 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
         if state not in LIVE_STATES:
             if finished:
                 return
+            if _size(run) > reader.offset:  # it ended between the read above and the state: read its last lines
+                continue
             if time.monotonic() - quiet_since > 1.0:  # its last lines had time to land: it ended without an end
                 post(RunLost(path, _crash_note(run), crashed=state == "crashed"))
                 return

@@ -64,3 +64,4 @@ class Helper:
             except OSError:
                 pass
             self.process.kill()
+            self.process.wait()  # reaped: no zombie left behind

@@ -87,6 +87,7 @@ class TrainScreen(Guarded, Screen):
         self.chart_hz = chart_hz
         self.handle: Any = None  # session.RunHandle of the run shown
         self.starting = False  # a run process is being launched
+        self._quit_when_started = False  # q was pressed while it was
         self.started_here: set[str] = set()  # runs this app launched fresh (removed if they fail at setup)
         self.helper = Helper(self.post_message)
         self.helper_ready = False
@@ -125,6 +126,9 @@ class TrainScreen(Guarded, Screen):
         self.view.log_line(f"preset {self.cfg.name}: {self.cfg.description}")
         self.app.sub_title = self.cfg.name
 
+    def on_unmount(self) -> None:
+        self.shutdown()  # however the app ends (run_test included), its helper process ends with it
+
     def after_first_frame(self) -> None:
         """Called by the app once the first frame is on the terminal: fill in the rest."""
         self.call_after_refresh(self._mount_the_rest)
@@ -156,7 +160,15 @@ class TrainScreen(Guarded, Screen):
     @property
     def live(self) -> bool:
         """A run is being launched, or the run shown is training."""
-        return self.starting or (self.handle is not None and self.view.history.finished is None and not self.lost)
+        return self.starting or (self.handle is not None and not self.lost
+                                 and (self.view.history.finished is None or self._resuming))
+
+    @property
+    def _resuming(self) -> bool:
+        """The run shown was resumed from here and its new session has not ended: the RunFinished of its
+        earlier sessions, folded from the start of events.jsonl, are history, not its end."""
+        ends_before = getattr(self.handle, "ends_before", 0)
+        return ends_before > 0 and self.view.history.ends <= ends_before
 
     def _update_buttons(self) -> None:
         live = self.live
@@ -278,14 +290,17 @@ class TrainScreen(Guarded, Screen):
 
     def on_run_starting(self, message: RunStarting) -> None:
         self.starting = False
+        quit_asked, self._quit_when_started = self._quit_when_started, False
         if message.error:
             self._error(message.error)
             self.view.say("ready: press r to start")
             self._update_buttons()
-            return
-        if message.handle.process is not None and not message.handle.run.last.exists():
-            self.started_here.add(str(message.handle.path))
-        self._show_run(message.handle)
+        else:
+            if message.handle.process is not None and not message.handle.run.last.exists():
+                self.started_here.add(str(message.handle.path))
+            self._show_run(message.handle)
+        if quit_asked:
+            self.call_later(self.action_quit)
 
     def attach(self, run: RunDir) -> None:
         """Show a run started elsewhere (live: its history, then live; ended: read-only)."""
@@ -311,7 +326,8 @@ class TrainScreen(Guarded, Screen):
         from tui_trainer.ui.follow import follow
 
         worker = get_current_worker()
-        follow(run, self.post_message, lambda: worker.is_cancelled or follow_id != self._follow_id)
+        follow(run, self.post_message, lambda: worker.is_cancelled or follow_id != self._follow_id,
+               ends_before=getattr(self.handle, "ends_before", 0))
 
     def on_run_events(self, message: RunEvents) -> None:
         if self.handle is None or message.path != str(self.handle.path):
@@ -321,7 +337,9 @@ class TrainScreen(Guarded, Screen):
         if not message.caught_up:
             return  # more history is on its way: lock or unlock the panels once, for where the run stands
         changed, self._changed_while_catching_up = self._changed_while_catching_up, set()
-        if "finished" in changed and self.view.history.finished is not None:
+        if self._resuming and self.view.history.finished is not None:  # the new session has not started yet
+            self.view.say(f"resuming {self.handle.run.name}: its process is loading torch and the data…")
+        elif "finished" in changed and self.view.history.finished is not None:
             self._run_ended(self.view.history.finished)
         if changed & {"started", "finished", "paused"}:
             self._update_buttons()
@@ -331,7 +349,7 @@ class TrainScreen(Guarded, Screen):
         if reason is Reason.INVALID and str(self.handle.path) in self.started_here and end.epoch == 0:
             self.workers.cancel_group(self, "follow")
             self._follow_id += 1
-            shutil.rmtree(self.handle.path, ignore_errors=True)  # nothing trained: leave nothing behind
+            self._remove_run_folder(self.handle)  # nothing trained: leave nothing behind
             self.handle = None
         if reason.as_asked:
             self.notify(f"run ended: {end.reason}")
@@ -341,6 +359,15 @@ class TrainScreen(Guarded, Screen):
         self.call_after_refresh(self._focus_start)  # focus is never lost when a run ends
         if isinstance(self.app.screen, QuitDialog):  # the quit question was about a run that has now ended
             self.app.screen.run_ended(reason.state)
+
+    @work(thread=True, group="cleanup", exit_on_error=False, description="remove a run folder that trained nothing")
+    def _remove_run_folder(self, handle: Any) -> None:
+        if handle.process is not None:
+            try:
+                handle.process.wait(30)  # its last status write must not land in a half-removed folder
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(handle.path, ignore_errors=True)
 
     def on_run_lost(self, message: RunLost) -> None:
         if self.handle is None or message.path != str(self.handle.path):
@@ -514,7 +541,11 @@ class TrainScreen(Guarded, Screen):
 
     async def action_quit(self) -> None:
         """Quit: with a run training, ask whether to detach (it goes on) or stop it."""
-        if not self.live or self.starting:
+        if self.starting:  # its process is being launched: ask about it once it is there, never orphan it
+            self._quit_when_started = True
+            self.notify("a run is starting: you will be asked whether to detach from it or stop it")
+            return
+        if not self.live:
             self.app.exit(return_code=0)
             return
 
@@ -528,13 +559,7 @@ class TrainScreen(Guarded, Screen):
 
     @work(thread=True, group="quit", exit_on_error=False, description="stop the run, then quit")
     def _stop_then_exit(self) -> None:
-        from tui_trainer.endpoint import EndpointError
-
-        try:
-            self.handle.send("stop")
-        except EndpointError:
-            pass
-        self.handle.wait(timeout=30)
+        self.handle.stop(timeout=60)  # a run still loading torch is asked again once it can hear it
         self.app.call_from_thread(self.app.exit, 0)
 
     def shutdown(self) -> None:

@@ -444,14 +444,17 @@ async def test_runs_tab_lists_runs_and_attaches_to_one(tmp_path, capsys):
         await pilot.press("8")
         table = screen.query_one("#runs-table")
         await until(pilot, lambda: table.row_count == 2)
-        table.focus()
+        assert app.focused is table  # the list takes the keys as soon as the tab shows
         await pilot.press("m", "down", "m")  # mark both: their curves are overlaid, named by what differs
         cmp_loss = screen.query_one("#cmp-loss", SeriesChart)
         await until(pilot, lambda: len(cmp_loss.series) == 2)
         assert set(cmp_loss.series) == {"lr=0.01", "lr=0.05"}
         text = str(screen.query_one("#cmp-table").render())
         assert "differing: optimizer.lr" in text and "best val_loss" in text
-        await until(pilot, lambda: table.get_row_at(0)[0] == "[x]" and table.get_row_at(1)[0] == "[x]")
+        await until(pilot, lambda: [str(table.get_row_at(i)[0]) for i in (0, 1)] == ["[x]", "[x]"])
+        await pilot.pause()
+        shown = [table.render_line(y).text for y in (1, 2)]  # what the screen shows, not only the cell's value
+        assert all(line.lstrip().startswith("[x]") for line in shown), shown
         await pilot.press("up", "enter")
         await until(pilot, lambda: screen.view.history.finished is not None)
         assert screen.handle.run.name == table.get_row_at(0)[1]

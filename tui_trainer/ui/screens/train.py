@@ -613,6 +613,8 @@ class TrainScreen(Guarded, Screen):
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "tab-runs":
             self._list_runs()
+            if self.query("#runs-table"):
+                self.query_one("#runs-table").focus()  # up, down, m and Enter act on the list at once
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False, description="list runs")
     def _list_runs(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,7 +124,12 @@ async def test_choosing_a_preset_fills_every_panel_and_the_title(tmp_path):
         field(screen, "train.nproc").query_one("Input").value = "4"
         await until(pilot, lambda: hint.display)
         bs = xor.data.batch_size
-        assert str(hint.render()) == f"{bs} per process, {4 * bs} in all (data parallel over 4 processes)"
+        text = str(hint.render())
+        assert text.startswith(f"{bs} per process, {4 * bs} in all (data parallel over 4 processes)")
+        cores = os.cpu_count() or 1
+        assert (f"more processes than this machine's {cores} CPU cores" in text) == (4 > cores)
+        field(screen, "train.nproc").query_one("Input").value = ""  # invalid: the hint does not keep the old 4
+        await until(pilot, lambda: not hint.display)
 
 
 async def test_invalid_lr_is_marked_and_disables_start(tmp_path):
@@ -455,6 +461,7 @@ async def test_runs_tab_lists_runs_and_attaches_to_one(tmp_path, capsys):
         await pilot.pause()
         shown = [table.render_line(y).text for y in (1, 2)]  # what the screen shows, not only the cell's value
         assert all(line.lstrip().startswith("[x]") for line in shown), shown
+        assert table.get_row_at(0)[1:4] == [table.get_row_at(0)[1], "moons-mlp", "finished"]  # every column filled
         await pilot.press("up", "enter")
         await until(pilot, lambda: screen.view.history.finished is not None)
         assert screen.handle.run.name == table.get_row_at(0)[1]

@@ -54,7 +54,8 @@ def describe_device(device: torch.device) -> DeviceInfo:
         return DeviceInfo("mps", "Apple GPU (Metal)")
     import platform
 
-    return DeviceInfo("cpu", f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    threads = torch.get_num_threads()
+    return DeviceInfo("cpu", f"{platform.processor() or platform.machine()}, {threads} thread{'s' if threads != 1 else ''}")
 
 
 def memory_in_use(device: torch.device) -> tuple[int, int] | None:

@@ -224,7 +224,7 @@ def _overfitting(history: list[dict]) -> str | None:
     val = [r["val_loss"] for r in history[-4:]]
     train = [r["train_loss"] for r in history[-4:]]
     if all(b > a for a, b in pairwise(val)) and all(b < a for a, b in pairwise(train)):
-        return (f"overfitting: validation loss rose for 3 epochs ({val[0]:.4f} -> {val[-1]:.4f}) while training loss "
+        return (f"overfitting: validation loss rose for 3 epochs ({val[0]:.4g} -> {val[-1]:.4g}) while training loss "
                 "fell; try early stopping, dropout, L2, more data or augmentation")
     return None
 

@@ -398,7 +398,9 @@ class TrainScreen(Guarded, Screen):
         try:
             reply = handle.send(cmd, **args)
         except EndpointError as exc:
-            reply = {"ok": False, "error": str(exc)}
+            loading = handle.state() == "starting" and not handle.run.read_status().get("control")
+            reply = {"ok": False, "error": "the run is still loading torch and its data: try again in a moment"
+                     if loading else str(exc)}
         self.post_message(CommandDone(cmd, reply))
 
     def on_command_done(self, message: CommandDone) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from textual.app import ComposeResult
@@ -86,7 +87,11 @@ def applies(section: str, key: str, values: dict[str, dict[str, Any]]) -> bool:
 def batch_hint(values: dict[str, dict[str, Any]]) -> str:
     """What data.batch_size means with several processes (each takes that many a step)."""
     bs, n = values["data"]["batch_size"], values["train"]["nproc"]
-    return f"{bs} per process, {bs * n} in all (data parallel over {n} processes)"
+    hint = f"{bs} per process, {bs * n} in all (data parallel over {n} processes)"
+    cores = os.cpu_count() or 1
+    if n > cores and not str(values["train"]["device"]).startswith("cuda"):
+        hint += f"; more processes than this machine's {cores} CPU cores: they will take turns"
+    return hint
 
 
 class ConfigPanel(Vertical):

@@ -254,8 +254,8 @@ class RunView(Guarded, Vertical):
         table.clear()
         for r in rows:
             best = f"{r.monitor} {r.best:.4g}" if r.best is not None else "-"
-            table.add_row(Text("[x]" if r.path in marked else "[ ]"), r.name,  # Text: "[x]" is not markup r.preset, r.state, f"{r.epoch}/{r.epochs}", best,
-                          key=r.path)
+            mark = Text("[x]" if r.path in marked else "[ ]")  # a Text cell: "[x]" as a str would be read as markup
+            table.add_row(mark, r.name, r.preset, r.state, f"{r.epoch}/{r.epochs}", best, key=r.path)
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
 

@@ -125,7 +125,7 @@ class SetupColumn(Guarded, VerticalScroll):
         if f.dotted in ("data.batch_size", "train.nproc") and self.query("#batch-hint"):
             hint = self.query_one("#batch-hint", Static)
             hint.update(batch_hint(self.values))
-            hint.display = self.values["train"]["nproc"] > 1
+            hint.display = self.values["train"]["nproc"] > 1 and not {"data.batch_size", "train.nproc"} & set(self.invalid)
         self.post_message(self.Changed(self, f.section in ("model", "data") and not event.result.error))
 
     def _show_errors(self) -> None:

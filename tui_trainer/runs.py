@@ -193,9 +193,13 @@ class RunDir:
     # -- events -----------------------------------------------------------------------
 
     def read_events(self) -> tuple[list[Event], int]:
-        """Every event so far and the byte offset after the last whole line (a torn last line is left)."""
+        """Every event so far and the byte offset after the last whole line (a torn last line is left); none
+        yet while the run process is still starting (its folder exists before its events.jsonl)."""
         reader = EventReader(self.events_path)
-        return reader.read(), reader.offset
+        try:
+            return reader.read(), reader.offset
+        except FileNotFoundError:
+            return [], 0
 
     def count_events(self, kind: str) -> int:
         """How many events of this type events.jsonl holds (a byte count of their openings: no decoding)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -127,14 +128,15 @@ class HelpScreen(Guarded, ModalScreen[None]):
         self.bindings = bindings
 
     def compose(self) -> ComposeResult:
-        lines = []
+        keys = Table.grid(padding=(0, 1))  # a grid: a long description wraps under itself, not under the keys
+        keys.add_column(width=16, no_wrap=True)
+        keys.add_column(ratio=1)
         for b in self.bindings:
             action = b.action.split("(")[0]
-            what = self.EXTRA.get(action) or b.description
-            lines.append(f"{key_name(b.key):<16} {what}")
+            keys.add_row(key_name(b.key), self.EXTRA.get(action) or b.description)
         with VerticalScroll() as box:
             box.border_title = "keys (Esc closes)"
-            yield Static("\n".join(lines))
+            yield Static(keys, id="keys")
             yield Static("\nThe run trains in its own process: quitting, closing the terminal or an SSH drop leave it "
                          "training. `tui-trainer attach` follows it again; `tui-trainer runs` lists runs.", classes="hint")
 

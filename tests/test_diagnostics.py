@@ -144,6 +144,8 @@ def test_curve_hints_fire_on_built_histories():
     assert (epoch, kind) == (4, "too_high") and "rose to 0.5 from its best 0.3, giving back 29%" in text
     assert kinds(_rows([1.0, 0.4, 0.3, 0.45])) == []  # gives back 21% of the progress: a wobble
     assert kinds(_rows([1.0, 0.8, 0.6, 0.5], [0.9, 0.7, 0.6, 0.55])) == []
+    # spirals-mlp at epoch 80: val loss 0.68 at first, then 1.29e-4 -> 1.48e-4 at val_acc 1.0: a drift, not overfitting
+    assert kinds(_rows([0.9, 0.01, 0.009, 0.008, 0.007], [0.68, 1.29e-4, 1.35e-4, 1.41e-4, 1.48e-4])) == []
 
 
 def test_a_flat_start_is_read_by_its_cause():

@@ -218,12 +218,15 @@ def _vanishing_now(row: dict) -> bool:
 
 
 def _overfitting(history: list[dict]) -> str | None:
-    """Validation loss rose three epochs in a row while training loss fell."""
+    """Validation loss rose three epochs in a row while training loss fell, by a rise that matters: at least
+    0.5% of the first epoch's validation loss (a net at 1e-4 drifting to 1.5e-4 is not overfitting)."""
     if len(history) < 4:
         return None
     val = [r["val_loss"] for r in history[-4:]]
     train = [r["train_loss"] for r in history[-4:]]
-    if all(b > a for a, b in pairwise(val)) and all(b < a for a, b in pairwise(train)):
+    scale = abs(history[0]["val_loss"]) if math.isfinite(history[0]["val_loss"]) else 0.0
+    if (all(b > a for a, b in pairwise(val)) and all(b < a for a, b in pairwise(train))
+            and val[-1] - val[0] >= 0.005 * scale):
         return (f"overfitting: validation loss rose for 3 epochs ({val[0]:.4g} -> {val[-1]:.4g}) while training loss "
                 "fell; try early stopping, dropout, L2, more data or augmentation")
     return None

@@ -4,12 +4,13 @@ A finished run folder is generated the way a run process leaves it (``runs.creat
 config.toml and status.json, then events.jsonl: the protocol header, ``RunStarted``, per epoch
 ``--steps-per-epoch`` ``StepLogged`` with ``LayerHealth`` for 3 layers, one ``EpochEnded`` with
 gradient norms and dead units, one ``CheckpointSaved`` of last.pt, and ``RunFinished``; and
-metrics.jsonl). The app is opened on it (``make_app(cfg, runs_dir, attach=path)`` under
+metrics.jsonl), and history.json, the snapshot of the fold that the run process writes at the end of a
+run of 5,000 events or more (``recorder.RunRecorder``; ``--no-snapshot`` leaves it out, as before it
+existed). The app is opened on it (``make_app(cfg, runs_dir, attach=path)`` under
 ``run_test``, 120x36, headless) and timed from just before it starts to
 
 * following: the screen's follower thread starts reading the run (after the panels and tabs mount);
-* decoded: the first batch of events reaches the screen (the follower thread reads and decodes
-  the whole file before it posts any);
+* decoded: the first batch of events, or the snapshot with the events after it, reaches the screen;
 * folded: the run view's history has every event (``RunFinished`` folded);
 * replotted: the loss chart has replotted with every epoch (``series['val']`` holds N points and
   the chart's ``replot`` ran with them); the issue's target is this under 2 s for 10,000 epochs;
@@ -54,14 +55,16 @@ from tui_trainer.events import (  # noqa: E402
     encode,
     header,
 )
+from tui_trainer.recorder import RunRecorder, load_history, read_snapshot, write_snapshot  # noqa: E402
 from tui_trainer.runs import RunDir, create_run_dir  # noqa: E402
 
 LAYERS = ("layers.1", "layers.3", "layers.5")
 BATCHES = 938  # fashion-mnist-mlp at batch 64
 
 
-def write_run(runs: Path, epochs: int, steps_per_epoch: int = 4, seed: int = 0) -> RunDir:
-    """A finished run folder with ``epochs`` epochs of synthetic but plausible history."""
+def write_run(runs: Path, epochs: int, steps_per_epoch: int = 4, seed: int = 0, snapshot: bool = True) -> RunDir:
+    """A finished run folder with ``epochs`` epochs of synthetic but plausible history; ``snapshot``: with the
+    history.json the run process writes at the end of a run of 5,000 events or more (recorder.py)."""
     cfg = apply_overrides(load_preset("fashion-mnist-mlp"), [f"train.epochs={epochs}"])
     run = create_run_dir(runs, cfg)
     rng = random.Random(seed)
@@ -101,6 +104,9 @@ def write_run(runs: Path, epochs: int, steps_per_epoch: int = 4, seed: int = 0) 
     run.write_status(state="finished", reason="completed", message=f"completed {epochs} epochs", pid=os.getpid(),
                      host=socket.gethostname(), started=now - elapsed, ended=now, epoch=epochs, best=best,
                      elapsed_s=elapsed, last_checkpoint=str(run.last))
+    if snapshot and len(lines) - 1 >= RunRecorder.SNAPSHOT_EVENTS:
+        history, offset, count = load_history(run)  # no snapshot yet: the fold of every event
+        write_snapshot(run, history, offset, count)
     return run
 
 
@@ -145,7 +151,7 @@ def attach_times(run: RunDir, epochs: int, size: tuple[int, int] = (120, 36), ti
 
     from tui_trainer.ui import follow as follow_module
     from tui_trainer.ui.app import make_app
-    from tui_trainer.ui.messages import RunEvents
+    from tui_trainer.ui.messages import RunEvents, RunSnapshot
 
     marks: dict = {}
     profiles: dict[str, cProfile.Profile] = {}
@@ -172,7 +178,7 @@ def attach_times(run: RunDir, epochs: int, size: tuple[int, int] = (120, 36), ti
         def hook(message) -> None:
             if isinstance(message, Ready):
                 clock.mark("first_frame")
-            elif isinstance(message, RunEvents):  # the follower posts once it has read and decoded the whole file
+            elif isinstance(message, (RunEvents, RunSnapshot)):  # the follower posts once it has read and decoded the whole file
                 clock.mark("decoded")
 
         app = make_app(load_preset(str(run.config_path)), run.path.parent, attach=run.path)
@@ -223,7 +229,10 @@ def headless_costs(run: RunDir) -> dict:
     for event in events:
         history.apply(event)
     c2 = time.process_time()
-    return {"decode_cpu_s": c1 - c0, "fold_cpu_s": c2 - c1, "events": len(events), "log_lines": len(history.log)}
+    snapshot = read_snapshot(run)
+    c3 = time.process_time()
+    return {"decode_cpu_s": c1 - c0, "fold_cpu_s": c2 - c1, "events": len(events), "log_lines": len(history.log),
+            "snapshot_read_cpu_s": c3 - c2 if snapshot is not None else None}
 
 
 def profile_report(profiles: dict[str, cProfile.Profile], top: int = 25) -> str:
@@ -247,13 +256,14 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="also time decoding and folding the events without the app (CPU seconds)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the painted chart")
+    parser.add_argument("--no-snapshot", action="store_true", help="no history.json: the app decodes every event")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     os.environ.setdefault("TUI_TRAINER_HOME", tempfile.mkdtemp(prefix="tui-trainer-home-"))
     runs = Path(tempfile.mkdtemp(prefix="tui-trainer-attach-")) / "runs"
     t0 = time.perf_counter()
-    run = write_run(runs, args.epochs, args.steps_per_epoch)
+    run = write_run(runs, args.epochs, args.steps_per_epoch, snapshot=not args.no_snapshot)
     made = time.perf_counter() - t0
     size = run.events_path.stat().st_size
     attempts = []
@@ -261,7 +271,8 @@ def main() -> None:
         attempts.append(attach_times(run, args.epochs, (width, height), args.timeout, args.profile))
     result = {"date": time.strftime("%Y-%m-%d"), "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
               "events": 3 + args.epochs * (args.steps_per_epoch + 2), "events_jsonl_mb": size / 2**20,
-              "generated_s": made, "size": args.size, "load_avg_1min": round(os.getloadavg()[0], 2),
+              "generated_s": made, "snapshot": run.snapshot_path.exists(), "size": args.size,
+              "load_avg_1min": round(os.getloadavg()[0], 2),
               "attempts": [{k: v for k, v in a.items() if k != "profiles"} for a in attempts]}
     if args.breakdown:
         result["headless"] = headless_costs(run)
@@ -271,7 +282,8 @@ def main() -> None:
             raise SystemExit(f"timed out: {result['attempts']}")
         return
     print(f"{result['date']}  {args.epochs:,} epochs x {args.steps_per_epoch} steps: {result['events']:,} events, "
-          f"events.jsonl {result['events_jsonl_mb']:.1f} MB (generated in {made:.1f} s)  {args.size}  "
+          f"events.jsonl {result['events_jsonl_mb']:.1f} MB (generated in {made:.1f} s), "
+          f"{'with' if result['snapshot'] else 'without'} history.json  {args.size}  "
           f"load {result['load_avg_1min']}")
     for a in result["attempts"]:
         if "timed_out_s" in a:
@@ -289,7 +301,9 @@ def main() -> None:
     if "headless" in result:
         h = result["headless"]
         print(f"  without the app: reading and decoding {h['events']:,} events {h['decode_cpu_s']:.2f} CPU s, folding them "
-              f"into a RunHistory {h['fold_cpu_s']:.2f} CPU s ({h['log_lines']:,} log lines)")
+              f"into a RunHistory {h['fold_cpu_s']:.2f} CPU s ({h['log_lines']:,} log lines)"
+              + (f"; reading history.json instead {h['snapshot_read_cpu_s']:.2f} CPU s"
+                 if h["snapshot_read_cpu_s"] is not None else ""))
     if args.profile:
         print(profile_report(attempts[-1]["profiles"], args.top))
 

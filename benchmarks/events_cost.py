@@ -35,7 +35,8 @@ from benchmarks import offline  # noqa: E402
 from tui_trainer.config import RunConfig, apply_overrides, load_preset  # noqa: E402
 from tui_trainer.engine import fit, warm_up  # noqa: E402
 from tui_trainer.events import EpochEnded, Event, NullSink, RunFinished, Sink  # noqa: E402
-from tui_trainer.runs import RunRecorder, create_run_dir  # noqa: E402
+from tui_trainer.recorder import RunRecorder  # noqa: E402
+from tui_trainer.runs import create_run_dir  # noqa: E402
 
 
 class TimedSink:

@@ -46,6 +46,7 @@ def test_events_cost_benchmark_quick_mode_times_the_recorder(tmp_path):
 @pytest.mark.timeout(600)
 def test_attach_benchmark_paints_every_epoch_of_a_long_run(tmp_path):
     result = run_benchmark(tmp_path, "attach.py", "--epochs", "1000")
+    assert result["snapshot"]  # 6,003 events: the run leaves history.json, and the app is drawn from it
     attempt = result["attempts"][0]
     assert attempt["val_points"] == 1000  # the loss chart holds every epoch of the history
     assert attempt["step_points"] == 1000 * result["steps_per_epoch"]

@@ -16,7 +16,8 @@ from tests.conftest import tiny
 from tests.test_cli import run_main
 from tui_trainer import compare
 from tui_trainer.history import hms
-from tui_trainer.runs import RunDir, RunRecorder, create_run_dir
+from tui_trainer.recorder import RunRecorder
+from tui_trainer.runs import RunDir, create_run_dir
 
 
 def make_run(runs_dir: Path, *overrides: str, preset: str = "moons-mlp") -> RunDir:

@@ -263,13 +263,19 @@ async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock
             session.start(load_preset(str(run.config_path)), tmp_path / "runs", resume=run.last)
 
 
-async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path, capsys):
+@pytest.mark.parametrize("snapshot", [False, True], ids=["events", "snapshot"])
+async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path, capsys, monkeypatch, snapshot):
     from tests.test_cli import run_main
+    from tui_trainer.recorder import RunRecorder
 
+    if snapshot:  # history.json as a long run leaves it: the app draws from it, not from every event
+        monkeypatch.setattr(RunRecorder, "SNAPSHOT_EVENTS", 5)
+        monkeypatch.setattr(RunRecorder, "SNAPSHOT_EVERY", 0.0)
     code, _out, err = run_main(capsys, "train", "moons-mlp", "--epochs", "4", "--runs-dir", str(tmp_path / "runs"),
                                "--set", "data.n_samples=300")
     assert code == 0, err
     run = RunDir(next((tmp_path / "runs").iterdir()))
+    assert run.snapshot_path.exists() == snapshot
     rows = run.read_metrics()
     app = make_app(load_preset("spirals-mlp"), tmp_path / "runs", attach=run.path)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -279,6 +285,9 @@ async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path
         assert loss.series["val"][1] == tuple(r["val_loss"] for r in rows)
         assert screen.setup.cfg.name == "moons-mlp" and screen.setup.config().train.epochs == 4  # the run's config
         assert not screen.live and "finished: completed after epoch 4" in str(screen.query_one("#progress").render())
+        steps = [e for e in run.read_events()[0] if isinstance(e, StepLogged)]
+        assert len(loss.series["train (steps)"][0]) == len(steps)
+        await until(pilot, lambda: "completed 4 epochs" in log_text(screen))
 
 
 async def test_resume_from_a_checkpoint_takes_its_config_and_continues_the_curves(tmp_path, capsys):

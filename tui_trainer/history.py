@@ -10,6 +10,7 @@ progress and ETA first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from tui_trainer.events import (
     Boundary,
@@ -25,6 +26,8 @@ from tui_trainer.events import (
     RunFinished,
     RunStarted,
     StepLogged,
+    decode,
+    encode,
 )
 from tui_trainer.smoothing import RunningMean
 
@@ -173,6 +176,40 @@ class RunHistory:
             ys.append(layer.grad_norm)
         if self._session_start is None:
             self._session_start = (e.elapsed_s, self.done_epochs() or 0.0)
+
+    # -- a snapshot of the fold (history.json: attaching to a long run reads it, not every event) ---------
+
+    _EVENTS = ("started", "last_step", "boundary", "results", "params", "finished")
+    _PLAIN = ("rows", "step_n", "step_x", "lr_marks", "log", "alarms", "paused", "ends", "last_checkpoint", "device",
+              "_session_start")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything folded so far, as JSON-ready values (events in their own codec): ``from_dict`` of it
+        folds on exactly as this history does."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in self._PLAIN}
+        out.update({name: None if (e := getattr(self, name)) is None else encode(e) for name in self._EVENTS})
+        out["series"] = vars(self.series)
+        out["grads"] = self.grads
+        out["step_loss"] = {"beta": self.step_loss.beta, "avg": self.step_loss._avg, "values": self.step_loss.values}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunHistory:
+        """The history ``to_dict`` described (ValueError or KeyError on anything else)."""
+        history = cls(smoothing=float(data["step_loss"]["beta"]))
+        for name in cls._PLAIN:
+            setattr(history, name, data[name])
+        history.rows = [dict(r) for r in data["rows"]]
+        history.lr_marks = [tuple(m) for m in data["lr_marks"]]
+        history.log = [tuple(line) for line in data["log"]]
+        history._session_start = tuple(data["_session_start"]) if data["_session_start"] else None
+        for name in cls._EVENTS:
+            setattr(history, name, None if data[name] is None else decode(data[name]))
+        history.series = Series(**data["series"])
+        history.grads = {k: (list(xs), list(ys)) for k, (xs, ys) in data["grads"].items()}
+        history.step_loss._avg = float(data["step_loss"]["avg"])
+        history.step_loss.values = list(data["step_loss"]["values"])
+        return history
 
     # -- reading -----------------------------------------------------------------------
 

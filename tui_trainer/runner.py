@@ -24,7 +24,8 @@ from tui_trainer.engine.dist import World, world_from_env
 from tui_trainer.engine.loop import failed_setup
 from tui_trainer.errors import USER_ERRORS, first_line
 from tui_trainer.events import LogMessage, NullSink, Reason, RunFinished, Sink, TeeSink
-from tui_trainer.runs import RunDir, RunRecorder, proc_start
+from tui_trainer.recorder import RunRecorder
+from tui_trainer.runs import RunDir, proc_start
 
 EXIT_CODES = {Reason.COMPLETED: 0, Reason.EARLY_STOPPED: 0, Reason.STOPPED: 0, Reason.INVALID: 2}
 

@@ -20,14 +20,8 @@ from typing import Any
 
 from tui_trainer.config import ConfigError, RunConfig, to_toml
 from tui_trainer.events import (
-    EpochEnded,
     Event,
-    Paused,
     ProtocolError,
-    Reason,
-    RunFinished,
-    RunStarted,
-    StepLogged,
     decode,
     encode,
     header,
@@ -197,9 +191,14 @@ class RunDir:
         yet while the run process is still starting (its folder exists before its events.jsonl)."""
         reader = EventReader(self.events_path)
         try:
-            return reader.read(), reader.offset
+            return reader.read(), reader.whole_offset
         except FileNotFoundError:
             return [], 0
+
+    @property
+    def snapshot_path(self) -> Path:
+        """history.json: the fold of events.jsonl up to a byte offset (recorder.py writes it for long runs)."""
+        return self.path / "history.json"
 
     def count_events(self, kind: str) -> int:
         """How many events of this type events.jsonl holds (a byte count of their openings: no decoding)."""
@@ -250,14 +249,19 @@ class EventWriter:
         self.path = path
         fresh = not path.exists() or path.stat().st_size == 0
         torn = not fresh and _last_byte(path) != b"\n"  # a process killed mid-line: the resume starts a new one
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
+        self._fh = open(path, "ab")  # noqa: SIM115 - lives as long as the run
+        self.offset = 0 if fresh else path.stat().st_size  # bytes in the file: the end of the last whole line
         if fresh or torn:
-            self._fh.write(header() + "\n" if fresh else "\n")
-            self._fh.flush()
+            self._write(header() + "\n" if fresh else "\n")
 
     def emit(self, event: Event) -> None:
-        self._fh.write(encode(event) + "\n")
+        self._write(encode(event) + "\n")
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self._fh.write(data)
         self._fh.flush()
+        self.offset += len(data)
 
     def close(self) -> None:
         self._fh.close()
@@ -269,6 +273,11 @@ class EventReader:
     def __init__(self, path: Path) -> None:
         self.path, self.offset, self.skipped = path, 0, 0
         self._partial = b""
+
+    @property
+    def whole_offset(self) -> int:
+        """The byte offset after the last whole line read (``offset`` also counts a torn line's start)."""
+        return self.offset - len(self._partial)
 
     def read(self, max_bytes: int = 1 << 30) -> list[Event]:
         """New whole events since the last read. A line that is not valid JSON is skipped (a torn last
@@ -424,60 +433,3 @@ def read_events_checked(path: Path) -> list[Event]:
 
 __all__ = ["EventReader", "EventWriter", "ProtocolError", "RunDir", "RunSummary", "create_run_dir", "list_runs",
            "pid_alive", "resolve_run", "summarize"]
-
-
-class RunRecorder:
-    """The run process's sink: every event into events.jsonl, and the run's state into status.json
-    (running at the start, epoch, best and training time as epochs end, paused, the outcome at the end).
-
-    Epoch updates to status.json are written at most every ``STATUS_EVERY`` seconds (the last one always
-    lands with the outcome): on a preset whose epochs take 20 ms, rewriting it every epoch cost more than
-    1% of the run (benchmarks/RESULTS.md)."""
-
-    STATUS_EVERY = 2.0
-
-    def __init__(self, run: RunDir) -> None:
-        self.run = run
-        self.writer = EventWriter(run.events_path)
-        self._monitor = "val_loss"
-        self._due: dict[str, Any] = {}
-        self._written = 0.0
-
-    def emit(self, event: Event) -> None:
-        self.writer.emit(event)
-        match event:
-            case RunStarted():
-                self._monitor = event.monitor
-                self.run.write_status(state="running", epoch=event.start_epoch, epochs=event.epochs,
-                                      preset=event.preset, monitor=event.monitor, device=event.device,
-                                      world_size=event.world_size, elapsed_s=event.elapsed_s, updated=time.time())
-            case EpochEnded():
-                self._due["epoch"] = event.epoch
-                if event.is_best:
-                    self._due["best"] = event.val_acc if self._monitor == "val_acc" else event.val_loss
-                self._due["elapsed_s"] = self._due.get("elapsed_s")
-            case StepLogged():
-                if self._due:
-                    self._due["elapsed_s"] = event.elapsed_s
-            case Paused():
-                self._flush_status(state="paused" if event.paused else "running")
-            case RunFinished():
-                reason = Reason(event.reason)
-                final = {k: v for k, v in self._due.items() if v is not None}  # e.g. the last epochs' best
-                self._due = {}
-                final.update(state=reason.state, reason=reason.value, message=event.message, ended=time.time(),
-                             epoch=event.epoch, elapsed_s=event.elapsed_s, last_checkpoint=event.last_checkpoint,
-                             updated=time.time())
-                self.run.write_status(**final)
-        if self._due and time.monotonic() - self._written >= self.STATUS_EVERY:
-            self._flush_status()
-
-    def _flush_status(self, **extra: Any) -> None:
-        changes = {k: v for k, v in {**self._due, **extra}.items() if v is not None}
-        self._due = {}
-        self._written = time.monotonic()
-        self.run.write_status(**changes, updated=time.time())
-
-    def close(self) -> None:
-        """Close events.jsonl."""
-        self.writer.close()

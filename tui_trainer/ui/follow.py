@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 
 from tui_trainer.events import ProtocolError, RunFinished, RunStarted
+from tui_trainer.history import RunHistory
+from tui_trainer.recorder import load_history
 from tui_trainer.runs import LIVE_STATES, EventReader, RunDir
-from tui_trainer.ui.messages import RunEvents, RunLost
+from tui_trainer.ui.messages import RunEvents, RunLost, RunSnapshot
 
 BACKLOG_BATCH = 20_000  # events per message while catching up
 CHUNK = 4 << 20  # bytes read at a time
@@ -30,6 +32,13 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
     finished = False
     ends = 0
     backlog = True
+    snap = _from_snapshot(run)  # a long run: its history.json and the events after it, folded here
+    if snap is not None:
+        history, reader = snap
+        ends = history.ends
+        finished = history.finished is not None and ends > ends_before
+        post(RunSnapshot(path, history))
+        backlog = False
     quiet_since = time.monotonic()
     while not cancelled():
         if not run.path.is_dir():
@@ -69,6 +78,21 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
                 post(RunLost(path, _crash_note(run), crashed=state == "crashed"))
                 return
         time.sleep(period)  # tailing a file another process appends to: nothing to wait on but time
+
+
+def _from_snapshot(run: RunDir) -> tuple[RunHistory, EventReader] | None:
+    """The history of ``run`` from its snapshot plus the events after it, and a reader positioned after them;
+    None when there is no usable snapshot (the events are then posted in batches from the start)."""
+    try:
+        loaded = load_history(run, snapshot_only=True)
+    except (OSError, ValueError):  # unreadable since: the loop then says so, reading from the start
+        return None
+    if loaded is None:
+        return None
+    history, offset, _count = loaded
+    reader = EventReader(run.events_path)
+    reader.offset = offset
+    return history, reader
 
 
 def _size(run: RunDir) -> int:

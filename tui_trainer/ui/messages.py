@@ -23,6 +23,15 @@ class RunEvents(Message, bubble=False):
 
 
 @dataclass
+class RunSnapshot(Message, bubble=False):
+    """A run's whole history so far, folded from its history.json and the events after it (a RunHistory that
+    the follower no longer touches); the events after it come as RunEvents."""
+
+    path: str
+    history: Any
+
+
+@dataclass
 class RunLost(Message, bubble=False):
     """The followed run cannot be read any more (its folder was deleted, a newer protocol) or its
     process is gone without an end (``crashed``)."""

@@ -32,7 +32,7 @@ from tui_trainer.events import Reason, RunFinished
 from tui_trainer.runs import LIVE_STATES, RunDir, list_runs, summarize
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.helper import Helper
-from tui_trainer.ui.messages import LrFound, OracleReply, RunEvents, RunLost
+from tui_trainer.ui.messages import LrFound, OracleReply, RunEvents, RunLost, RunSnapshot
 from tui_trainer.ui.screens.dialogs import HelpScreen, LearningRateDialog, QuitDialog
 from tui_trainer.ui.widgets.runview import TABS, RunView
 from tui_trainer.ui.widgets.setup import SetupColumn
@@ -337,6 +337,16 @@ class TrainScreen(Guarded, Screen):
         if not message.caught_up:
             return  # more history is on its way: lock or unlock the panels once, for where the run stands
         changed, self._changed_while_catching_up = self._changed_while_catching_up, set()
+        self._caught_up(changed)
+
+    def on_run_snapshot(self, message: RunSnapshot) -> None:
+        if self.handle is None or message.path != str(self.handle.path):
+            return
+        self._changed_while_catching_up = set()
+        self._caught_up(self.view.load_history(message.history))
+
+    def _caught_up(self, changed: set[str]) -> None:
+        """The view holds everything on disk so far: where the run stands decides the panels and buttons."""
         if self._resuming and self.view.history.finished is not None:  # the new session has not started yet
             self.view.say(f"resuming {self.handle.run.name}: its process is loading torch and the data…")
         elif "finished" in changed and self.view.history.finished is not None:

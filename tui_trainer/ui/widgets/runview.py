@@ -144,8 +144,21 @@ class RunView(Guarded, Vertical):
         log_from = len(self.history.log)
         for event in events:
             changed |= self.history.apply(event)
+        return self._show(changed, self.history.log[log_from:], catching_up)
+
+    def load_history(self, history: RunHistory) -> set[str]:
+        """Show a history folded elsewhere (a snapshot and the events after it), in place of this one."""
+        self.history = history
+        changed = {"started", "steps", "epochs", "grads", "lr", "log", "paused"}
+        changed |= {name for name in ("boundary", "results", "params", "finished") if getattr(history, name) is not None}
+        if history.alarms:
+            changed.add("alarms")
+        self._log_backlog = True  # the Log tab gets the history's last lines, once
+        return self._show(changed, history.log, catching_up=False)
+
+    def _show(self, changed: set[str], new_lines: list[tuple[str, str]], catching_up: bool) -> set[str]:
+        """Update what shows the parts that ``changed``; ``new_lines``: the log lines they added."""
         h = self.history
-        new_lines = h.log[log_from:]
         self.log_lines.extend(line for _level, line in new_lines)
         if catching_up:
             self._log_backlog = True

@@ -1,0 +1,138 @@
+"""The run process's sink, and the snapshot that makes attaching to a long run fast.
+
+``RunRecorder`` writes every event to events.jsonl and keeps status.json up to date. It also folds
+what it writes into a ``RunHistory`` and, for a long run, saves that fold as ``history.json``: the
+fold as of a byte offset of events.jsonl. A watcher (``load_history``, the app's follower) then reads
+the snapshot and decodes only the events after its offset: attaching to 10,000 epochs reads one JSON
+document instead of 60,000 lines (benchmarks/attach.py). The snapshot is a cache: a missing, torn or
+foreign one is ignored and everything is folded from the start, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from tui_trainer.events import EpochEnded, Event, Paused, Reason, RunFinished, RunStarted, StepLogged
+from tui_trainer.history import RunHistory
+from tui_trainer.runs import EventReader, EventWriter, RunDir, _atomic_write
+
+SNAPSHOT_VERSION = 1
+
+
+def write_snapshot(run: RunDir, history: RunHistory, offset: int, events: int) -> None:
+    """history.json: ``history`` is the fold of events.jsonl's first ``offset`` bytes (``events`` events).
+    Replaced atomically (not fsynced: it can always be rebuilt from events.jsonl)."""
+    doc = {"version": SNAPSHOT_VERSION, "offset": offset, "events": events, "history": history.to_dict()}
+    _atomic_write(run.snapshot_path, json.dumps(doc, separators=(",", ":")), durable=False)
+
+
+def read_snapshot(run: RunDir) -> tuple[RunHistory, int, int] | None:
+    """(history, offset, events) from history.json, or None when there is none usable: missing, torn, of
+    another version, or ahead of events.jsonl (a folder copied without it)."""
+    try:
+        doc = json.loads(run.snapshot_path.read_bytes())
+        if doc["version"] != SNAPSHOT_VERSION or int(doc["offset"]) > run.events_path.stat().st_size:
+            return None
+        return RunHistory.from_dict(doc["history"]), int(doc["offset"]), int(doc["events"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def load_history(run: RunDir, snapshot_only: bool = False) -> tuple[RunHistory, int, int] | None:
+    """The fold of all of events.jsonl so far: from the snapshot on, else from the start (or, with
+    ``snapshot_only``, None). Returns (history, byte offset read to, events folded)."""
+    snap = read_snapshot(run)
+    if snap is None and snapshot_only:
+        return None
+    history, offset, count = snap if snap is not None else (RunHistory(), 0, 0)
+    reader = EventReader(run.events_path)
+    reader.offset = offset
+    try:
+        events = reader.read()
+    except FileNotFoundError:
+        if snapshot_only:
+            return None
+        events = []
+    for event in events:
+        history.apply(event)
+    return history, reader.whole_offset, count + len(events)
+
+
+class RunRecorder:
+    """The run process's sink: every event into events.jsonl, and the run's state into status.json
+    (running at the start, epoch, best and training time as epochs end, paused, the outcome at the end).
+
+    Epoch updates to status.json are written at most every ``STATUS_EVERY`` seconds (the last one always
+    lands with the outcome): on a preset whose epochs take 20 ms, rewriting it every epoch cost more than
+    1% of the run (benchmarks/RESULTS.md). history.json is written once ``SNAPSHOT_EVENTS`` events have
+    come since the last one and ``SNAPSHOT_EVERY`` seconds have passed, and at the end of a run that
+    long: short runs, which attach fast anyway, never write one."""
+
+    STATUS_EVERY = 2.0
+    SNAPSHOT_EVENTS = 5_000
+    SNAPSHOT_EVERY = 30.0
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        fresh = not run.events_path.exists() or run.events_path.stat().st_size == 0
+        # a resumed run goes on in its folder: its fold continues the earlier sessions' (snapshot + their tail)
+        self.history, _offset, self._events = (RunHistory(), 0, 0) if fresh else load_history(run)  # type: ignore[misc]
+        self.writer = EventWriter(run.events_path)
+        self._monitor = "val_loss"
+        self._due: dict[str, Any] = {}
+        self._written = 0.0
+        self._snap_events = self._events
+        self._snap_time = time.monotonic()
+
+    def emit(self, event: Event) -> None:
+        self.writer.emit(event)
+        self.history.apply(event)
+        self._events += 1
+        match event:
+            case RunStarted():
+                self._monitor = event.monitor
+                self.run.write_status(state="running", epoch=event.start_epoch, epochs=event.epochs,
+                                      preset=event.preset, monitor=event.monitor, device=event.device,
+                                      world_size=event.world_size, elapsed_s=event.elapsed_s, updated=time.time())
+            case EpochEnded():
+                self._due["epoch"] = event.epoch
+                if event.is_best:
+                    self._due["best"] = event.val_acc if self._monitor == "val_acc" else event.val_loss
+                self._due["elapsed_s"] = self._due.get("elapsed_s")
+            case StepLogged():
+                if self._due:
+                    self._due["elapsed_s"] = event.elapsed_s
+            case Paused():
+                self._flush_status(state="paused" if event.paused else "running")
+            case RunFinished():
+                reason = Reason(event.reason)
+                final = {k: v for k, v in self._due.items() if v is not None}  # e.g. the last epochs' best
+                self._due = {}
+                final.update(state=reason.state, reason=reason.value, message=event.message, ended=time.time(),
+                             epoch=event.epoch, elapsed_s=event.elapsed_s, last_checkpoint=event.last_checkpoint,
+                             updated=time.time())
+                if self._events - self._snap_events >= self.SNAPSHOT_EVENTS or self.run.snapshot_path.exists():
+                    self._snapshot()  # before the status says it ended: a watcher that sees the end finds it
+                self.run.write_status(**final)
+                return
+        if self._due and time.monotonic() - self._written >= self.STATUS_EVERY:
+            self._flush_status()
+        if (self._events - self._snap_events >= self.SNAPSHOT_EVENTS
+                and time.monotonic() - self._snap_time >= self.SNAPSHOT_EVERY):
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        write_snapshot(self.run, self.history, self.writer.offset, self._events)
+        self._snap_events, self._snap_time = self._events, time.monotonic()
+
+    def _flush_status(self, **extra: Any) -> None:
+        changes = {k: v for k, v in {**self._due, **extra}.items() if v is not None}
+        self._due = {}
+        self._written = time.monotonic()
+        self.run.write_status(**changes, updated=time.time())
+
+    def close(self) -> None:
+        """Close events.jsonl."""
+        self.writer.close()

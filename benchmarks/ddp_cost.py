@@ -93,6 +93,7 @@ def _rank(rank: int, args: argparse.Namespace, store: str, out: str) -> None:
             times[name].append(_timed(fn, sync))
     if rank == 0:
         Path(out).write_text(json.dumps({name: statistics.median(t) for name, t in times.items()}))
+    dist.barrier()  # leave together: a rank whose peer has torn down gloo's pairs can abort at exit
     dist.destroy_process_group()
 
 

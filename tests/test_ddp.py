@@ -164,6 +164,7 @@ def main(rank, path):
     assert world.gather_memory(None) == ()  # off CUDA every rank passes None: no collective
     if rank == 0:
         print(got)
+    dist.barrier()
     dist.destroy_process_group()
 
 if __name__ == "__main__":

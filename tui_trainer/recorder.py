@@ -67,12 +67,14 @@ class RunRecorder:
     Epoch updates to status.json are written at most every ``STATUS_EVERY`` seconds (the last one always
     lands with the outcome): on a preset whose epochs take 20 ms, rewriting it every epoch cost more than
     1% of the run (benchmarks/RESULTS.md). history.json is written once ``SNAPSHOT_EVENTS`` events have
-    come since the last one and ``SNAPSHOT_EVERY`` seconds have passed, and at the end of a run that
-    long: short runs, which attach fast anyway, never write one."""
+    come since the last one and ``SNAPSHOT_EVERY`` seconds have passed (longer if writing it took more
+    than ``SNAPSHOT_SHARE`` of that), and at the end of a run that long: short runs, which attach fast
+    anyway, never write one."""
 
     STATUS_EVERY = 2.0
     SNAPSHOT_EVENTS = 5_000
     SNAPSHOT_EVERY = 30.0
+    SNAPSHOT_SHARE = 0.01  # and never more than this share of the run's time (10,000 epochs: 0.4 s to write)
 
     def __init__(self, run: RunDir) -> None:
         self.run = run
@@ -85,6 +87,7 @@ class RunRecorder:
         self._written = 0.0
         self._snap_events = self._events
         self._snap_time = time.monotonic()
+        self._snap_gap = self.SNAPSHOT_EVERY
 
     def emit(self, event: Event) -> None:
         self.writer.emit(event)
@@ -120,12 +123,14 @@ class RunRecorder:
         if self._due and time.monotonic() - self._written >= self.STATUS_EVERY:
             self._flush_status()
         if (self._events - self._snap_events >= self.SNAPSHOT_EVENTS
-                and time.monotonic() - self._snap_time >= self.SNAPSHOT_EVERY):
+                and time.monotonic() - self._snap_time >= self._snap_gap):
             self._snapshot()
 
     def _snapshot(self) -> None:
+        t0 = time.monotonic()
         write_snapshot(self.run, self.history, self.writer.offset, self._events)
         self._snap_events, self._snap_time = self._events, time.monotonic()
+        self._snap_gap = max(self.SNAPSHOT_EVERY, (self._snap_time - t0) / self.SNAPSHOT_SHARE)
 
     def _flush_status(self, **extra: Any) -> None:
         changes = {k: v for k, v in {**self._due, **extra}.items() if v is not None}

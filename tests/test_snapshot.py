@@ -99,3 +99,52 @@ def test_non_finite_values_survive_the_snapshot(tmp_path):
         history.apply(event)
     back = RunHistory.from_dict(json.loads(json.dumps(history.to_dict())))
     assert encode(back.last_step) == encode(history.last_step) and back.series.val_loss == [float("inf")]
+
+
+def test_a_snapshot_whose_offset_is_not_at_a_line_end_is_ignored(tmp_path):
+    cfg = tiny("train.epochs=2", "data.n_samples=200")
+    run = create_run_dir(tmp_path / "runs", cfg)
+    record(cfg, run)
+    first_line = run.events_path.read_bytes().index(b"\n") + 1
+    write_snapshot(run, RunHistory(), first_line + 5, 1)  # inside the second line: its events were lost
+    assert read_snapshot(run) is None
+    write_snapshot(run, RunHistory(), first_line, 0)  # right after the header: usable
+    assert read_snapshot(run) is not None
+
+
+def test_the_fold_reads_a_file_larger_than_one_chunk(tmp_path, monkeypatch):
+    import tui_trainer.recorder as recorder
+
+    cfg = tiny("train.epochs=3", "data.n_samples=300", "train.log_every=2")
+    run = create_run_dir(tmp_path / "runs", cfg)
+    record(cfg, run)
+    monkeypatch.setattr(recorder, "CHUNK", 300)  # a few lines at a time, some chunks inside one long line
+    history, offset, count = load_history(run)
+    assert json.dumps(history.to_dict()) == json.dumps(full_fold(run).to_dict())
+    assert offset == run.events_path.stat().st_size and count == len(EventReader(run.events_path).read())
+
+
+def test_a_resume_after_a_whole_last_event_without_its_newline_folds_that_event(tmp_path, often):
+    cfg = tiny("train.epochs=2", "data.n_samples=200", "train.log_every=2")
+    run = create_run_dir(tmp_path / "runs", cfg)
+    record(cfg, run)
+    run.snapshot_path.unlink()
+    run.events_path.write_bytes(run.events_path.read_bytes().rstrip(b"\n"))  # the write stopped after the "}"
+    from tui_trainer.cli.common import resume_config
+
+    record(resume_config(run.last, epochs=3), run, resume=run.last)
+    history, _offset, _count = read_snapshot(run)
+    assert json.dumps(history.to_dict()) == json.dumps(full_fold(run).to_dict())
+    assert history.ends == 2  # the first session's RunFinished, made whole by the resume's newline
+
+
+def test_a_fold_that_fails_stops_the_snapshots_not_the_run(tmp_path, often, monkeypatch):
+    cfg = tiny("train.epochs=2", "data.n_samples=200", "train.log_every=2")
+    run = create_run_dir(tmp_path / "runs", cfg)
+
+    def broken(self, event):
+        raise RuntimeError("a bug in the fold")
+
+    monkeypatch.setattr(RunHistory, "apply", broken)
+    record(cfg, run)  # trains to the end
+    assert not run.snapshot_path.exists() and [r["epoch"] for r in run.read_metrics()] == [1, 2]

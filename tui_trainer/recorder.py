@@ -30,12 +30,18 @@ def write_snapshot(run: RunDir, history: RunHistory, offset: int, events: int) -
 
 def read_snapshot(run: RunDir) -> tuple[RunHistory, int, int] | None:
     """(history, offset, events) from history.json, or None when there is none usable: missing, torn, of
-    another version, or ahead of events.jsonl (a folder copied without it)."""
+    another version, or not at the end of a line of events.jsonl (ahead of it: a folder copied without
+    its tail, or a tail lost in a power cut and then written over by a resume)."""
     try:
         doc = json.loads(run.snapshot_path.read_bytes())
-        if doc["version"] != SNAPSHOT_VERSION or int(doc["offset"]) > run.events_path.stat().st_size:
+        offset = int(doc["offset"])
+        if doc["version"] != SNAPSHOT_VERSION or offset <= 0 or offset > run.events_path.stat().st_size:
             return None
-        return RunHistory.from_dict(doc["history"]), int(doc["offset"]), int(doc["events"])
+        with open(run.events_path, "rb") as fh:
+            fh.seek(offset - 1)
+            if fh.read(1) != b"\n":
+                return None
+        return RunHistory.from_dict(doc["history"]), offset, int(doc["events"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -49,15 +55,29 @@ def load_history(run: RunDir, snapshot_only: bool = False) -> tuple[RunHistory, 
     history, offset, count = snap if snap is not None else (RunHistory(), 0, 0)
     reader = EventReader(run.events_path)
     reader.offset = offset
+    while True:
+        try:
+            events = reader.read(CHUNK)
+        except FileNotFoundError:
+            if snapshot_only:
+                return None
+            events = []
+        if not events and reader.offset >= _size(run):  # every whole line read (a chunk may hold none)
+            break
+        for event in events:
+            history.apply(event)
+        count += len(events)
+    return history, reader.whole_offset, count
+
+
+CHUNK = 16 << 20  # bytes decoded at a time
+
+
+def _size(run: RunDir) -> int:
     try:
-        events = reader.read()
-    except FileNotFoundError:
-        if snapshot_only:
-            return None
-        events = []
-    for event in events:
-        history.apply(event)
-    return history, reader.whole_offset, count + len(events)
+        return run.events_path.stat().st_size
+    except OSError:
+        return 0
 
 
 class RunRecorder:
@@ -79,9 +99,18 @@ class RunRecorder:
     def __init__(self, run: RunDir) -> None:
         self.run = run
         fresh = not run.events_path.exists() or run.events_path.stat().st_size == 0
-        # a resumed run goes on in its folder: its fold continues the earlier sessions' (snapshot + their tail)
-        self.history, _offset, self._events = (RunHistory(), 0, 0) if fresh else load_history(run)  # type: ignore[misc]
-        self.writer = EventWriter(run.events_path)
+        self.writer = EventWriter(run.events_path)  # first: it ends a torn last line, which the fold then reads
+        # a resumed run goes on in its folder: its fold continues the earlier sessions' (snapshot + their tail).
+        # The fold only serves snapshots: if it fails, there are none (and no stale one), and training goes on.
+        self.history: RunHistory | None = RunHistory()
+        self._events = 0
+        if not fresh:
+            try:
+                if read_snapshot(run) is None:
+                    run.snapshot_path.unlink(missing_ok=True)
+                self.history, _offset, self._events = load_history(run)  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - a cache must never stop a run
+                self._no_snapshots()
         self._monitor = "val_loss"
         self._due: dict[str, Any] = {}
         self._written = 0.0
@@ -91,8 +120,12 @@ class RunRecorder:
 
     def emit(self, event: Event) -> None:
         self.writer.emit(event)
-        self.history.apply(event)
         self._events += 1
+        if self.history is not None:
+            try:
+                self.history.apply(event)
+            except Exception:  # noqa: BLE001 - see __init__
+                self._no_snapshots()
         match event:
             case RunStarted():
                 self._monitor = event.monitor
@@ -116,21 +149,34 @@ class RunRecorder:
                 final.update(state=reason.state, reason=reason.value, message=event.message, ended=time.time(),
                              epoch=event.epoch, elapsed_s=event.elapsed_s, last_checkpoint=event.last_checkpoint,
                              updated=time.time())
-                if self._events - self._snap_events >= self.SNAPSHOT_EVENTS or self.run.snapshot_path.exists():
+                if self.history is not None and (self._events - self._snap_events >= self.SNAPSHOT_EVENTS
+                                                 or self.run.snapshot_path.exists()):
                     self._snapshot()  # before the status says it ended: a watcher that sees the end finds it
                 self.run.write_status(**final)
                 return
         if self._due and time.monotonic() - self._written >= self.STATUS_EVERY:
             self._flush_status()
-        if (self._events - self._snap_events >= self.SNAPSHOT_EVENTS
+        if (self.history is not None and self._events - self._snap_events >= self.SNAPSHOT_EVENTS
                 and time.monotonic() - self._snap_time >= self._snap_gap):
             self._snapshot()
 
     def _snapshot(self) -> None:
         t0 = time.monotonic()
-        write_snapshot(self.run, self.history, self.writer.offset, self._events)
+        try:
+            write_snapshot(self.run, self.history, self.writer.offset, self._events)
+        except Exception:  # noqa: BLE001 - see __init__ (a full disk, say)
+            self._no_snapshots()
+            return
         self._snap_events, self._snap_time = self._events, time.monotonic()
         self._snap_gap = max(self.SNAPSHOT_EVERY, (self._snap_time - t0) / self.SNAPSHOT_SHARE)
+
+    def _no_snapshots(self) -> None:
+        """Stop folding and snapshotting, and remove a snapshot that would now be stale."""
+        self.history = None
+        try:
+            self.run.snapshot_path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def _flush_status(self, **extra: Any) -> None:
         changes = {k: v for k, v in {**self._due, **extra}.items() if v is not None}

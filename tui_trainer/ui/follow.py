@@ -33,6 +33,8 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
     ends = 0
     backlog = True
     snap = _from_snapshot(run)  # a long run: its history.json and the events after it, folded here
+    if cancelled():  # the screen moved on while this was read: an old fold must not replace a newer one
+        return
     if snap is not None:
         history, reader = snap
         ends = history.ends

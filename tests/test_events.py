@@ -180,7 +180,7 @@ def test_commands_are_validated_and_acknowledged():
 
 def test_the_stdlib_parts_import_neither_torch_nor_the_ui():
     code = ("import sys; import tui_trainer.events, tui_trainer.controls, tui_trainer.history, tui_trainer.runs, "
-            "tui_trainer.config, tui_trainer.session, tui_trainer.endpoint;"
+            "tui_trainer.config, tui_trainer.session, tui_trainer.endpoint, tui_trainer.recorder;"
             "bad=[m for m in ('torch','textual','typer','plotext') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -171,17 +171,20 @@ async def test_ctrl_c_in_the_app_asks_and_can_stop_and_save(tmp_path, monkeypatc
     assert load_checkpoint(end.last_checkpoint)["step"] == end.step
 
 
-async def test_resizing_during_training_does_not_crash(tmp_path):
-    async with training(tiny("train.epochs=4", "data.n_samples=1000", "train.log_every=2"), tmp_path) as (pilot, screen, rec):
+async def test_resizing_during_training_does_not_crash(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")  # the run is still training through every resize
+    async with training(tiny("train.epochs=500", "data.n_samples=1000", "train.log_every=2"), tmp_path) as (pilot, screen, rec):
+        chart = screen.query_one("#loss-chart")
         for size in ((80, 24), (60, 20), (160, 50), (80, 24)):
-            await until(pilot, lambda n=len(rec.of(StepLogged)): len(rec.of(StepLogged)) > n or rec.of(RunFinished))
+            await until(pilot, lambda n=len(rec.of(StepLogged)): len(rec.of(StepLogged)) > n)
             await pilot.resize_terminal(*size)
-            replots = screen.query_one("#loss-chart").replots
-            # a chart redraw at the new size (or the run ended)
-            await until(pilot, lambda r=replots: screen.query_one("#loss-chart").replots > r or rec.of(RunFinished))
-        await until(pilot, lambda: rec.of(RunFinished))
-        assert rec.of(RunFinished)[0].reason == "completed"
-        assert screen.size.width == 80
+            replots = chart.replots
+            await until(pilot, lambda r=replots: chart.replots > r and not chart.dirty)  # redrawn at the new size
+            await pilot.pause()
+            assert screen.size == size and chart.failed is None
+            assert chart.region.right <= size[0] and chart.region.bottom <= size[1]
+            assert len(str(screen.query_one("#progress").render())) <= size[0]
+        assert not rec.of(RunFinished) and screen.live  # all of it happened during training
 
 
 # -- a real terminal: the SSH connection drops, a dumb terminal ---------------------------------

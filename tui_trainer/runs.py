@@ -217,8 +217,12 @@ class RunDir:
 
     def resume_hint(self) -> str:
         """What to type to go on from this run's last good checkpoint, or that there is none."""
-        good = self.last_good_checkpoint()
-        return f"resume with: tui-trainer resume {good}" if good else "it wrote no checkpoint to resume from"
+        return resume_hint(self.last_good_checkpoint())
+
+
+def resume_hint(checkpoint: Path | str | None) -> str:
+    """What to type to go on from ``checkpoint``, or that there is none: one wording for every front end."""
+    return f"resume with: tui-trainer resume {checkpoint}" if checkpoint else "it wrote no checkpoint to resume from"
 
 
 def _json_lines(path: Path) -> Iterator[dict]:

@@ -28,6 +28,7 @@ from tui_trainer.cli.common import (
 from tui_trainer.config import RunConfig, apply_overrides, list_presets, preset_description
 from tui_trainer.errors import USER_ERRORS, CheckpointError
 from tui_trainer.events import Reason
+from tui_trainer.runs import resume_hint
 
 # typer >= 0.25 vendors its own click: find its UsageError through a public class instead of importing click
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -94,7 +95,7 @@ def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -
         where = result.last_checkpoint or "(no checkpoint written)"
         print(f"interrupted: stopped at epoch {result.epoch + 1}, step {result.step}; saved {where}")
         if result.last_checkpoint:
-            print(f"resume with: tui-trainer resume {result.last_checkpoint}")
+            print(resume_hint(result.last_checkpoint))
         return EXIT_INTERRUPTED
     if result.ok:
         best = f", best {cfg.regularization.monitor} {result.best_metric:.4f}" if result.best_metric is not None else ""
@@ -143,7 +144,7 @@ def run_launched(cfg: RunConfig, runs_dir: Path, nodes: Any, resume: Path | None
         return EXIT_FAILED
     if asked["signal"] is not None and reason == Reason.STOPPED.value:
         print(f"interrupted: stopped at epoch {finished.epoch + 1}, step {finished.step}; saved {finished.last_checkpoint}")
-        print(f"resume with: tui-trainer resume {finished.last_checkpoint}")
+        print(resume_hint(finished.last_checkpoint))
         return EXIT_INTERRUPTED
     if Reason(finished.reason).as_asked:
         print(f"done: {finished.message}; run directory {handle.run.path}")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from tui_trainer.events import ProtocolError, RunFinished, RunStarted
 from tui_trainer.history import RunHistory
 from tui_trainer.recorder import load_history
-from tui_trainer.runs import LIVE_STATES, EventReader, RunDir
+from tui_trainer.runs import LIVE_STATES, EventReader, RunDir, resume_hint
 from tui_trainer.ui.messages import RunEvents, RunLost, RunSnapshot
 
 BACKLOG_BATCH = 20_000  # events per message while catching up
@@ -31,7 +31,6 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
     path = str(run.path)
     finished = False
     ends = 0
-    backlog = True
     snap = _from_snapshot(run)  # a long run: its history.json and the events after it, folded here
     if cancelled():  # the screen moved on while this was read: an old fold must not replace a newer one
         return
@@ -40,7 +39,6 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
         ends = history.ends
         finished = history.finished is not None and ends > ends_before
         post(RunSnapshot(path, history))
-        backlog = False
     quiet_since = time.monotonic()
     while not cancelled():
         if not run.path.is_dir():
@@ -59,7 +57,7 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
         caught_up = reader.offset >= _size(run)
         for i in range(0, len(events), BACKLOG_BATCH):
             last = i + BACKLOG_BATCH >= len(events)
-            post(RunEvents(path, tuple(events[i:i + BACKLOG_BATCH]), backlog, caught_up=caught_up and last))
+            post(RunEvents(path, tuple(events[i:i + BACKLOG_BATCH]), caught_up=caught_up and last))
         for event in events:
             if isinstance(event, RunFinished):
                 ends += 1
@@ -69,7 +67,6 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
         if events:
             quiet_since = time.monotonic()
             continue
-        backlog = False
         state = run.state()
         if state not in LIVE_STATES:
             if finished:
@@ -77,7 +74,7 @@ def follow(run: RunDir, post: Callable[[object], object], cancelled: Callable[[]
             if _size(run) > reader.offset:  # it ended between the read above and the state: read its last lines
                 continue
             if time.monotonic() - quiet_since > 1.0:  # its last lines had time to land: it ended without an end
-                post(RunLost(path, _crash_note(run), crashed=state == "crashed"))
+                post(RunLost(path, _crash_note(run)))
                 return
         time.sleep(period)  # tailing a file another process appends to: nothing to wait on but time
 
@@ -106,5 +103,4 @@ def _size(run: RunDir) -> int:
 
 def _crash_note(run: RunDir) -> str:
     good = run.last_good_checkpoint()
-    resume = f"; resume with u (or: tui-trainer resume {good})" if good else "; it wrote no checkpoint"
-    return f"run {run.name} crashed: its process is gone without an end{resume}"
+    return f"run {run.name} crashed: its process is gone without an end; {'u, or ' if good else ''}{resume_hint(good)}"

@@ -18,7 +18,6 @@ class RunEvents(Message, bubble=False):
 
     path: str
     events: tuple
-    backlog: bool = False  # read from what was already on disk when attaching
     caught_up: bool = True  # nothing more was on disk when this batch was read
 
 
@@ -38,7 +37,6 @@ class RunLost(Message, bubble=False):
 
     path: str
     why: str
-    crashed: bool = False
 
 
 @dataclass

@@ -29,7 +29,7 @@ from textual.worker import get_current_worker
 from tui_trainer.config import ConfigError, RunConfig, load_preset, to_toml
 from tui_trainer.errors import first_line
 from tui_trainer.events import Reason, RunFinished
-from tui_trainer.runs import LIVE_STATES, RunDir, list_runs, summarize
+from tui_trainer.runs import LIVE_STATES, RunDir, list_runs, resume_hint, summarize
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.helper import Helper
 from tui_trainer.ui.messages import LrFound, OracleReply, RunEvents, RunLost, RunSnapshot
@@ -150,11 +150,6 @@ class TrainScreen(Guarded, Screen):
             self._resumed = True
             event.refresh_styles = False
 
-    def on_resize(self, event: events.Resize) -> None:
-        self.view.show_progress()
-        for chart in self.query("SeriesChart"):
-            chart.dirty = True
-
     # -- state --------------------------------------------------------------------
 
     @property
@@ -194,7 +189,8 @@ class TrainScreen(Guarded, Screen):
         if action == "lr_find":
             return not live
         if action == "resume_run":
-            return not live and self.handle is not None and self.handle.run.last_good_checkpoint() is not None
+            # from the fold, not the disk: this runs at every key press (u itself looks the checkpoint up)
+            return not live and self.handle is not None and self.view.history.last_checkpoint is not None
         if action == "start":
             return not live
         if action == "mark_run":
@@ -619,20 +615,20 @@ class TrainScreen(Guarded, Screen):
 
     def _refresh_runs_tab(self) -> None:
         if self.query_one("#tabs", TabbedContent).active == "tab-runs":
-            self._list_runs()
+            self._list_runs(frozenset(self.marked))  # a snapshot: the worker reads no state the UI changes
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "tab-runs":
-            self._list_runs()
+            self._list_runs(frozenset(self.marked))
             if self.query("#runs-table"):
                 self.query_one("#runs-table").focus()  # up, down, m and Enter act on the list at once
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False, description="list runs")
-    def _list_runs(self) -> None:
+    def _list_runs(self, marked: frozenset[str]) -> None:
         rows = [summarize(r) for r in list_runs(self.runs_dir)]
         rows.sort(key=lambda r: (not r.live, -(r.started or 0)))
-        self.app.call_from_thread(self.view.fill_runs, rows, set(self.marked))
+        self.app.call_from_thread(self.view.fill_runs, rows, marked)
 
     def action_mark_run(self) -> None:
         """Mark (or unmark) the highlighted run for comparison; two or more are overlaid below the list."""
@@ -641,7 +637,7 @@ class TrainScreen(Guarded, Screen):
             return
         path = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         self.marked.symmetric_difference_update({path})
-        self._list_runs()
+        self._list_runs(frozenset(self.marked))
         self._compare(sorted(self.marked))
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False, description="compare runs")
@@ -694,7 +690,7 @@ class TrainScreen(Guarded, Screen):
             return f"run {run.name} is {state} (detached): follow it again with: tui-trainer attach {run.path}"
         status = run.read_status()
         good = run.last_good_checkpoint()
-        tail = f"; resume with: tui-trainer resume {good}" if good and state in ("stopped", "crashed", "failed") else ""
+        tail = f"; {resume_hint(good)}" if good and state in ("stopped", "crashed", "failed") else ""
         reason = f" ({status['reason']})" if status.get("reason") not in (None, state) else ""
         return f"run {run.name} {state}{reason}: {run.path}{tail}"
 

@@ -110,6 +110,8 @@ class RunView(Guarded, Vertical):
 
     def on_resize(self) -> None:
         self.arrange_charts()
+        self.call_after_refresh(self.show_progress)  # fitted to this view's new width (the terminal's, or e);
+        # the charts mark themselves for a redraw on their own resize
 
     def arrange_charts(self) -> None:
         """Loss and accuracy side by side when the view is wide for its height (80x24 with the panels hidden:

@@ -22,7 +22,12 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 def build_config(preset: str, overrides: list[str] | None = None, epochs: int | None = None,
                  device: str | None = None, seed: int | None = None) -> RunConfig:
     """Preset + overrides + the CLI's shortcuts, all validated by the same rules."""
-    cfg = load_preset(preset)
+    return with_shortcuts(load_preset(preset), overrides, epochs, device, seed)
+
+
+def with_shortcuts(cfg: RunConfig, overrides: list[str] | None, epochs: int | None = None, device: str | None = None,
+                   seed: int | None = None) -> RunConfig:
+    """``cfg`` with the overrides, then the shortcut options (--epochs, --device, --seed) as overrides."""
     extra = list(overrides or [])
     if epochs is not None:
         extra.append(f"train.epochs={epochs}")
@@ -66,9 +71,4 @@ def resume_config(checkpoint: Path, overrides: list[str] | None = None, device: 
         from tui_trainer.engine import config_from_checkpoint
 
         cfg = config_from_checkpoint(load_checkpoint(checkpoint))
-    extra = list(overrides or [])
-    if epochs is not None:
-        extra.append(f"train.epochs={epochs}")
-    if device is not None:
-        extra.append(f'train.device="{device}"')
-    return apply_overrides(cfg, extra) if extra else cfg
+    return with_shortcuts(cfg, overrides, epochs, device)

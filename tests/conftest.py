@@ -60,3 +60,16 @@ def tiny(*overrides: str, preset: str = "spirals-mlp") -> RunConfig:
 def runs(tmp_path):
     """A runs directory for the test."""
     return tmp_path / "runs"
+
+
+def screen_text(app) -> str:
+    """What the app's screen shows now, as plain text rows (the compositor's full frame, as a terminal gets it)."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system="truecolor",
+                      record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()

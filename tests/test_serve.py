@@ -196,6 +196,12 @@ async def test_the_app_in_a_browser_shows_its_panels_and_trains(tmp_path):
 
                 first = await _until("the app's panels in the page", panels, deadline, tab.state)
                 assert "tui-trainer" in first
+
+                async def footer():  # before any key press: a page starts without the focus
+                    rows = (await tab.screen()).rstrip("\n").splitlines()
+                    return rows and "? Help" in rows[-1] and "r Start" in rows[-1]
+
+                await _until("the key hints in the footer", footer, deadline, tab.state)
                 await tab.press("r")
 
                 async def first_epoch():

@@ -1,5 +1,6 @@
 """The console script: a bare ``tui-trainer`` opens the app without importing typer (~0.1 s of
-first frame on 2 cores); anything else goes to the typer commands in ``cli/app.py``."""
+first frame on 2 cores); ``tui-trainer --preset P ...`` (the app's own options, no command) is
+``tui-trainer ui --preset P ...``; anything else goes to the typer commands in ``cli/app.py``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ import os
 import sys
 
 from tui_trainer.errors import USER_ERRORS
+
+HELP_OPTIONS = ("--help", "-h")
+
+
+def app_options_as_ui(args: list[str]) -> list[str]:
+    """The bare command takes the app's options: ``--preset P --set k=v`` with no command is the ``ui`` command."""
+    if args and args[0].startswith("-") and args[0] not in HELP_OPTIONS:
+        return ["ui", *args]
+    return args
 
 
 def entry() -> None:
@@ -29,7 +39,7 @@ def entry() -> None:
         else:
             from tui_trainer.cli.app import main
 
-            main()
+            main(app_options_as_ui(sys.argv[1:]))
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):

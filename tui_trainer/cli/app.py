@@ -38,7 +38,8 @@ app = typer.Typer(
     invoke_without_command=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    help="Train neural networks from a terminal. With no command, opens the app on the default preset.",
+    help="Train neural networks from a terminal. With no command, opens the app on the default preset; with the "
+    "app's own options and no command (tui-trainer --preset P), opens it as `tui-trainer ui` does.",
 )
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a preset key: section.key=value")]

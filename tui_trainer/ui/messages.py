@@ -52,3 +52,13 @@ class LrFound(Message, bubble=False):
 
     result: dict[str, Any] | None
     error: str | None = None
+
+
+@dataclass
+class LrProgress(Message, bubble=False):
+    """How far the LR finder's child process has got (only the latest matters)."""
+
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LrProgress)

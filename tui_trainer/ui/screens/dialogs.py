@@ -97,7 +97,7 @@ class QuitDialog(Guarded, ModalScreen[str | None]):
 
 def key_name(keys: str) -> str:
     """How a binding's keys read on the help screen."""
-    names = {"question_mark": "?", "ctrl+q": "ctrl+q", "ctrl+c": "ctrl+c", "escape": "Esc", "f1": "F1"}
+    names = {"question_mark": "?", "ctrl+q": "ctrl+q", "ctrl+c": "ctrl+c", "escape": "Esc", "f1": "F1", "slash": "/"}
     return ", ".join(names.get(k, k) for k in keys.split(","))
 
 
@@ -111,17 +111,23 @@ class HelpScreen(Guarded, ModalScreen[None]):
     """
     EXTRA = {"start": "start a run from the panels (a run process of its own)",
              "stop": "stop the run shown (it saves last.pt)", "save": "save a checkpoint now; the run goes on",
-             "pause": "pause or resume the run between steps",
+             "pause": "pause the run between steps (the footer then says p Resume)",
+             "unpause": "resume the paused run",
              "step": "one training step: of the paused run, or of a new run that then holds",
              "change_lr": "change the learning rate (of the run, or in the panels)",
-             "lr_find": "sweep the learning rate on a copy of the model",
+             "lr_find": "sweep the learning rate on a copy of the model (before a run; progress in the LR find tab)",
              "apply_lr": "put the LR finder's suggestion in the panels",
              "resume_run": "continue the run shown from its last good checkpoint",
              "toggle_setup": "hide or show the setup panels", "detach": "quit; the run goes on",
              "mark_run": "Runs tab: mark the highlighted run; two or more marked are overlaid and tabulated",
-             "write_svg": "save the screen as an SVG (in the run's folder)",
+             "write_svg": "save the screen as an SVG (in the run's folder; with no run shown, in the runs folder)",
+             "pick_preset": "open the preset list: type to jump to a name, Enter loads it",
+             "every_field": "show every panel's expert fields too (again: fold them)",
+             "next_chart": "the next chart, when the terminal has room for one only",
              "quit": "quit (asks whether to detach or stop a training run)", "help": "this screen",
              "leave_field": "leave a text field"}
+
+    SAME_AS = {"lr_find_refused"}  # another action of a key listed already (it only says why it waits)
 
     def __init__(self, bindings: list[Binding]) -> None:
         super().__init__()
@@ -133,6 +139,8 @@ class HelpScreen(Guarded, ModalScreen[None]):
         keys.add_column(ratio=1)
         for b in self.bindings:
             action = b.action.split("(")[0]
+            if action in self.SAME_AS:
+                continue
             keys.add_row(key_name(b.key), self.EXTRA.get(action) or b.description)
         with VerticalScroll() as box:
             box.border_title = "keys (Esc closes)"

@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Static, TabbedContent, Tabs
+from textual.widgets import Button, DataTable, Header, Input, Select, Static, TabbedContent, Tabs
 from textual.worker import get_current_worker
 
 from tui_trainer.config import ConfigError, RunConfig, load_preset, to_toml
@@ -32,10 +32,23 @@ from tui_trainer.events import Reason, RunFinished
 from tui_trainer.runs import LIVE_STATES, RunDir, list_runs, resume_hint, summarize
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.helper import Helper
-from tui_trainer.ui.messages import LrFound, OracleReply, RunEvents, RunLost, RunSnapshot
+from tui_trainer.ui.messages import LrFound, LrProgress, OracleReply, RunEvents, RunLost, RunSnapshot
 from tui_trainer.ui.screens.dialogs import HelpScreen, LearningRateDialog, QuitDialog
+from tui_trainer.ui.widgets.footer import KeyFooter
 from tui_trainer.ui.widgets.runview import TABS, RunView
 from tui_trainer.ui.widgets.setup import SetupColumn
+
+
+def lr_progress_text(line: str) -> str | None:
+    """The words for the LR tab from one progress line of ``lr-find --progress`` (None: not a progress line)."""
+    try:
+        p = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(p, dict) or p.get("event") != "lr-find-progress":
+        return None
+    return (f"LR finder: sweep {p['sweep']}, {p['done']:,} of {p['planned']:,} steps, lr {p['lr']:.3g}, "
+            f"smoothed loss {p['loss']:.4g}")
 
 
 @dataclass
@@ -57,24 +70,30 @@ class CommandDone(Message, bubble=False):
 class TrainScreen(Guarded, Screen):
     """Pick settings, start or attach to a run, watch it, steer it."""
 
-    AUTO_FOCUS = "#start"  # keys work at once; never start in a text field
+    AUTO_FOCUS = "#preset-select"  # Enter opens the preset list (it never starts a run); letters are commands
 
+    # In the footer's order, most used first: a narrow footer keeps the front of this list (? Help included).
     BINDINGS = [
         Binding("r", "start", "Start"),
         Binding("s", "stop", "Stop"),
         Binding("c", "save", "Save"),
         Binding("p", "pause", "Pause"),
+        Binding("p", "unpause", "Resume"),  # the footer says what p does now, as the button does
         Binding("n", "step", "Step"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("slash", "pick_preset", "Preset"),
         Binding("l", "change_lr", "Set LR"),
         Binding("f", "lr_find", "LR find"),
+        Binding("f", "lr_find_refused", "LR find", show=False),
         Binding("a", "apply_lr", "Apply LR"),
         Binding("u", "resume_run", "Resume run"),
-        Binding("e", "toggle_setup", "Setup", show=False),
         Binding("m", "mark_run", "Compare"),
+        Binding("v", "next_chart", "Next chart"),
         Binding("w", "write_svg", "SVG"),
         Binding("d", "detach", "Detach"),
         Binding("q", "quit", "Quit"),
-        Binding("question_mark,f1", "help", "Help"),
+        Binding("x", "every_field", "All fields", show=False),
+        Binding("e", "toggle_setup", "Setup", show=False),
         Binding("ctrl+q,ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("escape", "leave_field", "Leave field", show=False),
         *[Binding(str(i + 1), f"tab('{tab_id}')", title, show=False) for i, (tab_id, title) in enumerate(TABS)],
@@ -108,7 +127,7 @@ class TrainScreen(Guarded, Screen):
         with Horizontal(id="body"):
             yield SetupColumn(self.cfg, id="setup")
             yield RunView(id="run")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def setup(self) -> SetupColumn:
@@ -180,14 +199,26 @@ class TrainScreen(Guarded, Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show in the footer only what can be done now."""
         live = self.live
-        if action in ("stop", "save", "pause", "detach"):
+        if action in ("stop", "save", "detach"):
             return live
+        if action == "pause":
+            return live and not self.view.history.paused
+        if action == "unpause":
+            return live and self.view.history.paused
+        if action == "next_chart":
+            return self.view.one_chart_at_a_time
+        if action == "every_field":
+            return bool(self.setup.display) and not self.setup.disabled
+        if action == "pick_preset":
+            return bool(self.setup.display) and not self.setup.disabled
         if action == "step":
             return not live or self.view.history.paused
         if action == "apply_lr":
             return self.lr_suggestion is not None and not live
         if action == "lr_find":
             return not live
+        if action == "lr_find_refused":  # f during a run says why it waits, instead of nothing
+            return live
         if action == "resume_run":
             # from the fold, not the disk: this runs at every key press (u itself looks the checkpoint up)
             return not live and self.handle is not None and self.view.history.last_checkpoint is not None
@@ -362,7 +393,7 @@ class TrainScreen(Guarded, Screen):
         else:
             self.notify(end.message, title=f"run failed: {end.reason}", severity="error", timeout=10)
         self._update_buttons()
-        self.call_after_refresh(self._focus_start)  # focus is never lost when a run ends
+        self.call_after_refresh(self._refocus)  # focus is never lost when a run ends
         if isinstance(self.app.screen, QuitDialog):  # the quit question was about a run that has now ended
             self.app.screen.run_ended(reason.state)
 
@@ -383,10 +414,18 @@ class TrainScreen(Guarded, Screen):
         self.view.say(message.why)
         self._update_buttons()
 
-    def _focus_start(self) -> None:
-        start = self.query_one("#start", Button)
+    def _refocus(self) -> None:
         if self.app.focused is None or self.app.focused.disabled:
-            start.focus() if not start.disabled else self.query_one("#tabs", TabbedContent).focus()
+            self._focus_home()
+
+    def _focus_home(self) -> None:
+        """Where the focus rests when no field has it: the preset list (Enter opens it, letters are commands), or
+        the tabs while the panels are locked or hidden."""
+        select = self.query_one("#preset-select", Select)
+        if select.focusable and self.setup.display:
+            select.focus()
+        else:
+            self.query_one("#tabs", TabbedContent).focus()
 
     # -- commands to the run ---------------------------------------------------------------
 
@@ -413,9 +452,10 @@ class TrainScreen(Guarded, Screen):
         reply = message.reply
         text = reply.get("message") or reply.get("error") or ""
         if reply.get("ok"):
-            self.view.log_line(f"{message.cmd}: {text}")
-            if message.cmd == "save" and reply.get("path"):
+            if message.cmd == "save" and reply.get("path"):  # the run's own CheckpointSaved line is in the Log
                 self.notify(f"checkpoint saved: {Path(reply['path']).name}")
+            else:
+                self.view.log_line(f"{message.cmd}: {text}")
         else:
             self._error(f"{message.cmd}: {text}")
 
@@ -429,8 +469,14 @@ class TrainScreen(Guarded, Screen):
         self._send("save")
 
     @on(Button.Pressed, "#pause")
-    def action_pause(self) -> None:
+    def _pause_pressed(self) -> None:
         self._send("resume" if self.view.history.paused else "pause")
+
+    def action_pause(self) -> None:
+        self._send("pause")
+
+    def action_unpause(self) -> None:
+        self._send("resume")
 
     def action_step(self) -> None:
         """One training step: of the paused run; with no run, start one that takes a step and holds."""
@@ -480,8 +526,16 @@ class TrainScreen(Guarded, Screen):
 
     # -- LR finder (a child process) ----------------------------------------------------------
 
+    def action_lr_find_refused(self) -> None:
+        self.notify("the LR finder sweeps before a run (beside one it would share its cores): after this run ends, "
+                    "or stop it with s", severity="warning")
+
     def action_lr_find(self) -> None:
         """Sweep the learning rate on a fresh copy of the panels' model, in a child process."""
+        if self.lr_process is not None and self.lr_process.poll() is None:
+            self.notify("the LR finder is sweeping: its progress is in the LR find tab")
+            self.action_tab("tab-lr")
+            return
         try:
             cfg = self.setup.config()
         except ConfigError as exc:
@@ -490,30 +544,45 @@ class TrainScreen(Guarded, Screen):
         self.view.log_line("LR finder: sweeping 1e-07 .. 10 on a fresh copy of the model, longer while the loss has not "
                            "fallen (a child process)…")
         self.action_tab("tab-lr")
+        self.view.show_lr_progress("LR finder: starting (loading torch and the data)…")
         self._lr_find(cfg)
 
     @work(thread=True, exclusive=True, group="lr-find", exit_on_error=False, description="LR finder")
     def _lr_find(self, cfg: RunConfig) -> None:
         with tempfile.TemporaryDirectory(prefix="tui-trainer-lr-") as tmp:
-            preset = Path(tmp) / "panels.toml"
+            preset, result_path = Path(tmp) / "panels.toml", Path(tmp) / "result.json"
             preset.write_text(to_toml(cfg), encoding="utf-8")
-            self.lr_process = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", "lr-find", str(preset), "--json"],
-                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            out, err = self.lr_process.communicate()
-            code = self.lr_process.returncode
+            with open(result_path, "w+", encoding="utf-8") as result_file:  # a file: the sweep can be large
+                self.lr_process = subprocess.Popen(
+                    [sys.executable, "-m", "tui_trainer.cli", "lr-find", str(preset), "--json", "--progress"],
+                    stdout=result_file, stderr=subprocess.PIPE, text=True)
+                errors = []
+                for line in self.lr_process.stderr:  # progress lines as they come, until the child ends
+                    progress = lr_progress_text(line)
+                    if progress is not None:
+                        self.post_message(LrProgress(progress))
+                    elif line.strip():
+                        errors.append(line.strip())
+                code = self.lr_process.wait()
+                result_file.seek(0)
+                out = result_file.read()
         if get_current_worker().is_cancelled:
             return
         if code != 0:
-            self.post_message(LrFound(None, (err.strip().splitlines() or [f"exit code {code}"])[-1]))
+            self.post_message(LrFound(None, (errors or [f"exit code {code}"])[-1]))
             return
         try:
             self.post_message(LrFound(json.loads(out.strip().splitlines()[-1])))
         except (ValueError, IndexError):
             self.post_message(LrFound(None, "the LR finder gave no result"))
 
+    def on_lr_progress(self, message: LrProgress) -> None:
+        self.view.show_lr_progress(message.text)
+
     def on_lr_found(self, message: LrFound) -> None:
         if message.error or message.result is None:
             self._error(f"LR finder failed: {message.error}")
+            self.view.show_lr_progress(f"LR finder failed: {message.error}; press f to try again")
             return
         r = message.result
         chart = self.query_one("#lr-chart")
@@ -593,11 +662,26 @@ class TrainScreen(Guarded, Screen):
 
     def action_toggle_setup(self) -> None:
         self.setup.display = not self.setup.display
+        self.refresh_bindings()
+
+    def action_every_field(self) -> None:
+        """Show the folded expert fields of every panel too, or fold them again."""
+        self.setup.toggle_every_field()
+
+    def action_pick_preset(self) -> None:
+        """Open the preset list (type a name to jump to it, Enter picks it)."""
+        select = self.query_one("#preset-select", Select)
+        select.focus()
+        select.expanded = True
+
+    def action_next_chart(self) -> None:
+        """With room for one chart only, show the next one."""
+        self.view.next_chart()
 
     def action_leave_field(self) -> None:
         """Escape leaves a text field, so the next key is a command again."""
         if isinstance(self.focused, Input):
-            self.query_one("#start").focus()
+            self._focus_home()
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -656,10 +740,16 @@ class TrainScreen(Guarded, Screen):
         self.app.call_from_thread(self.view.show_comparison, runs)
 
     def action_write_svg(self) -> None:
-        """Save what the screen shows as an SVG: into the run's folder, else the current folder."""
+        """Save what the screen shows as an SVG: into the run's folder, else (no run shown: a comparison, the setup)
+        into the runs folder, never wherever the app was started."""
         import time
 
-        folder = self.handle.path if self.handle is not None and self.handle.path.is_dir() else Path.cwd()
+        folder = self.handle.path if self.handle is not None and self.handle.path.is_dir() else self.runs_dir
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._error(f"cannot write into {folder}: {exc.strerror or exc}")
+            return
         tab = self.query_one("#tabs", TabbedContent).active.removeprefix("tab-")
         name = f"view-{tab}-{time.strftime('%Y%m%d-%H%M%S')}.svg"
         try:

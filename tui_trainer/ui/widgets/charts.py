@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.app import RenderResult
+from textual.color import Color
 from textual_plotext import PlotextPlot
 
 from tui_trainer.errors import first_line
@@ -39,6 +40,18 @@ def downsample(xs: Sequence[float], ys: Sequence[float], max_points: int = MAX_P
         out_y.append(sum(ys[lo:hi]) / (hi - lo))
     out_x[-1] = xs[-1]
     return out_x, out_y
+
+
+def fit_legend(prefix: str, marks: list[tuple[str, str]], room: int) -> str:
+    """``prefix`` and as much of the legend (marker glyph and series name) as fits in ``room`` characters: whole
+    entries, then "…" for the ones left out."""
+    text = prefix.rstrip() if not marks else prefix
+    for i, (name, marker) in enumerate(marks):
+        entry = f"{GLYPH.get(marker, marker)} {name}" + (", " if i < len(marks) - 1 else "")
+        if len(text) + len(entry) > room - 1:
+            return text.rstrip(", ") + " …"
+        text += entry
+    return text
 
 
 def drawable(xs: Sequence[float], ys: Sequence[float], xlog: bool, ylog: bool) -> tuple[list[float], list[float]]:
@@ -116,11 +129,12 @@ class SeriesChart(PlotextPlot):
         every_x = [x for xs, _ in points.values() for x in xs]
         every_y = [y for _, ys in points.values() for y in ys]
         self._log_axes = log_axes
+        ink, paper = self._ink()
         if not every_x:
             self.empty_reason = self._why_empty()
             plt.xlim(0, 1)
             plt.ylim(0, 1)
-            plt.text(self.empty_reason, 0.02, 0.5, alignment="left")
+            plt.text(self.empty_reason, 0.02, 0.5, alignment="left", color=ink, background=paper)
             return
         self.empty_reason = None
         if xlog and len(set(every_x)) >= 2:
@@ -130,21 +144,35 @@ class SeriesChart(PlotextPlot):
         marks = {name: MARKERS.get(name, CYCLE[i % len(CYCLE)]) for i, name in enumerate(points)}
         legend = ", ".join(f"{GLYPH.get(m, m)} {name}" for name, m in marks.items())
         room = self.size.width - 10  # plotext centres the title over the canvas (less the y ticks) and drops a longer one
-        in_title = len(self.title) + len(legend) + 2 <= room
-        if in_title:  # a legend inside the plot covers data on a short chart
+        # The legend never goes inside the plot (it covers the curves): in the title if it fits, else on the x label's
+        # row, shortened to what fits there.
+        if len(self.title) + len(legend) + 2 <= room:
             plt.title(f"{self.title}: {legend}")
-        elif len(self.title) > room:
-            plt.title(self.title[: max(room - 1, 1)] + "…")
+        else:
+            if len(self.title) > room:
+                plt.title(self.title[: max(room - 1, 1)] + "…")
+            plt.xlabel(fit_legend(f"{self.xlabel}  ", list(marks.items()), self.size.width - len(self.ylabel) - 4))
         for name, (xs, ys) in points.items():
             dx, dy = downsample(xs, ys)
-            plt.plot(dx, dy, label=None if in_title else name, marker=marks[name])
+            plt.plot(dx, dy, marker=marks[name])
         lo, hi = min(every_x), max(every_x)
         top = max(every_y)
         for x, label in self.markers:
             if math.isfinite(x) and (not self.xlog or x > 0) and lo <= x <= hi:
                 plt.vline(x)
-                if label:
-                    plt.text(label, x, top, alignment="left")
+                if label:  # beside the line, on the side with room: never over the chart's right edge
+                    right_half = (math.log(x / lo) / math.log(hi / lo) if self.xlog and lo > 0 and hi > lo
+                                  else (x - lo) / (hi - lo) if hi > lo else 0.0) > 0.5
+                    plt.text(label, x, top, alignment="right" if right_half else "left", color=ink, background=paper)
+
+    def _ink(self) -> tuple[tuple[int, int, int] | str, tuple[int, int, int] | str]:
+        """Text colour and background for words drawn in the plot: the theme's own. plotext's defaults are the next
+        series colour on its default canvas (purple on white: a box over the chart in a browser)."""
+        try:
+            variables = self.app.theme_variables
+            return Color.parse(variables["foreground"]).rgb, Color.parse(variables["surface"]).rgb
+        except Exception:  # noqa: BLE001 - no app or no such variable: plotext's own choice
+            return "default", "default"
 
     def _why_empty(self) -> str:
         """The word an empty frame shows."""

@@ -144,7 +144,7 @@ class ConfigField(Horizontal):
         elif self.spec.metadata.get("choices"):
             options = [(c, c) for c in self._choices()]
             yield CompactSelect(options, value=self.initial, allow_blank=False, classes="field-control",
-                         type_to_search=False)
+                         type_to_search=True)
         else:
             yield CompactInput(format_value(self.initial), classes="field-control", select_on_focus=False)
 

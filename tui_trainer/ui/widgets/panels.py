@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from textual.app import ComposeResult
+from rich.text import Text
+from textual.app import ComposeResult, RenderResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, Static
+from textual.widget import Widget
+from textual.widgets import Static
 
-from tui_trainer.config import IMAGE_DATASETS, REGRESSION_DATASETS, SYNTHETIC_DATASETS, list_presets
+from tui_trainer.config import IMAGE_DATASETS, REGRESSION_DATASETS, SYNTHETIC_DATASETS, RunConfig, list_presets
 from tui_trainer.ui.widgets.fields import CompactButton, CompactInput, CompactSelect, ConfigField
 
 PANELS: dict[str, list[tuple[str, str]]] = {
@@ -33,6 +35,18 @@ PANELS: dict[str, list[tuple[str, str]]] = {
                        ("regularization", "patience"), ("regularization", "min_delta"), ("regularization", "monitor"),
                        ("regularization", "restore_best")],
 }
+
+# Knobs most runs leave alone: folded away unless the settings give them a value other than the default, or the
+# person asks for every field (x). What stays is what the lecture's topics and a first run need, so that at 120x36
+# all five panels show without scrolling (the lecture presets, which set many of these, show them).
+EXPERT = {("data", "split"), ("data", "scaling"), ("data", "mean"), ("data", "std"), ("data", "n_classes"),
+          ("data", "val_points"), ("data", "points"), ("data", "image_size"), ("data", "subset"), ("data", "shuffle"),
+          ("data", "seed"), ("model", "pool"), ("model", "head"), ("model", "init"), ("model", "init_weights"),
+          ("model", "seed"), ("optimizer", "beta1"), ("optimizer", "beta2"), ("train", "seed"), ("train", "nproc"),
+          ("train", "compile"), ("regularization", "decay_biases"), ("regularization", "label_smoothing"),
+          ("regularization", "grad_clip"), ("regularization", "stop_rule"), ("regularization", "min_delta"),
+          ("regularization", "monitor"), ("regularization", "restore_best")}
+DEFAULTS: dict[str, dict[str, Any]] = RunConfig().to_dict()
 
 LABELS = {("train", "epochs"): "epochs", ("train", "device"): "device", ("train", "compile"): "compile step",
           ("train", "nproc"): "processes",
@@ -84,6 +98,14 @@ def applies(section: str, key: str, values: dict[str, dict[str, Any]]) -> bool:
     return rules.get((section, key), True)
 
 
+def shown(section: str, key: str, values: dict[str, dict[str, Any]], every_field: bool = False) -> bool:
+    """Whether a field is on screen: it applies to these choices, and it is an everyday one, or the settings give
+    it a value of their own, or the person asked for every field."""
+    if not applies(section, key, values):
+        return False
+    return every_field or (section, key) not in EXPERT or values[section][key] != DEFAULTS[section][key]
+
+
 def batch_hint(values: dict[str, dict[str, Any]]) -> str:
     """What data.batch_size means with several processes (each takes that many a step)."""
     bs, n = values["data"]["batch_size"], values["train"]["nproc"]
@@ -97,15 +119,15 @@ def batch_hint(values: dict[str, dict[str, Any]]) -> str:
 class ConfigPanel(Vertical):
     """A bordered panel of config fields."""
 
-    def __init__(self, title: str, values: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, title: str, values: dict[str, dict[str, Any]], every_field: bool = False) -> None:
         super().__init__(classes="panel", id=f"panel-{title.lower()}")
         self.border_title = title
-        self.title, self.values = title, values
+        self.title, self.values, self.every_field = title, values, every_field
 
     def compose(self) -> ComposeResult:
         for section, key in PANELS[self.title]:
             f = ConfigField(section, key, self.values[section][key], LABELS.get((section, key)))
-            f.display = applies(section, key, self.values)  # fields that mean nothing for these choices are hidden
+            f.display = shown(section, key, self.values, self.every_field)
             yield f
         if self.title == "Architecture":
             yield Static("params: …", id="param-count", classes="hint")
@@ -114,6 +136,57 @@ class ConfigPanel(Vertical):
             hint.display = self.values["train"]["nproc"] > 1
             yield hint
         yield Static("", classes="panel-error")
+
+    def on_mount(self) -> None:
+        self.show_fields(self.values, self.every_field)
+
+    def show_fields(self, values: dict[str, dict[str, Any]], every_field: bool) -> None:
+        """Show the fields that apply (folding the expert ones unless asked for); the border says how many are
+        folded and how to see them."""
+        self.values, self.every_field = values, every_field
+        foldable = 0
+        for f in self.query(ConfigField):
+            f.display = shown(f.section, f.key, values, every_field) or f.has_class("-invalid")  # never hide an error
+            foldable += applies(f.section, f.key, values) and not shown(f.section, f.key, values)
+        self.border_subtitle = "" if not foldable else "x: fewer" if every_field else f"x: {foldable} more"
+
+
+class Description(Widget):
+    """A preset's description: wrapped to the panel, at most ``MAX_LINES`` rows (a long one ends in "…"; the whole
+    text is its tooltip and the Log tab's first line), so the panels below stay on screen."""
+
+    MAX_LINES = 4
+    DEFAULT_CSS = "Description { height: auto; width: 100%; color: $text-muted; }"
+
+    def __init__(self, text: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.text = text
+        self.tooltip = text or None
+
+    def update(self, text: str) -> None:
+        """Show another description."""
+        self.text = text
+        self.tooltip = text or None
+        self.refresh(layout=True)
+
+    def lines(self, width: int) -> list[Text]:
+        """The rows drawn at ``width``: the wrapped text, the last kept row ending in "…" when more was cut."""
+        width = max(width, 1)
+        wrapped = list(Text(self.text).wrap(self.app.console, width)) if self.text else []
+        if len(wrapped) <= self.MAX_LINES:
+            return wrapped
+        kept = wrapped[: self.MAX_LINES]
+        last = kept[-1]
+        last.rstrip()
+        last.truncate(width - 1)
+        last.append("…")
+        return kept
+
+    def get_content_height(self, container, viewport, width: int) -> int:  # noqa: ANN001 - Textual's signature
+        return len(self.lines(width))
+
+    def render(self) -> RenderResult:
+        return Text("\n").join(self.lines(self.size.width))
 
 
 class PresetPanel(Vertical):
@@ -132,11 +205,11 @@ class PresetPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield CompactSelect(self._options(self.current), value=self.current, allow_blank=False, id="preset-select",
-                            type_to_search=False)
+                            type_to_search=True)
         with Horizontal(classes="field"):
             yield CompactInput(placeholder="name for 'save as'", id="preset-name")
             yield CompactButton("Save as preset", id="preset-save")
-        yield Label(self.description, id="preset-description", classes="hint")
+        yield Description(self.description, id="preset-description")
 
     def show(self, name: str, description: str) -> None:
         """Show ``name`` as chosen and its description (wrapped, never cut); posts no change of its own."""
@@ -147,7 +220,7 @@ class PresetPanel(Vertical):
                 select.set_options(self._options(name))
             if select.value != name:
                 select.value = name
-        self.query_one("#preset-description", Label).update(description)
+        self.query_one("#preset-description", Description).update(description)
 
     def refresh_list(self, name: str, description: str) -> None:
         """Re-read the preset list (a preset was saved) and show ``name``."""
@@ -156,4 +229,4 @@ class PresetPanel(Vertical):
             select.set_options(self._options(name))
             select.value = name
         self.current, self.description = name, description
-        self.query_one("#preset-description", Label).update(description)
+        self.query_one("#preset-description", Description).update(description)

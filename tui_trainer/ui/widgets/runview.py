@@ -25,6 +25,8 @@ TABS = (("tab-charts", "Charts"), ("tab-log", "Log"), ("tab-gradients", "Grads")
 LEVEL_STYLE = {"warning": "bold", "error": "bold reverse"}  # reads without colour too
 LOG_LINES = 2000  # the Log tab keeps the last this many lines (log_lines keeps all)
 BACKLOG_LINES = 500  # lines of an attached run's history written to the Log tab (events.jsonl has them all)
+CHART_MIN_ROWS = 9  # below this a chart has two or three plot rows: show one chart at a time instead
+ABOVE_TABS = 5  # rows of this view above a tab's content: buttons, progress, alarm, the tab row and its underline
 
 
 def params_table(params: tuple) -> str:
@@ -49,6 +51,9 @@ class RunView(Guarded, Vertical):
         self._log_widget: RichLog | None = None
         self._log_backlog = False
         self._progress_text = ""
+        self._pending_log: list[tuple[str, str]] = []  # lines written before the Log tab exists (any mount order)
+        self.one_chart_at_a_time = False  # the Charts tab has room for one readable chart only (v shows the next)
+        self._chart_index = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="buttons"):
@@ -104,24 +109,37 @@ class RunView(Guarded, Vertical):
         for level, text in self._pending_log[-LOG_LINES:]:
             self._show_log_line(level, text)
         self._pending_log.clear()
-
-    def on_mount(self) -> None:
-        self._pending_log: list[tuple[str, str]] = []
+        self.arrange_charts()
 
     def on_resize(self) -> None:
         self.arrange_charts()
+        for boundary in self.query(BoundaryView):
+            self.call_after_refresh(boundary.refit)  # the tab's new height, once laid out
         self.call_after_refresh(self.show_progress)  # fitted to this view's new width (the terminal's, or e);
         # the charts mark themselves for a redraw on their own resize
 
     def arrange_charts(self) -> None:
         """Loss and accuracy side by side when the view is wide for its height (80x24 with the panels hidden:
-        two 40x16 charts read better than two 80x7 ones), else one above the other."""
+        two 40x16 charts read better than two 80x7 ones), else one above the other; and when neither leaves each
+        chart ``CHART_MIN_ROWS`` rows (60x20), one chart at a time (v shows the next)."""
         width, height = self.size
         side_by_side = width >= 150 or (width >= 76 and height < 26)
         pane = self.query_one("#tab-charts")
         layout = "horizontal" if side_by_side else "vertical"
         if pane.styles.layout is None or pane.styles.layout.name != layout:
             pane.styles.layout = layout
+        charts = list(pane.query("SeriesChart"))
+        one = bool(charts) and not side_by_side and height - ABOVE_TABS < CHART_MIN_ROWS * len(charts)
+        for i, chart in enumerate(charts):
+            chart.display = not one or i == self._chart_index % len(charts)
+        if one != self.one_chart_at_a_time:
+            self.one_chart_at_a_time = one
+            self.screen.refresh_bindings()  # v appears in the footer only while it does something
+
+    def next_chart(self) -> None:
+        """Show the next chart of the Charts tab (when only one fits)."""
+        self._chart_index += 1
+        self.arrange_charts()
 
     # -- folding ----------------------------------------------------------------------
 
@@ -241,6 +259,11 @@ class RunView(Guarded, Vertical):
         alarm.update(Text(f"⚠ {more}{text}", no_wrap=True, overflow="ellipsis", style="bold"))
         self.app.notify(text, title="training hint", severity="warning", timeout=8)
 
+    def show_lr_progress(self, text: str) -> None:
+        """Where the LR finder has got, in its tab's empty chart (the sweep replaces it when done)."""
+        if self.query("#lr-chart"):
+            self.query_one("#lr-chart").clear_series(text)
+
     # -- log ------------------------------------------------------------------------
 
     def log_line(self, text: str, level: str = "info") -> None:
@@ -252,6 +275,8 @@ class RunView(Guarded, Vertical):
         self._show_log_line(level, text)
 
     def _show_log_line(self, level: str, text: str) -> None:
+        if self.path and f"{self.path}/" in text:  # files of the run shown: relative to its folder (named at its start),
+            text = text.replace(f"{self.path}/", "")  # so a line wraps between words, not inside a long path
         if self._log_widget is None:
             found = self.query("#log")
             if not found:

@@ -18,7 +18,7 @@ from textual.widgets import Button, Input, Select, Static
 from tui_trainer.config import ConfigError, RunConfig, from_dict, load_preset, save_user_preset
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.widgets.fields import ConfigField
-from tui_trainer.ui.widgets.panels import PANELS, ConfigPanel, PresetPanel, applies, batch_hint
+from tui_trainer.ui.widgets.panels import PANELS, ConfigPanel, PresetPanel, batch_hint
 
 
 class SetupColumn(Guarded, VerticalScroll):
@@ -49,6 +49,7 @@ class SetupColumn(Guarded, VerticalScroll):
         self.values: dict[str, dict[str, Any]] = cfg.to_dict()
         self.invalid: dict[str, str] = {}
         self.devices: list[str] | None = None  # what the helper found here (None until it answered)
+        self.every_field = False  # x: the expert fields too, even at their defaults
 
     def compose(self):
         yield PresetPanel(self.cfg.name, self.cfg.description)
@@ -57,7 +58,7 @@ class SetupColumn(Guarded, VerticalScroll):
         """Mount the config panels (after the first frame: ~180 widgets)."""
         if self.query(ConfigPanel):
             return
-        await self.mount_all([ConfigPanel(title, self.values) for title in PANELS])
+        await self.mount_all([ConfigPanel(title, self.values, self.every_field) for title in PANELS])
         self._show_errors()
 
     # -- reading ------------------------------------------------------------------
@@ -82,6 +83,7 @@ class SetupColumn(Guarded, VerticalScroll):
         for f in self.query(ConfigField):
             f.set_value(self.values[f.section][f.key])
         self.query_one(PresetPanel).show(cfg.name, cfg.description)
+        self._show_fields()
         self._check_device()
         self._show_errors()
         self.post_message(self.Changed(self, True))
@@ -120,13 +122,21 @@ class SetupColumn(Guarded, VerticalScroll):
         if f.dotted == "train.device" and not event.result.error:
             self._check_device()
         self._show_errors()
-        for other in self.query(ConfigField):
-            other.display = applies(other.section, other.key, self.values)
+        self._show_fields()
         if f.dotted in ("data.batch_size", "train.nproc") and self.query("#batch-hint"):
             hint = self.query_one("#batch-hint", Static)
             hint.update(batch_hint(self.values))
             hint.display = self.values["train"]["nproc"] > 1 and not {"data.batch_size", "train.nproc"} & set(self.invalid)
         self.post_message(self.Changed(self, f.section in ("model", "data") and not event.result.error))
+
+    def toggle_every_field(self) -> None:
+        """Show the folded expert fields too, or fold them again."""
+        self.every_field = not self.every_field
+        self._show_fields()
+
+    def _show_fields(self) -> None:
+        for panel in self.query(ConfigPanel):
+            panel.show_fields(self.values, self.every_field)
 
     def _show_errors(self) -> None:
         for panel in self.query(ConfigPanel):

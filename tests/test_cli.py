@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from tui_trainer.cli import main
 from tui_trainer.config import list_presets, load_preset
+from tui_trainer.formats import format_number
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -124,7 +126,8 @@ def test_resume_continues_in_the_same_run_directory_and_evaluate_reports(capsys,
     assert list(runs.iterdir()) == [run_dir]
     code, out, _ = run_main(capsys, "evaluate", str(last))
     assert code == 0
-    assert f"epoch 4 step {rows[-1]['step']} val_loss {rows[-1]['val_loss']:.4f} val_acc {rows[-1]['val_acc']:.4f}" in out
+    assert (f"epoch 4 step {rows[-1]['step']} val_loss {format_number(rows[-1]['val_loss'])} "
+            f"val_acc {format_number(rows[-1]['val_acc'])}") in out
     assert "confusion matrix" in out
 
 
@@ -178,7 +181,9 @@ def test_signal_stops_within_a_step_saves_and_exits_130(tmp_path, sig):
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "interrupted: stopped at epoch" in out and "resume with: tui-trainer resume" in out
+    assert re.search(r"^interrupted: stopped (in epoch \d+ \(\d+ complete\)|after epoch \d+), step \d+; saved ", out,
+                     re.MULTILINE), out
+    assert "resume with: tui-trainer resume" in out
     assert "Traceback" not in err
     from tui_trainer.checkpoint import load_checkpoint
 
@@ -206,3 +211,97 @@ def test_second_interrupt_exits_at_once(tmp_path):
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=5) == 130
+
+
+# ---------------------------------------------------------------------------
+# tui-trainer runs: one number format, the terminal's width, bad folders
+
+
+def fake_runs(folder: Path) -> list[str]:
+    """Three finished runs as their status.json says (no training): long names, a loss of 4.19e-05."""
+    names = []
+    for i, (preset, best, monitor) in enumerate([("lecture6-fashion-mnist-batchnorm-dropout", 4.19e-05, "val_loss"),
+                                                 ("regression-toy", 0.31, "val_loss"),
+                                                 ("spirals-mlp", 0.9875, "val_acc")]):
+        name = f"20261204-1200{i:02d}-{preset}"
+        run = folder / name
+        run.mkdir(parents=True)
+        (run / "status.json").write_text(json.dumps({
+            "state": "finished", "preset": preset, "epochs": 400, "epoch": 400, "best": best, "monitor": monitor,
+            "started": 1.8e9 + i, "ended": 1.8e9 + i + 65, "elapsed_s": 65.0}))
+        names.append(name)
+    return names
+
+
+def test_runs_in_a_pipe_prints_every_column_with_one_number_format(capsys, tmp_path):
+    names = fake_runs(tmp_path / "runs")
+    code, out, err = run_main(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "preset", "state", "epoch", "best", "started", "elapsed"]
+    bests = {ln.split()[0]: ln.split()[4:6] for ln in lines[1:]}
+    assert bests[names[0]] == ["val_loss", "4.190e-05"]  # never 0.00 or 4.19; the column is scientific for all
+    assert bests[names[1]] == ["val_loss", "3.100e-01"] and bests[names[2]] == ["val_acc", "9.875e-01"]
+    assert len({len(ln) for ln in lines}) == 1  # every row as wide as the header: the columns line up
+
+
+def read_pty(args: list[str], columns: int) -> tuple[int, str]:
+    """Run the CLI with its stdout on a pseudo-terminal COLUMNS wide; (exit code, what it printed)."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, COLUMNS=str(columns))
+    proc = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", *args], stdout=slave, stderr=subprocess.PIPE,
+                            env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(30), b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_runs_on_a_terminal_fits_its_width_by_leaving_out_whole_columns(tmp_path, columns):
+    names = fake_runs(tmp_path / "runs")
+    code, out = read_pty(["runs", "--runs-dir", str(tmp_path / "runs")], columns)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert all(len(ln) <= columns for ln in lines), lines
+    # the full table is 161 wide: preset goes first, then started (120); at 80 elapsed and best too
+    expected = {80: ["run", "state", "epoch"], 120: ["run", "state", "epoch", "best", "elapsed"]}[columns]
+    assert lines[0].split() == expected
+    assert [ln.split()[0] for ln in lines[1:]] == names[::-1]  # names whole (newest first)
+    assert ("4.190e-05" in out) == (columns == 120)
+
+
+@pytest.mark.parametrize("kind", ["file", "unreadable"])
+def test_runs_dir_that_is_a_file_or_unreadable_is_one_line_exit_2(capsys, tmp_path, monkeypatch, kind):
+    target = tmp_path / "runs"
+    if kind == "file":
+        target.write_text("not a folder")
+    else:  # a folder this user may not list (chmod 0 does not stop root, who runs these tests in CI)
+        fake_runs(target)
+        original = Path.iterdir
+
+        def refuse(self):
+            if self == target:
+                raise PermissionError(13, "Permission denied", str(self))
+            return original(self)
+
+        monkeypatch.setattr(Path, "iterdir", refuse)
+    code, out, err = run_main(capsys, "runs", "--runs-dir", str(target))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.strip() == (f"error: --runs-dir {target} is a file; allowed: a folder of runs (default: runs)"
+                           if kind == "file" else
+                           f"error: --runs-dir {target} cannot be read (Permission denied); allowed: a readable folder "
+                           "of runs")
+    code, out, _ = run_main(capsys, "runs", "--runs-dir", str(tmp_path / "missing"))
+    assert code == 0 and out.strip() == f"no runs in {tmp_path / 'missing'}"

@@ -132,7 +132,8 @@ class RunDir:
         return self.checkpoints / "best.pt"
 
     def manual(self, epoch: int, step: int) -> Path:
-        """A checkpoint saved on request."""
+        """A checkpoint saved on request: ``manual-e<epoch>-s<step>.pt``, ``epoch`` the number the progress line
+        showed (``history.shown_epoch``: the epoch under way), ``step`` the steps done."""
         return self.checkpoints / f"manual-e{epoch:03d}-s{step:07d}.pt"
 
     # -- metrics ------------------------------------------------------------------

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +27,8 @@ from tui_trainer.cli.common import (
 from tui_trainer.config import RunConfig, apply_overrides, list_presets, preset_description
 from tui_trainer.errors import USER_ERRORS, CheckpointError
 from tui_trainer.events import Reason
+from tui_trainer.formats import format_number
+from tui_trainer.history import end_line
 from tui_trainer.runs import resume_hint
 
 # typer >= 0.25 vendors its own click: find its UsageError through a public class instead of importing click
@@ -93,12 +94,13 @@ def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -
         fail(result.message)
     if state["signal"] is not None and result.reason is Reason.STOPPED:
         where = result.last_checkpoint or "(no checkpoint written)"
-        print(f"interrupted: stopped at epoch {result.epoch + 1}, step {result.step}; saved {where}")
+        print(f"interrupted: {result.message}; saved {where}")
         if result.last_checkpoint:
             print(resume_hint(result.last_checkpoint))
         return EXIT_INTERRUPTED
     if result.ok:
-        best = f", best {cfg.regularization.monitor} {result.best_metric:.4f}" if result.best_metric is not None else ""
+        best = (f", best {cfg.regularization.monitor} {format_number(result.best_metric)}"
+                if result.best_metric is not None else "")
         print(f"done: {result.message}{best}; run directory {result.run_dir}")
         return EXIT_OK
     print(f"error: {result.message}", file=sys.stderr)
@@ -143,7 +145,7 @@ def run_launched(cfg: RunConfig, runs_dir: Path, nodes: Any, resume: Path | None
               file=sys.stderr)
         return EXIT_FAILED
     if asked["signal"] is not None and reason == Reason.STOPPED.value:
-        print(f"interrupted: stopped at epoch {finished.epoch + 1}, step {finished.step}; saved {finished.last_checkpoint}")
+        print(f"interrupted: {finished.message}; saved {finished.last_checkpoint}")
         print(resume_hint(finished.last_checkpoint))
         return EXIT_INTERRUPTED
     if Reason(finished.reason).as_asked:
@@ -370,30 +372,28 @@ def _good_sibling(path: Path) -> tuple[Path, int] | None:
 
 @app.command()
 def runs(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
-    """The runs in a folder: live ones first, then newest first."""
-    from tui_trainer.history import hms
-    from tui_trainer.runs import list_runs, summarize
+    """The runs in a folder: live ones first, then newest first. On a terminal the columns that do not fit its
+    width are left out whole (preset first, then started); in a pipe every column is printed."""
+    from tui_trainer.cli.tables import render, runs_columns
+    from tui_trainer.runs import RunDir, list_runs, summarize
 
-    rows = [summarize(r) for r in list_runs(runs_dir)]
+    root = runs_dir.expanduser()
+    if root.exists() and not root.is_dir():
+        fail(f"--runs-dir {root} is a file; allowed: a folder of runs (default: runs)")
+    try:
+        rows = [summarize(r) for r in list_runs(root)]
+    except OSError as exc:
+        fail(f"--runs-dir {root} cannot be read ({exc.strerror or exc}); allowed: a readable folder of runs")
     if not rows:
-        print(f"no runs in {runs_dir.expanduser()}")
+        print(f"no runs in {root}")
         return
     rows.sort(key=lambda r: (not r.live, -(r.started or 0)))
-    header = f"{'run':<36} {'preset':<24} {'state':<9} {'epoch':>9} {'best':>16} {'started':<16} {'elapsed':>8}"
-    print(header)
-    crashed = []
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None  # COLUMNS first, then the terminal
+    for line in render(runs_columns(rows), width):
+        print(line)
     for r in rows:
-        best = f"{r.monitor} {r.best:.4g}" if r.best is not None else "-"
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-"
-        elapsed = hms(r.elapsed_s) if r.elapsed_s is not None else "-"
-        print(f"{r.name:<36} {r.preset[:24]:<24} {r.state:<9} {f'{r.epoch}/{r.epochs}':>9} {best:>16} {started:<16} "
-              f"{elapsed:>8}")
         if r.state == "crashed":
-            crashed.append(r)
-    for r in crashed:
-        from tui_trainer.runs import RunDir
-
-        print(f"{r.name} crashed (its process is gone without an end): {RunDir(Path(r.path)).resume_hint()}")
+            print(f"{r.name} crashed (its process is gone without an end): {RunDir(Path(r.path)).resume_hint()}")
 
 
 @app.command()
@@ -411,7 +411,7 @@ def attach(
 
         finished = follow_plain(found, sys.stdout)
         state = found.state()
-        print(f"{found.name}: {state}" + (f" ({finished.reason}: {finished.message})" if finished else ""))
+        print(f"{found.name}: {end_line(finished.reason, finished.message) if finished else state}")
         if state in ("crashed", "failed", "stopped"):
             print(found.resume_hint())
         raise SystemExit(EXIT_OK if state != "crashed" else EXIT_FAILED)
@@ -436,7 +436,8 @@ def stop(
     if said:
         print(said)
     status = handle.run.read_status()
-    print(f"{handle.run.name}: {state}" + (f"; last checkpoint {status['last_checkpoint']}"
+    ended = end_line(status["reason"], status["message"]) if status.get("reason") and status.get("message") else state
+    print(f"{handle.run.name}: {ended}" + (f"; last checkpoint {status['last_checkpoint']}"
                                            if status.get("last_checkpoint") else ""))
     raise SystemExit(EXIT_OK if state not in LIVE_STATES else EXIT_FAILED)
 
@@ -462,8 +463,8 @@ def evaluate(
         fail(f"{checkpoint}: checkpoint does not match the {cfg.model.arch} model of its config: {why}")
     model.load_state_dict(ck["model"])
     val_loss, val_acc = eval_model(model, data, build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head))
-    acc = f" val_acc {val_acc:.4f}" if val_acc is not None else ""
-    print(f"{checkpoint}: epoch {ck['epoch']} step {ck['step']} val_loss {val_loss:.4f}{acc}")
+    acc = f" val_acc {format_number(val_acc)}" if val_acc is not None else ""
+    print(f"{checkpoint}: epoch {ck['epoch']} step {ck['step']} val_loss {format_number(val_loss)}{acc}")
     if data.task == "classification":
         print(format_class_report(class_report(model, data)))
 

@@ -305,3 +305,25 @@ def test_runs_dir_that_is_a_file_or_unreadable_is_one_line_exit_2(capsys, tmp_pa
                            "of runs")
     code, out, _ = run_main(capsys, "runs", "--runs-dir", str(tmp_path / "missing"))
     assert code == 0 and out.strip() == f"no runs in {tmp_path / 'missing'}"
+
+
+def test_evaluate_or_resume_on_a_folder_suggests_a_checkpoint_that_exists(capsys, tmp_path):
+    runs = tmp_path / "runs"
+    old, new = fake_runs(runs)[:2]
+    (runs / new / "checkpoints").mkdir()
+    (runs / new / "checkpoints" / "best.pt").write_bytes(b"x")  # no last.pt: best.pt is the one to name
+    (runs / old / "checkpoints").mkdir()
+    (runs / old / "checkpoints" / "last.pt").write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        runs: f"{runs} is a folder of runs; give a checkpoint file, e.g. the newest run's {runs / new}/checkpoints/best.pt",
+        runs / new: f"{runs / new} is a folder; give a checkpoint file, e.g. {runs / new}/checkpoints/best.pt",
+        runs / old / "checkpoints": f"{runs / old}/checkpoints is a folder; give a checkpoint file, e.g. "
+                                    f"{runs / old}/checkpoints/last.pt",
+        tmp_path / "empty": f"{tmp_path / 'empty'} is a folder; give a checkpoint file (.pt), e.g. "
+                            "runs/<run>/checkpoints/last.pt",
+    }
+    for folder, said in cases.items():
+        for command in ("evaluate", "resume"):
+            code, out, err = run_main(capsys, command, str(folder))
+            assert code == 2 and out == "" and err == f"error: {said}\n", (command, err)

@@ -27,7 +27,7 @@ from tui_trainer.cli.common import (
 from tui_trainer.config import RunConfig, apply_overrides, list_presets, preset_description
 from tui_trainer.errors import USER_ERRORS, CheckpointError
 from tui_trainer.events import Reason
-from tui_trainer.formats import format_number
+from tui_trainer.formats import format_column, format_number
 from tui_trainer.history import end_line
 from tui_trainer.runs import resume_hint
 
@@ -335,7 +335,14 @@ def resume(
 
 
 def _load_ck(path: Path) -> dict:
-    """Load a checkpoint; if it is damaged, name a good one from the same run instead of starting over."""
+    """Load a checkpoint; if it is damaged, name a good one from the same run instead of starting over. A missing
+    file or a folder is said before torch is imported."""
+    from tui_trainer.runs import not_a_checkpoint
+
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(not_a_checkpoint(path))
     from tui_trainer.checkpoint import load_checkpoint
 
     try:
@@ -524,9 +531,10 @@ def lr_find_cmd(
         plt.plotsize(min(100, plt.terminal_width() or 100), 20)
         plt.show()
     else:
-        for lr, loss in zip(result.lrs[:: max(1, len(result.lrs) // 20)], result.smoothed[:: max(1, len(result.lrs) // 20)],
-                            strict=True):
-            print(f"lr {lr:.3g} loss {loss:.4f}")
+        every = max(1, len(result.lrs) // 20)
+        lrs, losses = format_column(result.lrs[::every]), format_column(result.smoothed[::every])
+        for lr, loss in zip(lrs, losses, strict=True):
+            print(f"lr {lr} loss {loss}")
     if result.suggestion is None:
         fail(f"no suggestion: {result.reason}", EXIT_FAILED)
     print(f"suggested lr: {result.suggestion:.3g}   (preset: {cfg.optimizer.lr:g}; use --set optimizer.lr=...)")

@@ -658,8 +658,9 @@ def compare(
 def export(
     run: Annotated[str, typer.Argument(help="run folder or name")],
     format_: Annotated[str, typer.Option("--format", help="csv or tensorboard")] = "csv",
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="file or folder to write (default: <run>.csv here; the run's tensorboard/ folder)")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="file or folder to write (default: <run>.csv here; the run's tensorboard/ folder)")] = None,
+    out_alias: Annotated[Path | None, typer.Option("--out", hidden=True, help="the old name of --output")] = None,
     runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
 ) -> None:
     """Write a run's metrics as CSV (one row per epoch) or as TensorBoard event files, never half a file."""
@@ -667,6 +668,9 @@ def export(
     from tui_trainer.export import export_run
     from tui_trainer.runs import resolve_run
 
+    if output is not None and out_alias is not None and output != out_alias:
+        fail(f"--output {output} and --out {out_alias}: give one (--out is the old name of -o/--output)")
+    out = output if output is not None else out_alias
     data = load_run(resolve_run(runs_dir, run))
     written = export_run(data, format_, out)
     if format_ == "csv":

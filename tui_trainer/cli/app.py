@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tui_trainer.cli.busy import PROGRESS_EVERY_S, Busy, ProgressLines
 from tui_trainer.cli.common import (
     DEFAULT_PRESET,
     DEFAULT_RUNS_DIR,
@@ -76,7 +77,6 @@ def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -
     """Train in this process with console output and signal handling; returns the exit code."""
     from tui_trainer.cli.console import ConsoleSink
     from tui_trainer.controls import Controls
-    from tui_trainer.runner import run_here
     from tui_trainer.runs import create_run_dir, write_config
     from tui_trainer.session import checkpoint_run_dir
 
@@ -86,8 +86,14 @@ def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -
     run = existing or create_run_dir(runs_dir, cfg)  # ConfigError (exit 2) before anything trains
     controls = Controls()
     state = _install_stop_signals(controls)
-    sink = ConsoleSink()
-    result = run_here(run, controls, resume, console=sink)
+    busy = Busy("loading torch, the data and the model…").start()  # cleared before the run's first line
+    from tui_trainer.runner import run_here
+
+    sink = ConsoleSink(before_output=busy.stop)
+    try:
+        result = run_here(run, controls, resume, console=sink)
+    finally:
+        busy.stop()
     if result.reason is Reason.INVALID:
         if existing is None:
             shutil.rmtree(run.path, ignore_errors=True)  # nothing trained: leave nothing behind
@@ -205,14 +211,16 @@ def _wait_quietly(process: Any, timeout: float = 30.0) -> None:
 
 
 def start_detached(cfg: RunConfig, runs_dir: Path, resume: Path | None = None, nodes: Any = None) -> int:
-    """Start the run process, wait until it trains (or fails at setup), print its folder and leave."""
+    """Start the run process, print its folder at once, wait until it trains (or fails at setup) and leave."""
     from tui_trainer import session
 
     handle = session.start(cfg, runs_dir, resume, nodes=nodes)
-    state = handle.wait_started()
     run = handle.run
+    print(f"run folder {run.name}: {run.path}", flush=True)
+    with Busy("waiting for the run to start: its process loads torch and the data…"):
+        state = handle.wait_started()
     if state in ("running", "paused", "finished", "stopped"):
-        print(f"started {run.name}: {run.path}")
+        print(f"started {run.name}")
         print(f"  follow: tui-trainer attach {run.path}")
         print(f"  stop:   tui-trainer stop {run.path}")
         return EXIT_OK
@@ -285,8 +293,10 @@ def _dry_run(cfg: RunConfig) -> int:
     """One step of ``cfg`` in a temporary folder, removed afterwards."""
     from tui_trainer.cli.console import ConsoleSink
     from tui_trainer.controls import Controls
-    from tui_trainer.engine import fit
     from tui_trainer.events import StepLogged
+
+    busy = Busy("loading torch, the data and the model…").start()  # cleared before the run's first line
+    from tui_trainer.engine import fit
 
     cfg = apply_overrides(cfg, ["train.log_every=1", "train.diagnostics=false"])
     controls = Controls()
@@ -298,7 +308,10 @@ def _dry_run(cfg: RunConfig) -> int:
                 controls.request_stop()
 
     with tempfile.TemporaryDirectory(prefix="tui-trainer-dry-run-") as tmp:
-        result = fit(cfg, StopAfterOne(), controls, runs_dir=tmp)
+        try:
+            result = fit(cfg, StopAfterOne(before_output=busy.stop), controls, runs_dir=tmp)
+        finally:
+            busy.stop()
     if result.reason is Reason.INVALID:
         fail(result.message)
     if result.reason not in (Reason.STOPPED, Reason.COMPLETED):  # a one-step preset completes before the stop
@@ -337,12 +350,7 @@ def resume(
 def _load_ck(path: Path) -> dict:
     """Load a checkpoint; if it is damaged, name a good one from the same run instead of starting over. A missing
     file or a folder is said before torch is imported."""
-    from tui_trainer.runs import not_a_checkpoint
-
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise CheckpointError(not_a_checkpoint(path))
+    _check_checkpoint_path(path)
     from tui_trainer.checkpoint import load_checkpoint
 
     try:
@@ -353,6 +361,16 @@ def _load_ck(path: Path) -> dict:
             raise
         raise CheckpointError(f"{exc}; the run has a good checkpoint at epoch {good[1]}: "
                               f"tui-trainer resume {good[0]}") from None
+
+
+def _check_checkpoint_path(path: Path) -> None:
+    """CheckpointError (exit 2) for a missing file or a folder, naming a checkpoint that exists; no torch needed."""
+    from tui_trainer.runs import not_a_checkpoint
+
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(not_a_checkpoint(path))
 
 
 def _good_sibling(path: Path) -> tuple[Path, int] | None:
@@ -455,25 +473,33 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Validation loss and accuracy of a checkpoint (and per-class results for classification)."""
-    from tui_trainer.engine import build_loss, config_from_checkpoint, prepare
-    from tui_trainer.engine import evaluate as eval_model
-    from tui_trainer.models import state_mismatch
-    from tui_trainer.report import class_report, format_class_report
+    _check_checkpoint_path(checkpoint)  # a missing file or a folder is said before torch loads
+    with Busy("loading torch…") as busy:
+        from tui_trainer.engine import build_loss, config_from_checkpoint, prepare
+        from tui_trainer.engine import evaluate as eval_model
+        from tui_trainer.models import state_mismatch
+        from tui_trainer.report import class_report, format_class_report
 
-    ck = _load_ck(checkpoint)
-    cfg = config_from_checkpoint(ck)
-    if device is not None:
-        cfg = apply_overrides(cfg, [f'train.device="{device}"'])
-    _dev, data, model = prepare(cfg)
-    why = state_mismatch(model, ck["model"])
-    if why:
-        fail(f"{checkpoint}: checkpoint does not match the {cfg.model.arch} model of its config: {why}")
-    model.load_state_dict(ck["model"])
-    val_loss, val_acc = eval_model(model, data, build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head))
+        busy.update(f"loading {checkpoint}…")
+        ck = _load_ck(checkpoint)
+        cfg = config_from_checkpoint(ck)
+        if device is not None:
+            cfg = apply_overrides(cfg, [f'train.device="{device}"'])
+        busy.update(f"loading the {cfg.data.dataset} data and the model…")
+        _dev, data, model = prepare(cfg)
+        why = state_mismatch(model, ck["model"])
+        if why:
+            busy.stop()
+            fail(f"{checkpoint}: checkpoint does not match the {cfg.model.arch} model of its config: {why}")
+        model.load_state_dict(ck["model"])
+        busy.update("evaluating on the validation set…")
+        loss_fn = build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head)
+        val_loss, val_acc = eval_model(model, data, loss_fn)
+        report = format_class_report(class_report(model, data)) if data.task == "classification" else None
     acc = f" val_acc {format_number(val_acc)}" if val_acc is not None else ""
     print(f"{checkpoint}: epoch {ck['epoch']} step {ck['step']} val_loss {format_number(val_loss)}{acc}")
-    if data.task == "classification":
-        print(format_class_report(class_report(model, data)))
+    if report is not None:
+        print(report)
 
 
 @app.command()
@@ -500,19 +526,31 @@ def lr_find_cmd(
     preset: Annotated[str, typer.Argument(help="preset name or path to a .toml file")],
     set_: SetOpt = None,
     device: DeviceOpt = None,
-    steps: Annotated[int, typer.Option("--steps", min=10, help="batches in the first sweep (then twice as many while "
+    steps: Annotated[int, typer.Option("--steps", min=10, help="batches in the first sweep (then 4 times as many while "
                                                              "the loss has not fallen, up to 32x)")] = 100,
     start: Annotated[float, typer.Option("--start", min=1e-12, help="first learning rate")] = 1e-7,
     end: Annotated[float, typer.Option("--end", max=1e3, help="last learning rate")] = 10.0,
     json_out: Annotated[bool, typer.Option("--json", help="print the sweep as one JSON object")] = False,
+    progress: Annotated[bool, typer.Option("--progress", help="print progress on stderr as JSON lines, one about every "
+                                                             f"{PROGRESS_EVERY_S} s (for a program that runs this)")] = False,
 ) -> None:
     """Sweep the learning rate on a copy of the model and suggest one (a tenth of the rate at the lowest loss)."""
-    from tui_trainer.lrfind import lr_find
-
     cfg = build_config(preset, set_, device=device)
     if not start < end:
         fail(f"--start {start:g} must be below --end {end:g}")
-    result = lr_find(cfg, start=start, end=end, steps=steps)
+    lines = ProgressLines(sys.stderr) if progress else None
+    with Busy("loading torch…", tty=False if progress else None) as busy:
+        from tui_trainer.lrfind import lr_find
+
+        busy.update(f"loading the {cfg.data.dataset} data and the model…")
+
+        def report(p: Any) -> None:
+            busy.update(f"LR sweep {p.sweep} (of at most {p.max_sweeps}): {p.step}/{p.steps} steps, lr {p.lr:.2e}, "
+                        f"loss {format_number(p.loss)}")
+            if lines is not None:
+                lines.emit(p)
+
+        result = lr_find(cfg, start=start, end=end, steps=steps, progress=report)
     if json_out:
         import dataclasses
         import json
@@ -551,41 +589,9 @@ def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
         problems += ok is False
         print(f"{mark}  {what}" + (f"  -> {fix}" if fix and ok is not True else ""))
 
-    try:
-        import torch
-    except Exception as exc:  # noqa: BLE001 - any import failure is the finding
-        report(False, f"torch cannot be imported ({type(exc).__name__}: {exc})", "pip install 'torch>=2.10'")
-        raise SystemExit(EXIT_FAILED) from None
-    major_minor = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
-    report(major_minor >= (2, 10), f"torch {torch.__version__}",
-           "safe checkpoint loading needs torch >= 2.10: pip install -U torch")
-    from tui_trainer.device import all_devices, memory_in_use, pick_device
+    # the checks that need no torch first: they print at once, while torch loads behind a spinner
+    from tui_trainer.datafiles import TORCHVISION_FILES, cache_dir, torchvision_place
 
-    for info in all_devices():
-        report(True, f"device {info.describe()}")
-    device = pick_device("auto")
-    if device.type == "cuda":
-        used, free = memory_in_use(device) or (0, 0)
-        report(free > 2**30, f"cuda memory free: {free / 2**30:.1f} GiB", "another process holds the GPU: nvidia-smi")
-    else:
-        if torch.version.cuda:  # a CUDA build that sees no GPU: the driver or the environment hides it
-            fix = (f"torch is a CUDA {torch.version.cuda} build but sees no GPU: check the NVIDIA driver (nvidia-smi) and "
-                   "CUDA_VISIBLE_DEVICES")
-        else:
-            fix = "this torch is a CPU-only build: for CUDA install a CUDA build of torch"
-        report(None, f"no GPU found: training runs on {device.type}", fix)
-    from tui_trainer.data import real
-
-    cache = real.cache_dir(RunConfig())
-    for name in real.TORCHVISION:
-        if real._present(name, cache):
-            report(True, f"dataset {name} in {cache}")
-        elif name == "fashion-mnist" and (real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
-            report(True, f"dataset {name} from Debian's files in {real.DEBIAN_FASHION_MNIST}")
-        else:
-            hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
-            report(None, f"dataset {name} not found offline (downloaded on first use if online)",
-                   f"{hint}put torchvision's files under {cache}")
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
         probe = runs_dir / ".doctor-probe"
@@ -594,13 +600,58 @@ def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
         report(True, f"runs directory {runs_dir.resolve()} is writable")
     except OSError as exc:
         report(False, f"runs directory {runs_dir} is not writable ({exc.strerror})", "choose another with --runs-dir")
-    try:
-        import textual
-        import textual_plotext  # noqa: F401
+    cache = cache_dir(RunConfig())
+    for name in TORCHVISION_FILES:  # the files torchvision opens, looked for without importing it (1.5 s)
+        place = torchvision_place(name, cache)
+        if place.here:
+            report(True, f"dataset {name} {place.where}")
+        else:
+            hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
+            report(None, f"dataset {name} not found offline (downloaded on first use if online)",
+                   f"{hint}put torchvision's files under {cache}")
+    with Busy("loading torch…"):
+        try:
+            import textual
+            import textual_plotext  # noqa: F401
 
-        report(True, f"textual {textual.__version__} and textual-plotext for the app")
-    except ImportError as exc:
-        report(False, f"the app cannot start: {exc}", "pip install textual textual-plotext")
+            app_found: str | ImportError = textual.__version__
+        except ImportError as exc:
+            app_found = exc
+        try:
+            import torch
+        except Exception as exc:  # noqa: BLE001 - any import failure is the finding
+            torch_failed: Exception | None = exc
+        else:
+            torch_failed = None
+    if isinstance(app_found, ImportError):
+        report(False, f"the app cannot start: {app_found}", "pip install textual textual-plotext")
+    else:
+        report(True, f"textual {app_found} and textual-plotext for the app")
+    if torch_failed is not None:
+        report(False, f"torch cannot be imported ({type(torch_failed).__name__}: {torch_failed})",
+               "pip install 'torch>=2.10'")
+        raise SystemExit(EXIT_FAILED)
+    major_minor = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    report(major_minor >= (2, 10), f"torch {torch.__version__}",
+           "safe checkpoint loading needs torch >= 2.10: pip install -U torch")
+    from tui_trainer.device import all_devices, memory_in_use, pick_device
+
+    with Busy("looking for devices…"):
+        found = all_devices()
+        device = pick_device("auto")
+        memory = memory_in_use(device) if device.type == "cuda" else None
+    for info in found:
+        report(True, f"device {info.describe()}")
+    if device.type == "cuda":
+        used, free = memory or (0, 0)
+        report(free > 2**30, f"cuda memory free: {free / 2**30:.1f} GiB", "another process holds the GPU: nvidia-smi")
+    else:
+        if torch.version.cuda:  # a CUDA build that sees no GPU: the driver or the environment hides it
+            fix = (f"torch is a CUDA {torch.version.cuda} build but sees no GPU: check the NVIDIA driver (nvidia-smi) and "
+                   "CUDA_VISIBLE_DEVICES")
+        else:
+            fix = "this torch is a CPU-only build: for CUDA install a CUDA build of torch"
+        report(None, f"no GPU found: training runs on {device.type}", fix)
     raise SystemExit(EXIT_FAILED if problems else EXIT_OK)
 
 
@@ -610,9 +661,13 @@ def summary(
     set_: SetOpt = None,
 ) -> None:
     """Layers, output shapes and parameter counts of a preset's model."""
-    from tui_trainer.engine import describe_model
+    cfg = build_config(preset, set_, device="cpu")
+    with Busy("loading torch…") as busy:
+        from tui_trainer.engine import describe_model
 
-    print(describe_model(build_config(preset, set_, device="cpu"))[2])  # no data loaded (or downloaded)
+        busy.update("building the model…")
+        table = describe_model(cfg)[2]  # no data loaded (or downloaded)
+    print(table)
 
 
 @app.command()

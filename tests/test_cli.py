@@ -245,14 +245,14 @@ def test_runs_in_a_pipe_prints_every_column_with_one_number_format(capsys, tmp_p
     assert len({len(ln) for ln in lines}) == 1  # every row as wide as the header: the columns line up
 
 
-def read_pty(args: list[str], columns: int) -> tuple[int, str]:
-    """Run the CLI with its stdout on a pseudo-terminal COLUMNS wide; (exit code, what it printed)."""
+def read_pty(args: list[str], columns: int = 100, stderr_too: bool = False) -> tuple[int, str]:
+    """Run the CLI with its stdout (and stderr) on a pseudo-terminal COLUMNS wide; (exit code, what it printed)."""
     import pty
 
     master, slave = pty.openpty()
     env = dict(os.environ, COLUMNS=str(columns))
-    proc = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", *args], stdout=slave, stderr=subprocess.PIPE,
-                            env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", *args], stdout=slave,
+                            stderr=slave if stderr_too else subprocess.PIPE, env=env)
     os.close(slave)
     chunks = []
     while True:
@@ -327,3 +327,85 @@ def test_evaluate_or_resume_on_a_folder_suggests_a_checkpoint_that_exists(capsys
         for command in ("evaluate", "resume"):
             code, out, err = run_main(capsys, command, str(folder))
             assert code == 2 and out == "" and err == f"error: {said}\n", (command, err)
+
+
+# ---------------------------------------------------------------------------
+# nothing silent on a terminal: a spinner on stderr, nothing in a pipe; lr-find's progress for a program
+
+
+def test_summary_on_a_terminal_shows_a_spinner_and_clears_it_and_a_pipe_gets_none():
+    code, out = read_pty(["summary", "spirals-mlp"], stderr_too=True)
+    assert code == 0
+    assert "loading torch…" in out and "\r\x1b[2K" in out  # shown while torch loads (seconds), then cleared
+    after = out.rsplit("\r\x1b[2K", 1)[1]
+    assert after.lstrip().startswith("layer ") and "total params: 4,482" in after  # the table after a clean line
+    proc = cli("summary", "spirals-mlp")
+    assert proc.returncode == 0 and proc.stderr == "" and "\x1b" not in proc.stdout
+
+
+def test_lr_find_progress_is_json_lines_on_stderr_and_the_result_one_object_on_stdout():
+    proc = cli("lr-find", "moons-mlp", "--json", "--progress", "--set", "data.n_samples=300")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert lines and all(line["progress"] == "lr-find" for line in lines)
+    assert set(lines[0]) == {"progress", "sweep", "max_sweeps", "step", "steps", "lr", "loss", "steps_done",
+                             "elapsed_s"}
+    assert (lines[0]["sweep"], lines[0]["step"], lines[0]["steps"], lines[0]["max_sweeps"]) == (1, 1, 100, 4)
+    assert lines[0]["lr"] == pytest.approx(1e-7) and lines[0]["steps_done"] == 1
+    starts = [line for line in lines if line["step"] == 1]
+    assert [line["sweep"] for line in starts] == list(range(1, result["sweeps"] + 1))  # every sweep's start is said
+    assert [line["steps_done"] for line in lines] == sorted(line["steps_done"] for line in lines)
+
+
+def test_presets_marks_those_whose_data_is_not_here_without_importing_torch(tmp_path):
+    def marks() -> dict[str, str]:
+        code = ("import sys; sys.argv = ['tui-trainer', 'presets']\n"
+                "from tui_trainer.cli import main\n"
+                "try: main()\nexcept SystemExit: pass\n"
+                "print('torch' in sys.modules)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        *lines, imported = proc.stdout.splitlines()
+        assert imported == "False", proc.stderr  # a listing, not a training: no torch
+        found = {}
+        for line in lines:
+            name, rest = line.split(None, 1)
+            found[name] = rest[: rest.index("]") + 1] if rest.startswith("[") else ""
+        return found
+
+    before = marks()
+    assert before["mnist-mlp"] == "[download]" and before["cifar10-cnn"] == "[download]"  # not in the test's cache
+    assert before["imagefolder-cnn"] == "[no data]" and before["spirals-mlp"] == ""
+    cache = Path(os.environ["TUI_TRAINER_HOME"]) / "datasets"
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (cache / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        (cache / "MNIST" / "raw" / name).write_bytes(b"x")
+    (tmp_path / "data" / "images").mkdir(parents=True)  # imagefolder-cnn's data.root, relative to where it runs
+    after = marks()
+    assert after["mnist-mlp"] == "" and after["pytorch-intro-mnist-mlp"] == "" and after["imagefolder-cnn"] == ""
+    assert after["cifar10-cnn"] == "[download]"
+
+
+def test_doctor_and_summary_load_only_what_they_need(tmp_path):
+    """torchvision (1.5 s here, torch._dynamo included) is not needed to find a dataset's files, and a model's
+    summary on the meta device imported torch._dynamo and sympy (1.9 s): both are gone from these commands."""
+    code = ("import sys; sys.argv = ['tui-trainer'] + sys.argv[1:]\n"
+            "from tui_trainer.cli import main\n"
+            "try: main()\nexcept SystemExit: pass\n"
+            "print([m for m in ('torchvision', 'torch._dynamo', 'sympy') if m in sys.modules])")
+    for args in (["doctor", "--runs-dir", str(tmp_path / "runs")], ["summary", "spirals-mlp"]):
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert proc.stdout.splitlines()[-1] == "[]", (args, proc.stdout[-300:], proc.stderr[-300:])
+    proc = cli("doctor", "--runs-dir", str(tmp_path / "runs"))
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("ok    runs directory ") and lines[1].split()[1:3] == ["dataset", "fashion-mnist"]
+
+
+def test_train_on_a_terminal_says_it_is_loading_until_its_first_line(tmp_path):
+    code, out = read_pty(["train", "moons-mlp", "--epochs", "1", "--set", "data.n_samples=200", "--runs-dir",
+                          str(tmp_path / "runs")], stderr_too=True)
+    assert code == 0, out
+    loading = out.index("loading torch, the data and the model…")
+    first = out.index("training moons-mlp on ")
+    assert loading < first and "\r\x1b[2K" in out[loading:first]  # cleared before the run's first line
+    assert "loading torch" not in out[first:]

@@ -168,6 +168,7 @@ def test_detach_prints_where_and_attach_plain_follows_to_the_end(tmp_path, capsy
                               "--runs-dir", str(tmp_path / "runs"), "--detach")
     assert code == 0, err
     run = RunDir(Path(out.splitlines()[0].split(": ", 1)[1]))
+    assert out.splitlines()[:2] == [f"run folder {run.name}: {run.path}", f"started {run.name}"]  # the folder first
     assert f"tui-trainer attach {run.path}" in out
     proc = subprocess.run([sys.executable, "-m", "tui_trainer.cli", "attach", str(run.path)], capture_output=True,
                           text=True, timeout=120)
@@ -176,6 +177,21 @@ def test_detach_prints_where_and_attach_plain_follows_to_the_end(tmp_path, capsy
     assert [ln.split()[1] for ln in lines if ln.startswith("epoch ")] == ["1/3", "2/3", "3/3"]  # from epoch 1 on
     assert lines[-1] == f"{run.name}: finished: completed 3 epochs"  # was "finished (completed: completed 3 epochs)"
     assert proc.stdout.count("completed 3 epochs") == 1  # the end is said once
+
+
+def test_detach_prints_the_folder_before_the_run_has_started(tmp_path):
+    """The run process takes seconds to load torch: its folder is said at once, on a line of its own."""
+    proc = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", "train", "moons-mlp", "--epochs", "2", "--set",
+                             "data.n_samples=200", "--runs-dir", str(tmp_path / "runs"), "--detach"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    assert first.startswith("run folder "), first + proc.stderr.read()
+    run = RunDir(Path(first.strip().split(": ", 1)[1]))
+    seen = summarize(run).state  # what the folder says while the command still waits for the run to start
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert run.path.is_dir() and out.startswith(f"started {run.name}\n") and err == ""  # no spinner in a pipe
+    assert seen in ("starting", "running", "finished")
 
 
 def test_detach_with_a_setup_error_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys):

@@ -48,7 +48,11 @@ class DataPlace:
     """Whether a config's data is here, and where it is or what to do about it."""
 
     here: bool
+    """The files are on this machine (or nothing is needed: generated data)."""
     where: str
+    """Where they are, or what is missing."""
+    downloads: bool = False
+    """Not here, but fetched on first use (a torchvision dataset, when online)."""
 
 
 def data_place(cfg: RunConfig) -> DataPlace:
@@ -72,4 +76,4 @@ def torchvision_place(name: str, cache: Path) -> DataPlace:
         return DataPlace(True, f"in {cache}")
     if name == "fashion-mnist" and debian_fashion_mnist():
         return DataPlace(True, f"from Debian's files in {DEBIAN_FASHION_MNIST}")
-    return DataPlace(False, f"not in {cache}: downloaded on first use (online)")
+    return DataPlace(False, f"not in {cache}: downloaded on first use (online)", downloads=True)

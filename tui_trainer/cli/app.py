@@ -25,7 +25,7 @@ from tui_trainer.cli.common import (
     launch_ui,
     resume_config,
 )
-from tui_trainer.config import RunConfig, apply_overrides, list_presets, preset_description
+from tui_trainer.config import RunConfig, apply_overrides, list_presets, load_preset, preset_description
 from tui_trainer.errors import USER_ERRORS, CheckpointError
 from tui_trainer.events import Reason
 from tui_trainer.formats import format_column, format_number
@@ -504,11 +504,29 @@ def evaluate(
 
 @app.command()
 def presets() -> None:
-    """List presets with a one-line description each."""
+    """List presets with a one-line description each; a preset whose data is not on this machine is marked
+    [download] (torchvision downloads it on first use) or [no data] (set data.root or data.path)."""
+    from tui_trainer.datafiles import data_place
+
     found = list_presets()
     width = max(len(n) for n in found) if found else 0
+    marks = {name: _data_mark(path, data_place) for name, path in found.items()}
+    mark_width = max(map(len, marks.values()), default=0)
     for name, path in found.items():
-        print(f"{name:<{width}}  {preset_description(path)}")
+        mark = f"{marks[name]:<{mark_width}}  " if mark_width else ""
+        print(f"{name:<{width}}  {mark}{preset_description(path)}")
+
+
+def _data_mark(path: Path, data_place: Any) -> str:
+    """[download] or [no data] when a preset's data is not here; "" when it is (or the preset is invalid: its own
+    error says so when it is used)."""
+    try:
+        place = data_place(load_preset(str(path)))
+    except USER_ERRORS:
+        return ""
+    if place.here:
+        return ""
+    return "[download]" if place.downloads else "[no data]"
 
 
 @app.command()

@@ -25,21 +25,22 @@ Two changes make the finder work on the tiny synthetic presets as well as on Fas
   batch's loss ranges from 0 to about 80) for about 40% more time per step.
 
 What it costs, and why (2-core CPU, torch 2.14.1; benchmarks/RESULTS.md, 2026-12-04). With the
-defaults the sweeps are 100, 400, 1600 and 3200 steps long. spirals-mlp needs the 1600-step one
-(2,100 steps in all; 3,100 when each sweep was twice the one before: 100 to 1600), regression-toy
-the 3200-step one (it diverges after 2,900), circles-mlp 400, xor-mlp 1600, moons-mlp and the
-Fashion-MNIST presets the first one. Growing by 4 instead of 2 costs the same on average (a
-geometric search of ratio r spends r / ln r times the length it needed: 2.89 for both) but runs at
-most 4 sweeps instead of 6, and the default preset needs a third fewer steps; only xor-mlp's
-suggestion moved (its last sweep is 1600 steps instead of 800). What made ``tui-trainer lr-find
-spirals-mlp`` take 43-75 s was not the steps but the threads: its steps are tiny (a 2-64-64-2 MLP,
-batches of 32), too small for torch's second intra-op thread to help, and with the second core
-busy (other processes, as on any shared machine) every step waited for it, 5-10x slower. Models
-of at most ``SMALL_MODEL`` parameters on a small tensor set on the CPU are therefore swept on one
-thread (restored afterwards), and a model without dropout or batch norm is scored without
-switching it to eval mode and back twice a step. The whole command now takes about 4-5 s there,
-most of it loading torch (and torch._dynamo, which building any optimizer imports). Training each
-preset with the suggestion instead of its own rate is compared in ``benchmarks/lrfind.py``.
+defaults the sweeps are 100, 400, 1600 and 3200 steps long: spirals-mlp needs the 1600-step one
+(2,100 steps in all; 3,100 when each sweep was twice the one before), regression-toy the
+3200-step one (it diverges after 2,900), xor-mlp 1600, circles-mlp and fashion-mnist-mlp 400,
+moons-mlp the first. Growing by 4 instead of 2 costs the same on average (a geometric search of
+ratio r spends r / ln r times the length it needed: 2.89 for both) but runs at most 4 sweeps
+instead of 6, and the default preset needs a third fewer steps; only xor-mlp's and
+fashion-mnist-mlp's suggestions moved, and they train as well (RESULTS.md). What made
+``tui-trainer lr-find spirals-mlp`` take 6-65 s (median 34 s) was not the steps but the threads:
+its steps are tiny (a 2-64-64-2 MLP, batches of 32), too small for torch's second intra-op thread
+to help, and with the second core busy (other processes, as on any shared machine) every step
+waited for it, 4-10x slower. Models of at most ``SMALL_MODEL`` parameters on a small tensor set
+on the CPU are therefore swept on one thread (restored afterwards), and a model without dropout
+or batch norm is scored without switching it to eval mode and back twice a step. The whole
+command now takes 4.7-6.2 s there, half of it loading torch (and torch._dynamo, which building any
+optimizer imports). Training each preset with the suggestion instead of its own rate is compared
+in ``benchmarks/lrfind.py``.
 """
 
 from __future__ import annotations

@@ -506,20 +506,20 @@ def evaluate(
 def presets() -> None:
     """List presets with a one-line description each; a preset whose data is not on this machine is marked
     [download] (torchvision downloads it on first use) or [no data] (set data.root or data.path)."""
-    from tui_trainer.datafiles import data_place
-
     found = list_presets()
     width = max(len(n) for n in found) if found else 0
-    marks = {name: _data_mark(path, data_place) for name, path in found.items()}
+    marks = {name: _data_mark(path) for name, path in found.items()}
     mark_width = max(map(len, marks.values()), default=0)
     for name, path in found.items():
         mark = f"{marks[name]:<{mark_width}}  " if mark_width else ""
         print(f"{name:<{width}}  {mark}{preset_description(path)}")
 
 
-def _data_mark(path: Path, data_place: Any) -> str:
+def _data_mark(path: Path) -> str:
     """[download] or [no data] when a preset's data is not here; "" when it is (or the preset is invalid: its own
-    error says so when it is used)."""
+    error says so when it is used). Looks at files only: no torch."""
+    from tui_trainer.datafiles import data_place
+
     try:
         place = data_place(load_preset(str(path)))
     except USER_ERRORS:
@@ -627,24 +627,19 @@ def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
             hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
             report(None, f"dataset {name} not found offline (downloaded on first use if online)",
                    f"{hint}put torchvision's files under {cache}")
-    with Busy("loading torch…"):
-        try:
-            import textual
-            import textual_plotext  # noqa: F401
+    try:
+        import textual
+        import textual_plotext  # noqa: F401
 
-            app_found: str | ImportError = textual.__version__
-        except ImportError as exc:
-            app_found = exc
+        report(True, f"textual {textual.__version__} and textual-plotext for the app")
+    except ImportError as exc:
+        report(False, f"the app cannot start: {exc}", "pip install textual textual-plotext")
+    torch_failed: Exception | None = None
+    with Busy("loading torch…"):
         try:
             import torch
         except Exception as exc:  # noqa: BLE001 - any import failure is the finding
-            torch_failed: Exception | None = exc
-        else:
-            torch_failed = None
-    if isinstance(app_found, ImportError):
-        report(False, f"the app cannot start: {app_found}", "pip install textual textual-plotext")
-    else:
-        report(True, f"textual {app_found} and textual-plotext for the app")
+            torch_failed = exc
     if torch_failed is not None:
         report(False, f"torch cannot be imported ({type(torch_failed).__name__}: {torch_failed})",
                "pip install 'torch>=2.10'")

@@ -86,14 +86,10 @@ def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -
     run = existing or create_run_dir(runs_dir, cfg)  # ConfigError (exit 2) before anything trains
     controls = Controls()
     state = _install_stop_signals(controls)
-    busy = Busy("loading torch, the data and the model…").start()  # cleared before the run's first line
-    from tui_trainer.runner import run_here
+    with Busy("loading torch, the data and the model…") as busy:  # cleared before the run's first line
+        from tui_trainer.runner import run_here
 
-    sink = ConsoleSink(before_output=busy.stop)
-    try:
-        result = run_here(run, controls, resume, console=sink)
-    finally:
-        busy.stop()
+        result = run_here(run, controls, resume, console=ConsoleSink(before_output=busy.stop))
     if result.reason is Reason.INVALID:
         if existing is None:
             shutil.rmtree(run.path, ignore_errors=True)  # nothing trained: leave nothing behind
@@ -295,9 +291,6 @@ def _dry_run(cfg: RunConfig) -> int:
     from tui_trainer.controls import Controls
     from tui_trainer.events import StepLogged
 
-    busy = Busy("loading torch, the data and the model…").start()  # cleared before the run's first line
-    from tui_trainer.engine import fit
-
     cfg = apply_overrides(cfg, ["train.log_every=1", "train.diagnostics=false"])
     controls = Controls()
 
@@ -307,11 +300,12 @@ def _dry_run(cfg: RunConfig) -> int:
             if isinstance(event, StepLogged):
                 controls.request_stop()
 
-    with tempfile.TemporaryDirectory(prefix="tui-trainer-dry-run-") as tmp:
-        try:
-            result = fit(cfg, StopAfterOne(before_output=busy.stop), controls, runs_dir=tmp)
-        finally:
-            busy.stop()
+    # the spinner is cleared before the run's first line, and whatever happens
+    with Busy("loading torch, the data and the model…") as busy, \
+            tempfile.TemporaryDirectory(prefix="tui-trainer-dry-run-") as tmp:
+        from tui_trainer.engine import fit
+
+        result = fit(cfg, StopAfterOne(before_output=busy.stop), controls, runs_dir=tmp)
     if result.reason is Reason.INVALID:
         fail(result.message)
     if result.reason not in (Reason.STOPPED, Reason.COMPLETED):  # a one-step preset completes before the stop

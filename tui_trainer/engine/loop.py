@@ -373,7 +373,7 @@ class Fit:
 
     def _pause(self, paused: bool) -> None:
         self.paused = paused
-        self.sink.emit(Paused(paused, self.epoch + 1, self.step))
+        self.sink.emit(Paused(paused, shown_epoch(self.epoch, self.batch_in_epoch), self.step))  # the progress line's
 
     def _flush(self) -> float:
         """Fold the open interval into the epoch's totals (host sync, once per log interval); its mean loss."""

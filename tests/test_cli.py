@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from tui_trainer.cli import main
 from tui_trainer.config import list_presets, load_preset
+from tui_trainer.formats import format_number
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -124,7 +126,8 @@ def test_resume_continues_in_the_same_run_directory_and_evaluate_reports(capsys,
     assert list(runs.iterdir()) == [run_dir]
     code, out, _ = run_main(capsys, "evaluate", str(last))
     assert code == 0
-    assert f"epoch 4 step {rows[-1]['step']} val_loss {rows[-1]['val_loss']:.4f} val_acc {rows[-1]['val_acc']:.4f}" in out
+    assert (f"epoch 4 step {rows[-1]['step']} val_loss {format_number(rows[-1]['val_loss'])} "
+            f"val_acc {format_number(rows[-1]['val_acc'])}") in out
     assert "confusion matrix" in out
 
 
@@ -178,7 +181,9 @@ def test_signal_stops_within_a_step_saves_and_exits_130(tmp_path, sig):
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "interrupted: stopped at epoch" in out and "resume with: tui-trainer resume" in out
+    assert re.search(r"^interrupted: stopped (in epoch \d+ \(\d+ complete\)|after epoch \d+), step \d+; saved ", out,
+                     re.MULTILINE), out
+    assert "resume with: tui-trainer resume" in out
     assert "Traceback" not in err
     from tui_trainer.checkpoint import load_checkpoint
 
@@ -206,3 +211,201 @@ def test_second_interrupt_exits_at_once(tmp_path):
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=5) == 130
+
+
+# ---------------------------------------------------------------------------
+# tui-trainer runs: one number format, the terminal's width, bad folders
+
+
+def fake_runs(folder: Path) -> list[str]:
+    """Three finished runs as their status.json says (no training): long names, a loss of 4.19e-05."""
+    names = []
+    for i, (preset, best, monitor) in enumerate([("lecture6-fashion-mnist-batchnorm-dropout", 4.19e-05, "val_loss"),
+                                                 ("regression-toy", 0.31, "val_loss"),
+                                                 ("spirals-mlp", 0.9875, "val_acc")]):
+        name = f"20261204-1200{i:02d}-{preset}"
+        run = folder / name
+        run.mkdir(parents=True)
+        (run / "status.json").write_text(json.dumps({
+            "state": "finished", "preset": preset, "epochs": 400, "epoch": 400, "best": best, "monitor": monitor,
+            "started": 1.8e9 + i, "ended": 1.8e9 + i + 65, "elapsed_s": 65.0}))
+        names.append(name)
+    return names
+
+
+def test_runs_in_a_pipe_prints_every_column_with_one_number_format(capsys, tmp_path):
+    names = fake_runs(tmp_path / "runs")
+    code, out, err = run_main(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "preset", "state", "epoch", "best", "started", "elapsed"]
+    bests = {ln.split()[0]: ln.split()[4:6] for ln in lines[1:]}
+    assert bests[names[0]] == ["val_loss", "4.190e-05"]  # never 0.00 or 4.19; the column is scientific for all
+    assert bests[names[1]] == ["val_loss", "3.100e-01"] and bests[names[2]] == ["val_acc", "9.875e-01"]
+    assert len({len(ln) for ln in lines}) == 1  # every row as wide as the header: the columns line up
+
+
+def read_pty(args: list[str], columns: int = 100, stderr_too: bool = False) -> tuple[int, str]:
+    """Run the CLI with its stdout (and stderr) on a pseudo-terminal COLUMNS wide; (exit code, what it printed)."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, COLUMNS=str(columns))
+    proc = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", *args], stdout=slave,
+                            stderr=slave if stderr_too else subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(30), b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_runs_on_a_terminal_fits_its_width_by_leaving_out_whole_columns(tmp_path, columns):
+    names = fake_runs(tmp_path / "runs")
+    code, out = read_pty(["runs", "--runs-dir", str(tmp_path / "runs")], columns)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert all(len(ln) <= columns for ln in lines), lines
+    # the full table is 161 wide: preset goes first, then started (120); at 80 elapsed and best too
+    expected = {80: ["run", "state", "epoch"], 120: ["run", "state", "epoch", "best", "elapsed"]}[columns]
+    assert lines[0].split() == expected
+    assert [ln.split()[0] for ln in lines[1:]] == names[::-1]  # names whole (newest first)
+    assert ("4.190e-05" in out) == (columns == 120)
+
+
+@pytest.mark.parametrize("kind", ["file", "unreadable"])
+def test_runs_dir_that_is_a_file_or_unreadable_is_one_line_exit_2(capsys, tmp_path, monkeypatch, kind):
+    target = tmp_path / "runs"
+    if kind == "file":
+        target.write_text("not a folder")
+    else:  # a folder this user may not list (chmod 0 does not stop root, who runs these tests in CI)
+        fake_runs(target)
+        original = Path.iterdir
+
+        def refuse(self):
+            if self == target:
+                raise PermissionError(13, "Permission denied", str(self))
+            return original(self)
+
+        monkeypatch.setattr(Path, "iterdir", refuse)
+    code, out, err = run_main(capsys, "runs", "--runs-dir", str(target))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.strip() == (f"error: --runs-dir {target} is a file; allowed: a folder of runs (default: runs)"
+                           if kind == "file" else
+                           f"error: --runs-dir {target} cannot be read (Permission denied); allowed: a readable folder "
+                           "of runs")
+    code, out, _ = run_main(capsys, "runs", "--runs-dir", str(tmp_path / "missing"))
+    assert code == 0 and out.strip() == f"no runs in {tmp_path / 'missing'}"
+
+
+def test_evaluate_or_resume_on_a_folder_suggests_a_checkpoint_that_exists(capsys, tmp_path):
+    runs = tmp_path / "runs"
+    old, new = fake_runs(runs)[:2]
+    (runs / new / "checkpoints").mkdir()
+    (runs / new / "checkpoints" / "best.pt").write_bytes(b"x")  # no last.pt: best.pt is the one to name
+    (runs / old / "checkpoints").mkdir()
+    (runs / old / "checkpoints" / "last.pt").write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        runs: f"{runs} is a folder of runs; give a checkpoint file, e.g. the newest run's {runs / new}/checkpoints/best.pt",
+        runs / new: f"{runs / new} is a folder; give a checkpoint file, e.g. {runs / new}/checkpoints/best.pt",
+        runs / old / "checkpoints": f"{runs / old}/checkpoints is a folder; give a checkpoint file, e.g. "
+                                    f"{runs / old}/checkpoints/last.pt",
+        tmp_path / "empty": f"{tmp_path / 'empty'} is a folder; give a checkpoint file (.pt), e.g. "
+                            "runs/<run>/checkpoints/last.pt",
+    }
+    for folder, said in cases.items():
+        for command in ("evaluate", "resume"):
+            code, out, err = run_main(capsys, command, str(folder))
+            assert code == 2 and out == "" and err == f"error: {said}\n", (command, err)
+
+
+# ---------------------------------------------------------------------------
+# nothing silent on a terminal: a spinner on stderr, nothing in a pipe; lr-find's progress for a program
+
+
+def test_summary_on_a_terminal_shows_a_spinner_and_clears_it_and_a_pipe_gets_none():
+    code, out = read_pty(["summary", "spirals-mlp"], stderr_too=True)
+    assert code == 0
+    assert "loading torch…" in out and "\r\x1b[2K" in out  # shown while torch loads (seconds), then cleared
+    after = out.rsplit("\r\x1b[2K", 1)[1]
+    assert after.lstrip().startswith("layer ") and "total params: 4,482" in after  # the table after a clean line
+    proc = cli("summary", "spirals-mlp")
+    assert proc.returncode == 0 and proc.stderr == "" and "\x1b" not in proc.stdout
+
+
+def test_lr_find_progress_is_json_lines_on_stderr_and_the_result_one_object_on_stdout():
+    proc = cli("lr-find", "moons-mlp", "--json", "--progress", "--set", "data.n_samples=300")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert lines and all(line["progress"] == "lr-find" for line in lines)
+    assert set(lines[0]) == {"progress", "sweep", "max_sweeps", "step", "steps", "lr", "loss", "steps_done",
+                             "elapsed_s"}
+    assert (lines[0]["sweep"], lines[0]["step"], lines[0]["steps"], lines[0]["max_sweeps"]) == (1, 1, 100, 4)
+    assert lines[0]["lr"] == pytest.approx(1e-7) and lines[0]["steps_done"] == 1
+    starts = [line for line in lines if line["step"] == 1]
+    assert [line["sweep"] for line in starts] == list(range(1, result["sweeps"] + 1))  # every sweep's start is said
+    assert [line["steps_done"] for line in lines] == sorted(line["steps_done"] for line in lines)
+
+
+def test_presets_marks_those_whose_data_is_not_here_without_importing_torch(tmp_path):
+    def marks() -> dict[str, str]:
+        code = ("import sys; sys.argv = ['tui-trainer', 'presets']\n"
+                "from tui_trainer.cli import main\n"
+                "try: main()\nexcept SystemExit: pass\n"
+                "print('torch' in sys.modules)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        *lines, imported = proc.stdout.splitlines()
+        assert imported == "False", proc.stderr  # a listing, not a training: no torch
+        found = {}
+        for line in lines:
+            name, rest = line.split(None, 1)
+            found[name] = rest[: rest.index("]") + 1] if rest.startswith("[") else ""
+        return found
+
+    before = marks()
+    assert before["mnist-mlp"] == "[download]" and before["cifar10-cnn"] == "[download]"  # not in the test's cache
+    assert before["imagefolder-cnn"] == "[no data]" and before["spirals-mlp"] == ""
+    cache = Path(os.environ["TUI_TRAINER_HOME"]) / "datasets"
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (cache / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        (cache / "MNIST" / "raw" / name).write_bytes(b"x")
+    (tmp_path / "data" / "images").mkdir(parents=True)  # imagefolder-cnn's data.root, relative to where it runs
+    after = marks()
+    assert after["mnist-mlp"] == "" and after["pytorch-intro-mnist-mlp"] == "" and after["imagefolder-cnn"] == ""
+    assert after["cifar10-cnn"] == "[download]"
+
+
+def test_doctor_and_summary_load_only_what_they_need(tmp_path):
+    """torchvision (1.5 s here, torch._dynamo included) is not needed to find a dataset's files, and a model's
+    summary on the meta device imported torch._dynamo and sympy (1.9 s): both are gone from these commands."""
+    code = ("import sys; sys.argv = ['tui-trainer'] + sys.argv[1:]\n"
+            "from tui_trainer.cli import main\n"
+            "try: main()\nexcept SystemExit: pass\n"
+            "print([m for m in ('torchvision', 'torch._dynamo', 'sympy') if m in sys.modules])")
+    for args in (["doctor", "--runs-dir", str(tmp_path / "runs")], ["summary", "spirals-mlp"]):
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert proc.stdout.splitlines()[-1] == "[]", (args, proc.stdout[-300:], proc.stderr[-300:])
+    proc = cli("doctor", "--runs-dir", str(tmp_path / "runs"))
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("ok    runs directory ") and lines[1].split()[1:3] == ["dataset", "fashion-mnist"]
+
+
+def test_train_on_a_terminal_says_it_is_loading_until_its_first_line(tmp_path):
+    code, out = read_pty(["train", "moons-mlp", "--epochs", "1", "--set", "data.n_samples=200", "--runs-dir",
+                          str(tmp_path / "runs")], stderr_too=True)
+    assert code == 0, out
+    loading = out.index("loading torch, the data and the model…")
+    first = out.index("training moons-mlp on ")
+    assert loading < first and "\r\x1b[2K" in out[loading:first]  # cleared before the run's first line
+    assert "loading torch" not in out[first:]

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import tiny
 from tests.test_cli import run_main
 from tui_trainer import compare
+from tui_trainer.formats import format_column
 from tui_trainer.history import hms
 from tui_trainer.recorder import RunRecorder
 from tui_trainer.runs import RunDir, create_run_dir
@@ -63,15 +64,20 @@ def test_table_numbers_are_the_metrics_rows(lab, capsys):
     lines = out.splitlines()
     assert lines[0] == "3 classification runs, best by val_loss (*); differing: model.dropout, optimizer.lr"
     assert cells(lines[1]) == ["run", "best val_loss", "best val_acc", "best epoch", "epochs", "time", "state"]
-    names = ["dropout=0, lr=0.05", "dropout=0, lr=0.01", "dropout=0.2, lr=0.01"]
+    names = ["dropout=0.0, lr=0.05", "dropout=0.0, lr=0.01", "dropout=0.2, lr=0.01"]  # one format per key
     losses = [min(r["val_loss"] for r in metrics(run)) for run in trio]
-    for run, name, line in zip(trio, names, lines[2:5], strict=True):
+    loss_texts = format_column(losses)
+    acc_texts = format_column([max(r["val_acc"] for r in metrics(run)) for run in trio])
+    for run, name, line, loss, acc in zip(trio, names, lines[2:5], loss_texts, acc_texts, strict=True):
         rows = metrics(run)
         best = min(rows, key=lambda r: r["val_loss"])
         star = " *" if best["val_loss"] == min(losses) else ""
         status = run.read_status()
-        assert cells(line) == [name, f"{best['val_loss']:.4f}{star}", f"{max(r['val_acc'] for r in rows):.4f}",
-                               str(best["epoch"]), "3/3", hms(status["elapsed_s"]), "finished"]
+        assert float(loss) == pytest.approx(best["val_loss"], rel=5e-4)
+        assert cells(line) == [name, f"{loss}{star}", acc, str(best["epoch"]), "3/3", hms(status["elapsed_s"]),
+                               "finished"]
+    points = [line.index(".", len(names[2]) + 2) for line in lines[2:5]]
+    assert len(set(points)) == 1  # the best val_loss column's decimal points line up, starred or not
     assert f"  {names[0]}: {trio[0].path}" in lines
 
 
@@ -118,10 +124,26 @@ def test_plot_in_a_pipe_prints_the_curves_as_rows(lab, capsys):
     curves = out.split("\n\n", 1)[1].splitlines()
     assert curves[0] == "val_loss by epoch" and cells(curves[1]) == ["epoch", "lr=0.05", "lr=0.01"]
     fast, slow = metrics(pair[0]), metrics(pair[1])
+    fast_loss, slow_loss = (format_column([r["val_loss"] for r in rows]) for rows in (fast, slow))
     for i in range(3):
-        assert cells(curves[2 + i]) == [str(i + 1), f"{fast[i]['val_loss']:.4f}", f"{slow[i]['val_loss']:.4f}"]
+        assert cells(curves[2 + i]) == [str(i + 1), fast_loss[i], slow_loss[i]]
+        assert float(fast_loss[i]) == pytest.approx(fast[i]["val_loss"], rel=5e-4)
     at = curves.index("val_acc by epoch")
-    assert cells(curves[at + 4]) == ["3", f"{fast[2]['val_acc']:.4f}", f"{slow[2]['val_acc']:.4f}"]
+    assert cells(curves[at + 4]) == ["3", format_column([r["val_acc"] for r in fast])[2],
+                                     format_column([r["val_acc"] for r in slow])[2]]
+
+
+def test_runs_are_named_with_one_format_per_key_and_tiny_numbers_read_right():
+    def run(name, lr, loss):
+        return compare.RunData(name=name, path=Path(name), config={"optimizer": {"lr": lr}},
+                               rows=({"epoch": 1, "val_loss": loss, "val_acc": None},), status={}, state="finished",
+                               task="regression", monitor="val_loss", epochs=1, elapsed_s=None, started=None)
+
+    runs = [run("a", 0.01, 4.19e-05), run("b", 3e-3, 0.31)]
+    assert compare.labels(runs) == ["lr=0.010", "lr=0.003"]  # was lr=0.01 beside lr=3e-3
+    table = compare.compare_table(runs).splitlines()
+    assert cells(table[2])[:2] == ["lr=0.010", "4.19e-05 *"] and cells(table[3])[:2] == ["lr=0.003", "3.10e-01"]
+    assert compare.labels([run("a", 1e-4, 1.0), run("b", 0.01, 1.0)]) == ["lr=1e-04", "lr=1e-02"]
 
 
 def test_plot_on_a_terminal_draws_one_series_per_run(lab):

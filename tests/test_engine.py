@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from tui_trainer.events import (
     RunStarted,
     StepLogged,
 )
+from tui_trainer.history import describe
 
 METRIC_KEYS = {"epoch", "step", "train_loss", "val_loss", "train_acc", "val_acc", "lr", "epoch_seconds", "samples_per_s"}
 
@@ -110,6 +112,7 @@ def test_stop_takes_effect_within_one_step(runs):
     result = fit(tiny("train.log_every=1", "train.epochs=5"), sink, controls, runs_dir=runs)
     assert result.reason == "stopped"
     assert result.step == 3  # no step ran after the one during which stop was requested
+    assert result.message == "stopped in epoch 1 (0 complete), step 3"  # the epoch under way and those complete
     ck = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     assert ck["step"] == 3 and ck["batch_in_epoch"] == 3 and ck["epoch"] == 0
 
@@ -121,6 +124,7 @@ def test_save_now_writes_a_checkpoint_within_one_step_and_the_run_goes_on(runs):
     assert result.reason == "completed"
     manual = [e for e in sink.inner.of(CheckpointSaved) if e.kind == "manual"]
     assert len(manual) == 1 and manual[0].step == 2
+    assert Path(manual[0].path).name == "manual-e001-s0000002.pt"  # the epoch the progress line shows (was e000)
     assert load_checkpoint(manual[0].path)["step"] == 2
     assert sink.inner.of(StepLogged)[-1].step == result.step > 2
 
@@ -208,8 +212,9 @@ def test_unexpected_error_becomes_reason_error(runs, monkeypatch):
     monkeypatch.setattr(StepBody, "__call__", lambda *a, **k: (_ for _ in ()).throw(ValueError("bad shape")))
     sink = ListSink()
     result = fit(tiny(), sink, runs_dir=runs)
-    assert result.reason == "error" and "ValueError: bad shape" in result.message
+    assert result.reason == "error" and result.message == "before epoch 1, step 0: ValueError: bad shape"
     assert isinstance(sink.events[-1], RunFinished)
+    assert describe(sink.events[-1]).startswith("failed: before epoch 1, step 0: ValueError: bad shape")  # said once
 
 
 def test_learning_rate_change_during_a_run(runs):
@@ -225,7 +230,7 @@ def test_learning_rate_change_during_a_run(runs):
     result = fit(tiny("train.log_every=1"), sink, controls, runs_dir=runs)
     assert result.history[-1]["lr"] == pytest.approx(0.0005)
     assert sink.of(LrChanged) == [LrChanged(epoch=1, step=2, x=0.2, lr=0.0005)]
-    assert sink.command.wait(0) == {"ok": True, "message": "learning rate set to 0.0005 at epoch 1, step 2"}
+    assert sink.command.wait(0) == {"ok": True, "message": "learning rate set to 0.0005 in epoch 1 (0 complete), step 2"}
     assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["optimizer"]["param_groups"][0]["lr"] == 0.0005
 
 

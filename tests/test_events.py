@@ -30,7 +30,7 @@ from tui_trainer.events import (
     encode,
     header,
 )
-from tui_trainer.history import RunHistory, progress_line
+from tui_trainer.history import RunHistory, end_line, position, progress_line, shown_epoch
 from tui_trainer.runs import EventReader, EventWriter
 
 
@@ -155,10 +155,28 @@ def test_progress_shows_the_whole_run_and_its_eta_first_and_drops_the_rest_as_wi
     assert "ETA 0:03:40" in narrow and len(narrow) <= 80
     tiny = progress_line(h, 40)
     assert tiny.startswith("epoch 11/15") and "ETA" in tiny and len(tiny) <= 40
-    h.apply(RunFinished("stopped", "stopped by request at epoch 11, step 1060", 10, 1060, 0.4, "/r", None, 110.0))
+    h.apply(RunFinished("stopped", "stopped in epoch 11 (10 complete), step 1060", 10, 1060, 0.4, "/r", None, 110.0))
     done = progress_line(h, 80)
-    assert done == "stopped: stopped after epoch 10  r: new run"
-    assert progress_line(h, 40) == "stopped: stopped after epoch 10"  # parts that do not fit are left out whole
+    assert done == "stopped in epoch 11 (10 complete), step 1060  r: new run"  # the engine's words, said once
+    assert progress_line(h, 44) == "stopped in epoch 11 (10 complete), step 1060"  # parts that do not fit: out whole
+
+
+def test_every_front_end_says_where_a_run_is_and_how_it_ended_in_the_same_words():
+    assert position(213, 40, 42600) == "in epoch 214 (213 complete), step 42600"  # mid-epoch: under way and done
+    assert position(213, 0, 42560) == "after epoch 213, step 42560"
+    assert position(0, 0) == "before epoch 1"
+    assert [shown_epoch(32, 7), shown_epoch(33, 0), shown_epoch(0, 0)] == [33, 33, 1]  # as the progress line shows
+    assert end_line("completed", "completed 20 epochs") == "finished: completed 20 epochs"
+    assert end_line("stopped", "stopped in epoch 214 (213 complete), step 42600") == (
+        "stopped in epoch 214 (213 complete), step 42600")
+    assert end_line("invalid", "data.root = '/x': not found") == "failed: data.root = '/x': not found"
+    h = RunHistory()
+    h.apply(started())
+    h.apply(RunFinished("invalid", "data.root = '/x': not found", 0, 0, None, "/r", None, 0.0))
+    assert progress_line(h, 80).startswith("failed: data.root = '/x': not found")  # was "failed: invalid after epoch 0"
+    assert h.log[-1][1] == "failed: data.root = '/x': not found"
+    h.apply(RunFinished("completed", "completed 20 epochs", 20, 400, 0.1, "/r", "/r/last.pt", 9.0))
+    assert h.log[-1][1] == "finished: completed 20 epochs; last checkpoint /r/last.pt"
 
 
 def test_commands_are_validated_and_acknowledged():

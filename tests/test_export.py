@@ -52,7 +52,7 @@ def unwritable(tmp_path: Path) -> Path:
 
 def test_csv_reads_back_equal(run, tmp_path, capsys):
     out = tmp_path / "out.csv"
-    code, stdout, err = run_main(capsys, "export", str(run.path), "--format", "csv", "--out", str(out))
+    code, stdout, err = run_main(capsys, "export", str(run.path), "--format", "csv", "-o", str(out))
     assert code == 0, err
     assert stdout == f"wrote {out} (3 epochs)\n"
     with open(out, newline="") as fh:
@@ -71,8 +71,18 @@ def test_csv_reads_back_equal(run, tmp_path, capsys):
 def test_csv_default_name_and_folder_target(run, tmp_path, capsys):
     code, stdout, _ = run_main(capsys, "export", run.name, "--runs-dir", str(run.path.parent))
     assert code == 0 and Path(f"{run.name}.csv").is_file()  # the tests run in tmp_path
-    code, stdout, _ = run_main(capsys, "export", str(run.path), "--out", str(tmp_path))
+    code, stdout, _ = run_main(capsys, "export", str(run.path), "--output", str(tmp_path))
     assert code == 0 and stdout.startswith(f"wrote {tmp_path / (run.name + '.csv')} ")
+
+
+def test_out_is_a_hidden_alias_of_output(run, tmp_path, capsys):
+    code, stdout, err = run_main(capsys, "export", str(run.path), "--out", str(tmp_path / "old.csv"))
+    assert code == 0 and stdout.startswith(f"wrote {tmp_path / 'old.csv'} "), err  # scripts written for --out work
+    code, stdout, _ = run_main(capsys, "export", "--help")
+    assert "-o, --output" in stdout and "--out " not in stdout
+    code, stdout, err = run_main(capsys, "export", str(run.path), "-o", "a.csv", "--out", "b.csv")
+    assert code == 2 and stdout == "" and err == ("error: --output a.csv and --out b.csv: give one (--out is the old "
+                                                  "name of -o/--output)\n")
 
 
 def test_a_failed_csv_write_leaves_the_old_file_and_no_temporary(run, tmp_path, monkeypatch):
@@ -113,7 +123,9 @@ def test_tensorboard_without_the_extra_is_one_line_exit_2(run, capsys, monkeypat
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails as if it were not installed
     code, out, err = run_main(capsys, "export", str(run.path), "--format", "tensorboard")
     assert code == 2 and out == ""
-    assert err == f"error: {TENSORBOARD_MISSING}\n" == "error: TensorBoard export needs: pip install 'tui-trainer[tensorboard]'\n"
+    assert err == f"error: {TENSORBOARD_MISSING}\n" == ("error: TensorBoard export needs tensorboardX: pip install "
+                                                    "'tensorboardX>=2.6' (in a clone of tui-trainer: pip install "
+                                                    "'.[tensorboard]')\n")  # a command that works from a clone
     assert not (run.path / "tensorboard").exists()
 
 

@@ -182,8 +182,10 @@ def test_log_lines_name_the_run_s_files_relative_to_its_folder_and_wait_for_the_
 
 
 def test_lr_finder_progress_lines_read_as_words_for_the_tab():
-    line = '{"event": "lr-find-progress", "sweep": 2, "done": 150, "planned": 300, "lr": 0.0031, "loss": 0.61}'
-    assert lr_progress_text(line) == "LR finder: sweep 2, 150 of 300 steps, lr 0.0031, smoothed loss 0.61"
+    line = ('{"progress": "lr-find", "sweep": 2, "max_sweeps": 4, "step": 250, "steps": 400, "lr": 0.00031, '
+            '"loss": 0.6843, "steps_done": 350, "elapsed_s": 1.93}')
+    assert lr_progress_text(line) == ("LR finder: sweep 2 of at most 4, step 250 of 400, lr 3.100e-04, "
+                                      "smoothed loss 0.6843 (2 s)")
     assert lr_progress_text("Traceback (most recent call last):") is None
     assert lr_progress_text("[1, 2]") is None
 

@@ -12,7 +12,7 @@ from tui_trainer.config import apply_overrides, load_preset
 from tui_trainer.data import real
 from tui_trainer.engine import fit
 from tui_trainer.events import ListSink
-from tui_trainer.lrfind import _ConstantBaseline, judge, lr_find, suggest
+from tui_trainer.lrfind import SweepProgress, _ConstantBaseline, judge, lr_find, suggest, sweep_lengths
 
 LRS = [10 ** (-7 + 8 * i / 99) for i in range(100)]
 
@@ -72,6 +72,18 @@ def test_lr_find_leaves_training_untouched_and_suggests_for_a_learnable_problem(
     assert before == after  # the sweep used its own model, optimizer and data order
 
 
+def test_sweeps_grow_4x_to_the_limit_and_progress_counts_every_step():
+    assert sweep_lengths(100, 3200) == [100, 400, 1600, 3200]
+    assert sweep_lengths(50, 100) == [50, 100] and sweep_lengths(100, 100) == [100]
+    seen: list[SweepProgress] = []
+    result = lr_find(tiny("data.n_samples=2000", preset="moons-mlp"), steps=100, progress=seen.append)
+    assert seen[0] == SweepProgress(1, 4, 1, 100, pytest.approx(1e-7), pytest.approx(seen[0].loss), 1)
+    assert [p.steps_done for p in seen] == list(range(1, len(seen) + 1))  # one call per step, none missed
+    last = [p for p in seen if p.sweep == result.sweeps]
+    assert len(last) == len(result.lrs) and [p.lr for p in last] == list(result.lrs)
+    assert [p.loss for p in last] == pytest.approx(list(result.smoothed))
+
+
 def test_lr_find_stops_when_asked():
     polls = []
 
@@ -86,11 +98,21 @@ def test_lr_find_stops_when_asked():
 
 def test_lr_find_on_the_default_preset_suggests_a_rate_that_trains_it(runs):
     """spirals-mlp (the app's default) needs a few hundred steps at a good rate before its loss leaves
-    ln 2: the 100-step sweep found nothing; the finder now sweeps again, longer, until it does."""
+    ln 2: the 100-step sweep found nothing; the finder sweeps again, 4x longer, until it does (100, 400, 1600:
+    2,100 steps, where sweeps of 100 to 1600 doubling took 3,100), on one thread (its steps are tiny)."""
     cfg = apply_overrides(load_preset("spirals-mlp"), ['train.device="cpu"'])
-    result = lr_find(cfg)
+    seen: list[tuple[SweepProgress, int]] = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = lr_find(cfg, progress=lambda p: seen.append((p, torch.get_num_threads())))
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert {threads for _, threads in seen} == {1}
     assert result.suggestion is not None, result.reason
-    assert result.sweeps > 1 and result.baseline == pytest.approx(math.log(2), abs=1e-3)
+    assert result.sweeps == 3 and result.baseline == pytest.approx(math.log(2), abs=1e-3)
+    assert [p.steps for p, _ in seen if p.step == 1] == [100, 400, 1600] and seen[-1][0].steps_done <= 2100
     assert 1e-3 <= result.suggestion <= 2e-2  # spirals-mlp trains to 1.000 from 0.003 to 0.01, 0.95 at 0.03
     trained = fit(apply_overrides(cfg, [f"optimizer.lr={result.suggestion:.3g}"]), ListSink(), runs_dir=runs)
     assert trained.history[-1]["val_acc"] >= 0.95

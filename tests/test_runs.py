@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def test_every_command_is_acknowledged_and_a_malformed_one_is_refused(tmp_path):
     wait_for(lambda: events_of(run, StepLogged), what="a step")
     saved = send(run, "save")
     assert saved["ok"] and Path(saved["path"]).is_file()
-    assert send(run, "set_lr", lr=0.0123)["message"].startswith("learning rate set to 0.0123 at epoch")
+    assert re.match(r"learning rate set to 0.0123 (in|after) epoch", send(run, "set_lr", lr=0.0123)["message"])
     for bad, needle in ((("launch",), "unknown command 'launch'; allowed: stop, save, set_lr, pause, resume, step"),
                         (("set_lr",), "set_lr needs lr, a number > 0"),
                         (("stop",), None)):
@@ -76,7 +77,7 @@ def test_every_command_is_acknowledged_and_a_malformed_one_is_refused(tmp_path):
         assert reply["ok"] is False and needle in reply["error"]
     assert send(run, "step")["message"] == "step works while paused: pause first"
     paused = send(run, "pause")
-    assert paused["ok"] and paused["message"].startswith("paused at epoch")
+    assert paused["ok"] and re.match(r"paused (in|after) epoch", paused["message"])
     wait_for(lambda: run.read_status().get("state") == "paused", what="paused status")
     step = events_of(run, StepLogged)[-1].step
     assert send(run, "step")["ok"]
@@ -167,13 +168,30 @@ def test_detach_prints_where_and_attach_plain_follows_to_the_end(tmp_path, capsy
                               "--runs-dir", str(tmp_path / "runs"), "--detach")
     assert code == 0, err
     run = RunDir(Path(out.splitlines()[0].split(": ", 1)[1]))
+    assert out.splitlines()[:2] == [f"run folder {run.name}: {run.path}", f"started {run.name}"]  # the folder first
     assert f"tui-trainer attach {run.path}" in out
     proc = subprocess.run([sys.executable, "-m", "tui_trainer.cli", "attach", str(run.path)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert [ln.split()[1] for ln in lines if ln.startswith("epoch ")] == ["1/3", "2/3", "3/3"]  # from epoch 1 on
-    assert lines[-1] == f"{run.name}: finished (completed: completed 3 epochs)"
+    assert lines[-1] == f"{run.name}: finished: completed 3 epochs"  # was "finished (completed: completed 3 epochs)"
+    assert proc.stdout.count("completed 3 epochs") == 1  # the end is said once
+
+
+def test_detach_prints_the_folder_before_the_run_has_started(tmp_path):
+    """The run process takes seconds to load torch: its folder is said at once, on a line of its own."""
+    proc = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", "train", "moons-mlp", "--epochs", "2", "--set",
+                             "data.n_samples=200", "--runs-dir", str(tmp_path / "runs"), "--detach"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    assert first.startswith("run folder "), first + proc.stderr.read()
+    run = RunDir(Path(first.strip().split(": ", 1)[1]))
+    seen = summarize(run).state  # what the folder says while the command still waits for the run to start
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert run.path.is_dir() and out.startswith(f"started {run.name}\n") and err == ""  # no spinner in a pipe
+    assert seen in ("starting", "running", "finished")
 
 
 def test_detach_with_a_setup_error_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys):
@@ -193,7 +211,14 @@ def test_unwritable_runs_directory_fails_before_any_process(tmp_path, capsys):
 def test_stop_command_from_a_script(tmp_path, capsys):
     handle = start(tmp_path)
     code, out, _ = run_main(capsys, "stop", handle.run.name, "--runs-dir", str(tmp_path / "runs"))
-    assert code == 0 and "stopping at epoch" in out and f"{handle.run.name}: stopped" in out
+    said = re.search(r"^stopping ((in epoch (\d+) \((\d+) complete\)|after epoch (\d+)), step \d+); saving last.pt$", out,
+                     re.MULTILINE)
+    assert code == 0 and said, out
+    if said[3]:
+        assert int(said[3]) == int(said[4]) + 1  # the epoch under way and those complete agree
+    end = events_of(handle.run, RunFinished)[-1]
+    assert end.message == f"stopped {said[1]}"  # the same words as the acknowledgement
+    assert f"{handle.run.name}: stopped {said[1]}; last checkpoint " in out
     code, _out, err = run_main(capsys, "stop", handle.run.name, "--runs-dir", str(tmp_path / "runs"))
     assert code == 2 and "is not running (state: stopped)" in err
 

@@ -49,7 +49,8 @@ def test_serve_without_the_extra_is_one_line_exit_2(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "textual_serve.server", None)
     code, out, err = run_main(capsys, "serve", "--port", "8765")
     assert code == 2 and out == ""
-    assert err == f"error: {SERVE_MISSING}\n" == "error: serving the app in a browser needs: pip install 'tui-trainer[serve]'\n"
+    assert err == f"error: {SERVE_MISSING}\n" == ("error: serving the app in a browser needs textual-serve: pip install "
+                                              "'textual-serve>=1.1' (in a clone of tui-trainer: pip install '.[serve]')\n")
 
 
 def test_serve_passes_preset_overrides_and_runs_dir_to_the_app(capsys, monkeypatch, tmp_path):
@@ -147,7 +148,7 @@ def _stop_runs(runs: Path) -> None:
 async def test_the_app_in_a_browser_shows_its_panels_and_trains(tmp_path):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("textual_serve", reason="the serve extra is not installed (pip install 'tui-trainer[serve]')")
+    pytest.importorskip("textual_serve", reason="the serve extra is not installed (pip install '.[serve]')")
     aiohttp = pytest.importorskip("aiohttp", reason="aiohttp (a textual-serve dependency) is not installed")
     deadline = time.monotonic() + 80
     runs, profile, port = tmp_path / "runs", tmp_path / "chromium-profile", _free_port()

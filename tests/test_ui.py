@@ -23,6 +23,7 @@ from tui_trainer.config import load_preset
 from tui_trainer.endpoint import send
 from tui_trainer.errors import ConfigError
 from tui_trainer.events import CheckpointSaved, EpochEnded, LrChanged, ParamValues, RunFinished, RunStarted, StepLogged
+from tui_trainer.history import shown_epoch
 from tui_trainer.runs import RunDir
 from tui_trainer.ui.app import make_app
 from tui_trainer.ui.messages import RunEvents
@@ -171,7 +172,7 @@ async def test_a_run_trains_in_its_own_process_and_the_charts_fold_its_events(tm
         assert len(loss.series["train (steps)"][0]) == len(rec.of(StepLogged))
         await until(pilot, lambda: loss.replots >= 1 and not loss.dirty)
         assert not screen.live and not screen.setup.disabled and not screen.query_one("#start").disabled
-        assert "finished: completed after epoch 3" in str(screen.query_one("#progress").render())
+        assert "finished: completed 3 epochs" in str(screen.query_one("#progress").render())
         assert pilot.app.focused.id == "preset-select"  # focus is not lost when a run ends
 
 
@@ -194,7 +195,10 @@ async def test_save_and_stop_are_acknowledged_commands(tmp_path, monkeypatch):
         done = rec.of(RunFinished)[0]
         assert done.reason == "stopped"
         assert load_checkpoint(done.last_checkpoint)["step"] == done.step > saved.step
-        await until(pilot, lambda: "stop: stopping at epoch" in log_text(screen))
+        await until(pilot, lambda: f"stop: stopping {done.message.removeprefix('stopped ')}; saving last.pt"
+                    in log_text(screen))  # the acknowledgement and the run's end name the same epoch and step
+        ck = load_checkpoint(saved.path)  # named by the epoch the progress line showed: the one under way
+        assert Path(saved.path).name == f"manual-e{shown_epoch(ck['epoch'], ck['batch_in_epoch']):03d}-s{ck['step']:07d}.pt"
 
 
 async def test_quit_asks_and_detach_leaves_the_run_training(tmp_path, monkeypatch):
@@ -286,7 +290,7 @@ async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path
         loss = screen.query_one("#loss-chart", SeriesChart)
         assert loss.series["val"][1] == tuple(r["val_loss"] for r in rows)
         assert screen.setup.cfg.name == "moons-mlp" and screen.setup.config().train.epochs == 4  # the run's config
-        assert not screen.live and "finished: completed after epoch 4" in str(screen.query_one("#progress").render())
+        assert not screen.live and "finished: completed 4 epochs" in str(screen.query_one("#progress").render())
         steps = [e for e in run.read_events()[0] if isinstance(e, StepLogged)]
         assert len(loss.series["train (steps)"][0]) == len(steps)
         await until(pilot, lambda: "completed 4 epochs" in log_text(screen))
@@ -366,7 +370,8 @@ async def test_an_error_in_the_run_is_shown_and_unlocks_the_panels(tmp_path, mon
         await until(pilot, lambda: rec.of(RunFinished))
         await pilot.pause()
         assert rec.of(RunFinished)[0].reason == "error"
-        assert "training failed: RuntimeError: kaboom" in log_text(screen)
+        assert "RuntimeError: kaboom" in log_text(screen)
+        assert "failed: in epoch 1 (0 complete), step " in log_text(screen)  # said once, where it happened
         assert not screen.setup.disabled and not screen.live
 
 

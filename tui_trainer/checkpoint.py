@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from tui_trainer.errors import CheckpointError
+from tui_trainer.runs import not_a_checkpoint
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "model", "config", "epoch", "step")
@@ -70,7 +71,7 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give a .pt file such as {path}/checkpoints/last.pt")
+        raise CheckpointError(not_a_checkpoint(path))
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

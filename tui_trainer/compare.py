@@ -18,6 +18,7 @@ from typing import Any
 
 from tui_trainer.errors import ConfigError
 from tui_trainer.events import ProtocolError, RunStarted, StepLogged
+from tui_trainer.formats import format_column
 from tui_trainer.history import RunHistory, hms
 from tui_trainer.runs import EventReader, RunDir
 
@@ -215,28 +216,46 @@ def _short_names(keys: Sequence[str]) -> dict[str, str]:
     return {k: t if tails.count(t) == 1 else k for k, t in zip(keys, tails, strict=True)}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def key_values(runs: Sequence[RunData], key: str) -> list[str]:
+    """Each run's value of ``key`` as text, in ONE format across the runs: a key whose values are numbers with a
+    float among them goes through ``formats.format_column`` (lr 0.01 and 0.003 read ``0.010`` and ``0.003``, never
+    ``0.01`` beside ``3e-3``); anything else as :func:`format_value`; a run without the key reads ``-``."""
+    values = [flatten(r.config).get(key, _MISSING) for r in runs]
+    present = [v for v in values if v is not _MISSING]
+    if present and all(_is_number(v) for v in present) and any(isinstance(v, float) for v in present):
+        return format_column([None if v is _MISSING else float(v) for v in values])
+    return ["-" if v is _MISSING else format_value(v) for v in values]
+
+
 def label(run: RunData, keys: Sequence[str]) -> str:
-    """The run named by its values of ``keys`` (``lr=3e-4, dropout=0.2``), else by its folder name."""
+    """The run alone named by its values of ``keys`` (``lr=3e-4, dropout=0.2``), else by its folder name. Beside
+    other runs, use :func:`labels`: it writes each key's values in one format."""
+    return _names([run], keys)[0]
+
+
+def _names(runs: Sequence[RunData], keys: Sequence[str]) -> list[str]:
     if not keys:
-        return run.name
-    flat = flatten(run.config)
+        return [r.name for r in runs]
     short = _short_names(keys)
-    return ", ".join(f"{short[k]}={format_value(flat[k]) if k in flat else '-'}" for k in keys)
+    columns = [key_values(runs, k) for k in keys]
+    return [", ".join(f"{short[k]}={column[i]}" for k, column in zip(keys, columns, strict=True))
+            for i in range(len(runs))]
 
 
 def labels(runs: Sequence[RunData]) -> list[str]:
-    """Each run's label; runs that would share one get their folder name added."""
+    """Each run's label, each differing key's values in one format across the runs; runs that would share one
+    get their folder name added."""
     keys = differing_keys([r.config for r in runs])
-    names = [label(r, keys) for r in runs]
+    names = _names(runs, keys)
     return [f"{n} ({r.name})" if names.count(n) > 1 and n != r.name else n for n, r in zip(names, runs, strict=True)]
 
 
 # ---------------------------------------------------------------------------
 # the table and the curves
-
-
-def _num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def compare_table(runs: Sequence[RunData]) -> str:
@@ -249,10 +268,12 @@ def compare_table(runs: Sequence[RunData]) -> str:
     winner = (max(valid) if runs[0].monitor == "val_acc" else min(valid)) if valid else None
     header = ["run", "best val_loss", "best val_acc", "best epoch", "epochs", "time", "state"]
     table = [header]
-    for r, name, score in zip(runs, names, scores, strict=True):
+    losses = format_column([r.best_val_loss for r in runs])  # one format per column: the numbers line up
+    accs = format_column([r.best_val_acc for r in runs])
+    for r, name, score, loss, acc in zip(runs, names, scores, losses, accs, strict=True):
         best = r.best_row
-        loss, acc = _num(r.best_val_loss, ".4f"), _num(r.best_val_acc, ".4f")
-        star = " *" if winner is not None and score == winner and len(runs) > 1 else ""
+        starred = winner is not None and len(runs) > 1
+        star = (" *" if score == winner else "  ") if starred else ""  # blank beside the others: the points line up
         if r.monitor == "val_acc":
             acc += star
         else:
@@ -283,11 +304,12 @@ def curves_table(runs: Sequence[RunData]) -> str:
     for metric in curve_metrics(runs):
         by_epoch = [{int(r["epoch"]): r.get(metric) for r in run.rows} for run in runs]
         epochs = sorted(set().union(*by_epoch))
-        widths = [max(len(n), 8) for n in names]
+        columns = [format_column([values.get(e) for e in epochs]) for values in by_epoch]  # one format per run
+        widths = [max([len(n), 8, *map(len, column)]) for n, column in zip(names, columns, strict=True)]
         out.append(f"{metric} by epoch")
         out.append("  ".join(["epoch", *(n.rjust(w) for n, w in zip(names, widths, strict=True))]))
-        for e in epochs:
-            cells = [_num(values.get(e), ".4f").rjust(w) for values, w in zip(by_epoch, widths, strict=True)]
+        for row, e in enumerate(epochs):
+            cells = [column[row].rjust(w) for column, w in zip(columns, widths, strict=True)]
             out.append("  ".join([str(e).rjust(5), *cells]))
         out.append("")
     return "\n".join(out).rstrip("\n")

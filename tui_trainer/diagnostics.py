@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from tui_trainer.events import LayerHealth  # what a run says about a layer: stdlib, so the app reads it without torch
+from tui_trainer.formats import format_column
 from tui_trainer.losses import predicted_class
 
 VANISHING_RATIO = 1e-2  # first layer's gradient norm below 1% of the last layer's: two orders of magnitude
@@ -239,7 +240,8 @@ def _flat_start(history: list[dict], lowered: bool) -> tuple[str, str] | None:
     losses = [r["train_loss"] for r in history]
     if max(losses) > 1.02 * min(losses) or losses[2] < 0.99 * losses[0]:
         return None
-    flat = f"training loss is flat from the start ({losses[0]:.4f} -> {losses[2]:.4f} over 3 epochs)"
+    first, last = format_column([losses[0], losses[2]])  # one format: a loss of 4e-5 is not 0.0000
+    flat = f"training loss is flat from the start ({first} -> {last} over 3 epochs)"
     name, share = max((history[-1].get("dead_relu") or {}).items(), key=lambda kv: kv[1], default=("", 0.0))
     if share >= DEAD_SHARE:  # flat because the units are dead: a too-high rate, not a too-low one
         return "dead", (f"{flat} and {share:.0%} of the units after {name} never fire: dead ReLUs, probably from a "

@@ -27,7 +27,8 @@ from tui_trainer.compare import RunData
 from tui_trainer.errors import ConfigError
 
 FORMATS = ("csv", "tensorboard")
-TENSORBOARD_MISSING = "TensorBoard export needs: pip install 'tui-trainer[tensorboard]'"
+TENSORBOARD_MISSING = ("TensorBoard export needs tensorboardX: pip install 'tensorboardX>=2.6' "
+                       "(in a clone of tui-trainer: pip install '.[tensorboard]')")
 EVENT_PREFIX = "events.out.tfevents."
 
 

@@ -29,6 +29,7 @@ from tui_trainer.events import (
     decode,
     encode,
 )
+from tui_trainer.formats import format_number
 from tui_trainer.smoothing import RunningMean
 
 
@@ -36,6 +37,32 @@ def hms(seconds: float) -> str:
     """0:00:00."""
     s = int(max(seconds, 0))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+# -- one wording for where a run is and how it ended (the console, attach, stop, the app, checkpoint names) -------
+
+
+def shown_epoch(complete: int, batch_in_epoch: int) -> int:
+    """The epoch number the progress line shows: the epoch under way (``complete + 1``) once a step of it is
+    done, else the epoch just completed (its line reads 100%), or epoch 1 before the first step."""
+    return complete + 1 if batch_in_epoch or not complete else complete
+
+
+def position(complete: int, batch_in_epoch: int, step: int | None = None) -> str:
+    """Where a run is, said the same way everywhere: "in epoch 214 (213 complete), step 42600" while an epoch is
+    under way, "after epoch 213, step 42560" between two epochs, "before epoch 1" before any step."""
+    at = f", step {step}" if step is not None else ""
+    if batch_in_epoch:
+        return f"in epoch {complete + 1} ({complete} complete){at}"
+    return f"after epoch {complete}{at}" if complete else f"before epoch 1{at}"
+
+
+def end_line(reason: str, message: str) -> str:
+    """How a run ended, in one line that never says its reason twice: "finished: completed 20 epochs",
+    "failed: <message>", "stopped in epoch 214 (213 complete), step 42600" (a message that starts with the
+    state word is the whole line)."""
+    state = Reason(reason).state if reason in {r.value for r in Reason} else reason
+    return message if message.split(" ", 1)[0].rstrip(":") == state else f"{state}: {message}"
 
 
 @dataclass
@@ -255,10 +282,11 @@ def describe(event: Event, epochs: int | None = None) -> str | None:
             return (f"{verb} {event.preset} on {event.device}{ranks}: {event.n_params:,} params, "
                     f"{event.train_samples:,} train / {event.val_samples:,} val samples -> {event.run_dir}")
         case EpochEnded():
-            acc = f" train_acc {event.train_acc:.4f} val_acc {event.val_acc:.4f}" if event.val_acc is not None else ""
+            n = format_number  # 4 significant digits, never cut: a regression loss of 4.19e-05 is not 0.0000
+            acc = f" train_acc {n(event.train_acc)} val_acc {n(event.val_acc)}" if event.val_acc is not None else ""
             best = " *" if event.is_best else ""
             of = f"/{epochs}" if epochs else ""
-            return (f"epoch {event.epoch}{of} train_loss {event.train_loss:.4f} val_loss {event.val_loss:.4f}{acc} "
+            return (f"epoch {event.epoch}{of} train_loss {n(event.train_loss)} val_loss {n(event.val_loss)}{acc} "
                     f"lr {event.lr:.3g} {event.epoch_seconds:.2f}s {event.samples_per_s:,.0f} samples/s{best}")
         case LogMessage():
             return event.text if event.level == "info" else f"{event.level}: {event.text}"
@@ -270,7 +298,7 @@ def describe(event: Event, epochs: int | None = None) -> str | None:
             return f"{'paused' if event.paused else 'resumed'} at epoch {event.epoch}, step {event.step}"
         case RunFinished():
             where = f"; last checkpoint {event.last_checkpoint}" if event.last_checkpoint else ""
-            return f"run ended ({event.reason}): {event.message}{where}"
+            return f"{end_line(event.reason, event.message)}{where}"
     return None
 
 
@@ -299,8 +327,7 @@ def progress_line(history: RunHistory, width: int = 120, bar: bool = True) -> st
     if history.finished is not None:
         f = history.finished
         best = history.best()
-        state = Reason(f.reason).state if f.reason in {r.value for r in Reason} else f.reason
-        parts = [f"{state}: {f.reason} after epoch {f.epoch}", f"best {best[0]} {best[1]:.4g}" if best else "",
+        parts = [end_line(f.reason, f.message), f"best {best[0]} {format_number(best[1])}" if best else "",
                  "r: new run"]
         return _fit_parts([p for p in parts if p], width)
     if st is None:
@@ -313,7 +340,7 @@ def progress_line(history: RunHistory, width: int = 120, bar: bool = True) -> st
     head = f"epoch {s.epoch}/{st.epochs}"
     pct = f"{done / max(st.epochs, 1):4.0%}"
     parts = [head]
-    optional = [f"ETA {hms(eta)}" if eta is not None else "ETA …", f"loss {s.loss:.4f}",
+    optional = [f"ETA {hms(eta)}" if eta is not None else "ETA …", f"loss {format_number(s.loss)}",
                 f"{s.samples_per_s:,.0f} samples/s", f"elapsed {hms(s.elapsed_s)}", f"this epoch {frac:.0%}"]
     if history.paused:
         optional.insert(0, "PAUSED")

@@ -45,17 +45,22 @@ def class_report(model: nn.Module, data: DataBundle, world: Any = None) -> Class
 
 
 def format_class_report(report: ClassReport) -> str:
-    """Per-class accuracy and the confusion matrix as plain text (rows: true class by number and name;
-    columns: predicted class by number)."""
+    """Per-class accuracy and the confusion matrix as plain text (rows: true class by number and name, the name
+    left out when it is the number, as on the 2-D presets; columns: predicted class by number)."""
     names = report.class_names
-    w = max(max(len(n) for n in names), 5)
     num = len(str(len(names) - 1))
+    named = any(name != str(i) for i, name in enumerate(names))
+    w = max(max(len(n) for n in names), 5)
+
+    def label(i: int, name: str) -> str:
+        return f"{i:>{num}} {name[:w]:<{w}}" if named else f"{i:>{num}}"
+
     cell = max(5, max(len(str(v)) for row in report.confusion for v in row) + 1)
     lines = ["per-class accuracy:"]
     for i, (name, acc, row) in enumerate(zip(names, report.per_class_accuracy, report.confusion, strict=False)):
-        lines.append(f"  {i:>{num}} {name:<{w}}  {acc:6.1%}  ({row[i]}/{sum(row)})")
+        lines.append(f"  {label(i, name)}  {acc:6.1%}  ({row[i]}/{sum(row)})")
     lines.append("confusion matrix (rows: true class, columns: predicted class, by number):")
-    lines.append(" " * (num + w + 3) + "".join(f"{i:>{cell}}" for i in range(len(names))))
+    lines.append(" " * (2 + len(label(0, names[0]))) + "".join(f"{i:>{cell}}" for i in range(len(names))))
     for i, (name, row) in enumerate(zip(names, report.confusion, strict=False)):
-        lines.append(f"  {i:>{num}} {name[:w]:<{w}}" + "".join(f"{v:>{cell}}" for v in row))
+        lines.append(f"  {label(i, name)}" + "".join(f"{v:>{cell}}" for v in row))
     return "\n".join(lines)

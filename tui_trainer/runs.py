@@ -132,7 +132,8 @@ class RunDir:
         return self.checkpoints / "best.pt"
 
     def manual(self, epoch: int, step: int) -> Path:
-        """A checkpoint saved on request."""
+        """A checkpoint saved on request: ``manual-e<epoch>-s<step>.pt``, ``epoch`` the number the progress line
+        showed (``history.shown_epoch``: the epoch under way), ``step`` the steps done."""
         return self.checkpoints / f"manual-e{epoch:03d}-s{step:07d}.pt"
 
     # -- metrics ------------------------------------------------------------------
@@ -223,6 +224,23 @@ class RunDir:
 def resume_hint(checkpoint: Path | str | None) -> str:
     """What to type to go on from ``checkpoint``, or that there is none: one wording for every front end."""
     return f"resume with: tui-trainer resume {checkpoint}" if checkpoint else "it wrote no checkpoint to resume from"
+
+
+def not_a_checkpoint(folder: Path | str) -> str:
+    """What to say when a folder is given where a checkpoint file is needed, naming one that exists: a run's own
+    (last.pt, else best.pt, else its newest manual save), the newest run's in a folder of runs, else none."""
+    folder = Path(folder)
+    run = RunDir(folder.parent if folder.name == "checkpoints" else folder)
+    own = run.last_good_checkpoint() if run.checkpoints.is_dir() else None
+    if own is not None:
+        return f"{folder} is a folder; give a checkpoint file, e.g. {own}"
+    try:
+        newest = next((c for r in list_runs(folder) if (c := r.last_good_checkpoint()) is not None), None)
+    except OSError:
+        newest = None
+    if newest is not None:
+        return f"{folder} is a folder of runs; give a checkpoint file, e.g. the newest run's {newest}"
+    return f"{folder} is a folder; give a checkpoint file (.pt), e.g. runs/<run>/checkpoints/last.pt"
 
 
 def _json_lines(path: Path) -> Iterator[dict]:

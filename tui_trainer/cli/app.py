@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from tui_trainer.cli.busy import PROGRESS_EVERY_S, Busy, ProgressLines
 from tui_trainer.cli.common import (
     DEFAULT_PRESET,
     DEFAULT_RUNS_DIR,
@@ -25,9 +25,11 @@ from tui_trainer.cli.common import (
     launch_ui,
     resume_config,
 )
-from tui_trainer.config import RunConfig, apply_overrides, list_presets, preset_description
+from tui_trainer.config import RunConfig, apply_overrides, list_presets, load_preset, preset_description
 from tui_trainer.errors import USER_ERRORS, CheckpointError
 from tui_trainer.events import Reason
+from tui_trainer.formats import format_column, format_number
+from tui_trainer.history import end_line
 from tui_trainer.runs import resume_hint
 
 # typer >= 0.25 vendors its own click: find its UsageError through a public class instead of importing click
@@ -76,7 +78,6 @@ def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -
     """Train in this process with console output and signal handling; returns the exit code."""
     from tui_trainer.cli.console import ConsoleSink
     from tui_trainer.controls import Controls
-    from tui_trainer.runner import run_here
     from tui_trainer.runs import create_run_dir, write_config
     from tui_trainer.session import checkpoint_run_dir
 
@@ -86,20 +87,23 @@ def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -
     run = existing or create_run_dir(runs_dir, cfg)  # ConfigError (exit 2) before anything trains
     controls = Controls()
     state = _install_stop_signals(controls)
-    sink = ConsoleSink()
-    result = run_here(run, controls, resume, console=sink)
+    with Busy("loading torch, the data and the model…") as busy:  # cleared before the run's first line
+        from tui_trainer.runner import run_here
+
+        result = run_here(run, controls, resume, console=ConsoleSink(before_output=busy.stop))
     if result.reason is Reason.INVALID:
         if existing is None:
             shutil.rmtree(run.path, ignore_errors=True)  # nothing trained: leave nothing behind
         fail(result.message)
     if state["signal"] is not None and result.reason is Reason.STOPPED:
         where = result.last_checkpoint or "(no checkpoint written)"
-        print(f"interrupted: stopped at epoch {result.epoch + 1}, step {result.step}; saved {where}")
+        print(f"interrupted: {result.message}; saved {where}")
         if result.last_checkpoint:
             print(resume_hint(result.last_checkpoint))
         return EXIT_INTERRUPTED
     if result.ok:
-        best = f", best {cfg.regularization.monitor} {result.best_metric:.4f}" if result.best_metric is not None else ""
+        best = (f", best {cfg.regularization.monitor} {format_number(result.best_metric)}"
+                if result.best_metric is not None else "")
         print(f"done: {result.message}{best}; run directory {result.run_dir}")
         return EXIT_OK
     print(f"error: {result.message}", file=sys.stderr)
@@ -144,7 +148,7 @@ def run_launched(cfg: RunConfig, runs_dir: Path, nodes: Any, resume: Path | None
               file=sys.stderr)
         return EXIT_FAILED
     if asked["signal"] is not None and reason == Reason.STOPPED.value:
-        print(f"interrupted: stopped at epoch {finished.epoch + 1}, step {finished.step}; saved {finished.last_checkpoint}")
+        print(f"interrupted: {finished.message}; saved {finished.last_checkpoint}")
         print(resume_hint(finished.last_checkpoint))
         return EXIT_INTERRUPTED
     if Reason(finished.reason).as_asked:
@@ -204,14 +208,16 @@ def _wait_quietly(process: Any, timeout: float = 30.0) -> None:
 
 
 def start_detached(cfg: RunConfig, runs_dir: Path, resume: Path | None = None, nodes: Any = None) -> int:
-    """Start the run process, wait until it trains (or fails at setup), print its folder and leave."""
+    """Start the run process, print its folder at once, wait until it trains (or fails at setup) and leave."""
     from tui_trainer import session
 
     handle = session.start(cfg, runs_dir, resume, nodes=nodes)
-    state = handle.wait_started()
     run = handle.run
+    print(f"run folder {run.name}: {run.path}", flush=True)
+    with Busy("waiting for the run to start: its process loads torch and the data…"):
+        state = handle.wait_started()
     if state in ("running", "paused", "finished", "stopped"):
-        print(f"started {run.name}: {run.path}")
+        print(f"started {run.name}")
         print(f"  follow: tui-trainer attach {run.path}")
         print(f"  stop:   tui-trainer stop {run.path}")
         return EXIT_OK
@@ -284,7 +290,6 @@ def _dry_run(cfg: RunConfig) -> int:
     """One step of ``cfg`` in a temporary folder, removed afterwards."""
     from tui_trainer.cli.console import ConsoleSink
     from tui_trainer.controls import Controls
-    from tui_trainer.engine import fit
     from tui_trainer.events import StepLogged
 
     cfg = apply_overrides(cfg, ["train.log_every=1", "train.diagnostics=false"])
@@ -296,8 +301,12 @@ def _dry_run(cfg: RunConfig) -> int:
             if isinstance(event, StepLogged):
                 controls.request_stop()
 
-    with tempfile.TemporaryDirectory(prefix="tui-trainer-dry-run-") as tmp:
-        result = fit(cfg, StopAfterOne(), controls, runs_dir=tmp)
+    # the spinner is cleared before the run's first line, and whatever happens
+    with Busy("loading torch, the data and the model…") as busy, \
+            tempfile.TemporaryDirectory(prefix="tui-trainer-dry-run-") as tmp:
+        from tui_trainer.engine import fit
+
+        result = fit(cfg, StopAfterOne(before_output=busy.stop), controls, runs_dir=tmp)
     if result.reason is Reason.INVALID:
         fail(result.message)
     if result.reason not in (Reason.STOPPED, Reason.COMPLETED):  # a one-step preset completes before the stop
@@ -334,7 +343,9 @@ def resume(
 
 
 def _load_ck(path: Path) -> dict:
-    """Load a checkpoint; if it is damaged, name a good one from the same run instead of starting over."""
+    """Load a checkpoint; if it is damaged, name a good one from the same run instead of starting over. A missing
+    file or a folder is said before torch is imported."""
+    _check_checkpoint_path(path)
     from tui_trainer.checkpoint import load_checkpoint
 
     try:
@@ -345,6 +356,16 @@ def _load_ck(path: Path) -> dict:
             raise
         raise CheckpointError(f"{exc}; the run has a good checkpoint at epoch {good[1]}: "
                               f"tui-trainer resume {good[0]}") from None
+
+
+def _check_checkpoint_path(path: Path) -> None:
+    """CheckpointError (exit 2) for a missing file or a folder, naming a checkpoint that exists; no torch needed."""
+    from tui_trainer.runs import not_a_checkpoint
+
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(not_a_checkpoint(path))
 
 
 def _good_sibling(path: Path) -> tuple[Path, int] | None:
@@ -371,30 +392,28 @@ def _good_sibling(path: Path) -> tuple[Path, int] | None:
 
 @app.command()
 def runs(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
-    """The runs in a folder: live ones first, then newest first."""
-    from tui_trainer.history import hms
-    from tui_trainer.runs import list_runs, summarize
+    """The runs in a folder: live ones first, then newest first. On a terminal the columns that do not fit its
+    width are left out whole (preset first, then started); in a pipe every column is printed."""
+    from tui_trainer.cli.tables import render, runs_columns
+    from tui_trainer.runs import RunDir, list_runs, summarize
 
-    rows = [summarize(r) for r in list_runs(runs_dir)]
+    root = runs_dir.expanduser()
+    if root.exists() and not root.is_dir():
+        fail(f"--runs-dir {root} is a file; allowed: a folder of runs (default: runs)")
+    try:
+        rows = [summarize(r) for r in list_runs(root)]
+    except OSError as exc:
+        fail(f"--runs-dir {root} cannot be read ({exc.strerror or exc}); allowed: a readable folder of runs")
     if not rows:
-        print(f"no runs in {runs_dir.expanduser()}")
+        print(f"no runs in {root}")
         return
     rows.sort(key=lambda r: (not r.live, -(r.started or 0)))
-    header = f"{'run':<36} {'preset':<24} {'state':<9} {'epoch':>9} {'best':>16} {'started':<16} {'elapsed':>8}"
-    print(header)
-    crashed = []
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None  # COLUMNS first, then the terminal
+    for line in render(runs_columns(rows), width):
+        print(line)
     for r in rows:
-        best = f"{r.monitor} {r.best:.4g}" if r.best is not None else "-"
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-"
-        elapsed = hms(r.elapsed_s) if r.elapsed_s is not None else "-"
-        print(f"{r.name:<36} {r.preset[:24]:<24} {r.state:<9} {f'{r.epoch}/{r.epochs}':>9} {best:>16} {started:<16} "
-              f"{elapsed:>8}")
         if r.state == "crashed":
-            crashed.append(r)
-    for r in crashed:
-        from tui_trainer.runs import RunDir
-
-        print(f"{r.name} crashed (its process is gone without an end): {RunDir(Path(r.path)).resume_hint()}")
+            print(f"{r.name} crashed (its process is gone without an end): {RunDir(Path(r.path)).resume_hint()}")
 
 
 @app.command()
@@ -412,7 +431,7 @@ def attach(
 
         finished = follow_plain(found, sys.stdout)
         state = found.state()
-        print(f"{found.name}: {state}" + (f" ({finished.reason}: {finished.message})" if finished else ""))
+        print(f"{found.name}: {end_line(finished.reason, finished.message) if finished else state}")
         if state in ("crashed", "failed", "stopped"):
             print(found.resume_hint())
         raise SystemExit(EXIT_OK if state != "crashed" else EXIT_FAILED)
@@ -437,7 +456,8 @@ def stop(
     if said:
         print(said)
     status = handle.run.read_status()
-    print(f"{handle.run.name}: {state}" + (f"; last checkpoint {status['last_checkpoint']}"
+    ended = end_line(status["reason"], status["message"]) if status.get("reason") and status.get("message") else state
+    print(f"{handle.run.name}: {ended}" + (f"; last checkpoint {status['last_checkpoint']}"
                                            if status.get("last_checkpoint") else ""))
     raise SystemExit(EXIT_OK if state not in LIVE_STATES else EXIT_FAILED)
 
@@ -448,34 +468,60 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Validation loss and accuracy of a checkpoint (and per-class results for classification)."""
-    from tui_trainer.engine import build_loss, config_from_checkpoint, prepare
-    from tui_trainer.engine import evaluate as eval_model
-    from tui_trainer.models import state_mismatch
-    from tui_trainer.report import class_report, format_class_report
+    _check_checkpoint_path(checkpoint)  # a missing file or a folder is said before torch loads
+    with Busy("loading torch…") as busy:
+        from tui_trainer.engine import build_loss, config_from_checkpoint, prepare
+        from tui_trainer.engine import evaluate as eval_model
+        from tui_trainer.models import state_mismatch
+        from tui_trainer.report import class_report, format_class_report
 
-    ck = _load_ck(checkpoint)
-    cfg = config_from_checkpoint(ck)
-    if device is not None:
-        cfg = apply_overrides(cfg, [f'train.device="{device}"'])
-    _dev, data, model = prepare(cfg)
-    why = state_mismatch(model, ck["model"])
-    if why:
-        fail(f"{checkpoint}: checkpoint does not match the {cfg.model.arch} model of its config: {why}")
-    model.load_state_dict(ck["model"])
-    val_loss, val_acc = eval_model(model, data, build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head))
-    acc = f" val_acc {val_acc:.4f}" if val_acc is not None else ""
-    print(f"{checkpoint}: epoch {ck['epoch']} step {ck['step']} val_loss {val_loss:.4f}{acc}")
-    if data.task == "classification":
-        print(format_class_report(class_report(model, data)))
+        busy.update(f"loading {checkpoint}…")
+        ck = _load_ck(checkpoint)
+        cfg = config_from_checkpoint(ck)
+        if device is not None:
+            cfg = apply_overrides(cfg, [f'train.device="{device}"'])
+        busy.update(f"loading the {cfg.data.dataset} data and the model…")
+        _dev, data, model = prepare(cfg)
+        why = state_mismatch(model, ck["model"])
+        if why:
+            busy.stop()
+            fail(f"{checkpoint}: checkpoint does not match the {cfg.model.arch} model of its config: {why}")
+        model.load_state_dict(ck["model"])
+        busy.update("evaluating on the validation set…")
+        loss_fn = build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head)
+        val_loss, val_acc = eval_model(model, data, loss_fn)
+        report = format_class_report(class_report(model, data)) if data.task == "classification" else None
+    acc = f" val_acc {format_number(val_acc)}" if val_acc is not None else ""
+    print(f"{checkpoint}: epoch {ck['epoch']} step {ck['step']} val_loss {format_number(val_loss)}{acc}")
+    if report is not None:
+        print(report)
 
 
 @app.command()
 def presets() -> None:
-    """List presets with a one-line description each."""
+    """List presets with a one-line description each; a preset whose data is not on this machine is marked
+    [download] (torchvision downloads it on first use) or [no data] (set data.root or data.path)."""
     found = list_presets()
     width = max(len(n) for n in found) if found else 0
+    marks = {name: _data_mark(path) for name, path in found.items()}
+    mark_width = max(map(len, marks.values()), default=0)
     for name, path in found.items():
-        print(f"{name:<{width}}  {preset_description(path)}")
+        mark = f"{marks[name]:<{mark_width}}  " if mark_width else ""
+        print(f"{name:<{width}}  {mark}{preset_description(path)}")
+
+
+def _data_mark(path: Path) -> str:
+    """[download] or [no data] when a preset's data is not here; "" when it is (or the preset is invalid: its own
+    error says so when it is used). Looks at files only: no torch."""
+    from tui_trainer.datafiles import data_place
+
+    try:
+        place = data_place(load_preset(str(path)))
+    except USER_ERRORS:
+        return ""
+    if place.here:
+        return ""
+    return "[download]" if place.downloads else "[no data]"
 
 
 @app.command()
@@ -493,19 +539,31 @@ def lr_find_cmd(
     preset: Annotated[str, typer.Argument(help="preset name or path to a .toml file")],
     set_: SetOpt = None,
     device: DeviceOpt = None,
-    steps: Annotated[int, typer.Option("--steps", min=10, help="batches in the first sweep (then twice as many while "
+    steps: Annotated[int, typer.Option("--steps", min=10, help="batches in the first sweep (then 4 times as many while "
                                                              "the loss has not fallen, up to 32x)")] = 100,
     start: Annotated[float, typer.Option("--start", min=1e-12, help="first learning rate")] = 1e-7,
     end: Annotated[float, typer.Option("--end", max=1e3, help="last learning rate")] = 10.0,
     json_out: Annotated[bool, typer.Option("--json", help="print the sweep as one JSON object")] = False,
+    progress: Annotated[bool, typer.Option("--progress", help="print progress on stderr as JSON lines, one about every "
+                                                             f"{PROGRESS_EVERY_S} s (for a program that runs this)")] = False,
 ) -> None:
     """Sweep the learning rate on a copy of the model and suggest one (a tenth of the rate at the lowest loss)."""
-    from tui_trainer.lrfind import lr_find
-
     cfg = build_config(preset, set_, device=device)
     if not start < end:
         fail(f"--start {start:g} must be below --end {end:g}")
-    result = lr_find(cfg, start=start, end=end, steps=steps)
+    lines = ProgressLines(sys.stderr) if progress else None
+    with Busy("loading torch…", tty=False if progress else None) as busy:
+        from tui_trainer.lrfind import lr_find
+
+        busy.update(f"loading the {cfg.data.dataset} data and the model…")
+
+        def report(p: Any) -> None:
+            busy.update(f"LR sweep {p.sweep} (of at most {p.max_sweeps}): {p.step}/{p.steps} steps, lr {p.lr:.2e}, "
+                        f"loss {format_number(p.loss)}")
+            if lines is not None:
+                lines.emit(p)
+
+        result = lr_find(cfg, start=start, end=end, steps=steps, progress=report)
     if json_out:
         import dataclasses
         import json
@@ -524,9 +582,10 @@ def lr_find_cmd(
         plt.plotsize(min(100, plt.terminal_width() or 100), 20)
         plt.show()
     else:
-        for lr, loss in zip(result.lrs[:: max(1, len(result.lrs) // 20)], result.smoothed[:: max(1, len(result.lrs) // 20)],
-                            strict=True):
-            print(f"lr {lr:.3g} loss {loss:.4f}")
+        every = max(1, len(result.lrs) // 20)
+        lrs, losses = format_column(result.lrs[::every]), format_column(result.smoothed[::every])
+        for lr, loss in zip(lrs, losses, strict=True):
+            print(f"lr {lr} loss {loss}")
     if result.suggestion is None:
         fail(f"no suggestion: {result.reason}", EXIT_FAILED)
     print(f"suggested lr: {result.suggestion:.3g}   (preset: {cfg.optimizer.lr:g}; use --set optimizer.lr=...)")
@@ -543,41 +602,9 @@ def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
         problems += ok is False
         print(f"{mark}  {what}" + (f"  -> {fix}" if fix and ok is not True else ""))
 
-    try:
-        import torch
-    except Exception as exc:  # noqa: BLE001 - any import failure is the finding
-        report(False, f"torch cannot be imported ({type(exc).__name__}: {exc})", "pip install 'torch>=2.10'")
-        raise SystemExit(EXIT_FAILED) from None
-    major_minor = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
-    report(major_minor >= (2, 10), f"torch {torch.__version__}",
-           "safe checkpoint loading needs torch >= 2.10: pip install -U torch")
-    from tui_trainer.device import all_devices, memory_in_use, pick_device
+    # the checks that need no torch first: they print at once, while torch loads behind a spinner
+    from tui_trainer.datafiles import TORCHVISION_FILES, cache_dir, torchvision_place
 
-    for info in all_devices():
-        report(True, f"device {info.describe()}")
-    device = pick_device("auto")
-    if device.type == "cuda":
-        used, free = memory_in_use(device) or (0, 0)
-        report(free > 2**30, f"cuda memory free: {free / 2**30:.1f} GiB", "another process holds the GPU: nvidia-smi")
-    else:
-        if torch.version.cuda:  # a CUDA build that sees no GPU: the driver or the environment hides it
-            fix = (f"torch is a CUDA {torch.version.cuda} build but sees no GPU: check the NVIDIA driver (nvidia-smi) and "
-                   "CUDA_VISIBLE_DEVICES")
-        else:
-            fix = "this torch is a CPU-only build: for CUDA install a CUDA build of torch"
-        report(None, f"no GPU found: training runs on {device.type}", fix)
-    from tui_trainer.data import real
-
-    cache = real.cache_dir(RunConfig())
-    for name in real.TORCHVISION:
-        if real._present(name, cache):
-            report(True, f"dataset {name} in {cache}")
-        elif name == "fashion-mnist" and (real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
-            report(True, f"dataset {name} from Debian's files in {real.DEBIAN_FASHION_MNIST}")
-        else:
-            hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
-            report(None, f"dataset {name} not found offline (downloaded on first use if online)",
-                   f"{hint}put torchvision's files under {cache}")
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
         probe = runs_dir / ".doctor-probe"
@@ -586,6 +613,15 @@ def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
         report(True, f"runs directory {runs_dir.resolve()} is writable")
     except OSError as exc:
         report(False, f"runs directory {runs_dir} is not writable ({exc.strerror})", "choose another with --runs-dir")
+    cache = cache_dir(RunConfig())
+    for name in TORCHVISION_FILES:  # the files torchvision opens, looked for without importing it (1.5 s)
+        place = torchvision_place(name, cache)
+        if place.here:
+            report(True, f"dataset {name} {place.where}")
+        else:
+            hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
+            report(None, f"dataset {name} not found offline (downloaded on first use if online)",
+                   f"{hint}put torchvision's files under {cache}")
     try:
         import textual
         import textual_plotext  # noqa: F401
@@ -593,6 +629,37 @@ def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
         report(True, f"textual {textual.__version__} and textual-plotext for the app")
     except ImportError as exc:
         report(False, f"the app cannot start: {exc}", "pip install textual textual-plotext")
+    torch_failed: Exception | None = None
+    with Busy("loading torch…"):
+        try:
+            import torch
+        except Exception as exc:  # noqa: BLE001 - any import failure is the finding
+            torch_failed = exc
+    if torch_failed is not None:
+        report(False, f"torch cannot be imported ({type(torch_failed).__name__}: {torch_failed})",
+               "pip install 'torch>=2.10'")
+        raise SystemExit(EXIT_FAILED)
+    major_minor = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    report(major_minor >= (2, 10), f"torch {torch.__version__}",
+           "safe checkpoint loading needs torch >= 2.10: pip install -U torch")
+    from tui_trainer.device import all_devices, memory_in_use, pick_device
+
+    with Busy("looking for devices…"):
+        found = all_devices()
+        device = pick_device("auto")
+        memory = memory_in_use(device) if device.type == "cuda" else None
+    for info in found:
+        report(True, f"device {info.describe()}")
+    if device.type == "cuda":
+        used, free = memory or (0, 0)
+        report(free > 2**30, f"cuda memory free: {free / 2**30:.1f} GiB", "another process holds the GPU: nvidia-smi")
+    else:
+        if torch.version.cuda:  # a CUDA build that sees no GPU: the driver or the environment hides it
+            fix = (f"torch is a CUDA {torch.version.cuda} build but sees no GPU: check the NVIDIA driver (nvidia-smi) and "
+                   "CUDA_VISIBLE_DEVICES")
+        else:
+            fix = "this torch is a CPU-only build: for CUDA install a CUDA build of torch"
+        report(None, f"no GPU found: training runs on {device.type}", fix)
     raise SystemExit(EXIT_FAILED if problems else EXIT_OK)
 
 
@@ -602,9 +669,13 @@ def summary(
     set_: SetOpt = None,
 ) -> None:
     """Layers, output shapes and parameter counts of a preset's model."""
-    from tui_trainer.engine import describe_model
+    cfg = build_config(preset, set_, device="cpu")
+    with Busy("loading torch…") as busy:
+        from tui_trainer.engine import describe_model
 
-    print(describe_model(build_config(preset, set_, device="cpu"))[2])  # no data loaded (or downloaded)
+        busy.update("building the model…")
+        table = describe_model(cfg)[2]  # no data loaded (or downloaded)
+    print(table)
 
 
 @app.command()
@@ -650,8 +721,9 @@ def compare(
 def export(
     run: Annotated[str, typer.Argument(help="run folder or name")],
     format_: Annotated[str, typer.Option("--format", help="csv or tensorboard")] = "csv",
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="file or folder to write (default: <run>.csv here; the run's tensorboard/ folder)")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="file or folder to write (default: <run>.csv here; the run's tensorboard/ folder)")] = None,
+    out_alias: Annotated[Path | None, typer.Option("--out", hidden=True, help="the old name of --output")] = None,
     runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
 ) -> None:
     """Write a run's metrics as CSV (one row per epoch) or as TensorBoard event files, never half a file."""
@@ -659,6 +731,9 @@ def export(
     from tui_trainer.export import export_run
     from tui_trainer.runs import resolve_run
 
+    if output is not None and out_alias is not None and output != out_alias:
+        fail(f"--output {output} and --out {out_alias}: give one (--out is the old name of -o/--output)")
+    out = output if output is not None else out_alias
     data = load_run(resolve_run(runs_dir, run))
     written = export_run(data, format_, out)
     if format_ == "csv":

@@ -57,12 +57,13 @@ def resume_config(checkpoint: Path, overrides: list[str] | None = None, device: 
     """The config a checkpoint continues with: its run's config.toml beside it (no torch needed), else the
     checkpoint's own copy; then the overrides. ConfigError/CheckpointError name what is wrong."""
     from tui_trainer.errors import CheckpointError
+    from tui_trainer.runs import not_a_checkpoint
     from tui_trainer.session import checkpoint_run_dir
 
     if not checkpoint.exists():
         raise CheckpointError(f"checkpoint not found: {checkpoint}")
     if checkpoint.is_dir():
-        raise CheckpointError(f"{checkpoint} is a folder; give a .pt file such as {checkpoint}/checkpoints/last.pt")
+        raise CheckpointError(not_a_checkpoint(checkpoint))
     run = checkpoint_run_dir(checkpoint)
     if run is not None:
         cfg = load_preset(str(run.config_path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from tui_trainer.events import Event, RunFinished, RunStarted, StepLogged
@@ -17,13 +18,22 @@ from tui_trainer.history import RunHistory, progress_line
 class ConsoleSink:
     """Prints a run's events as they come."""
 
-    def __init__(self, stream: TextIO | None = None, tty: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None,
+                 before_output: Callable[[], None] | None = None) -> None:
         self.out = stream or sys.stdout
         self.tty = self.out.isatty() if tty is None else tty
         self.history = RunHistory()
         self._bar = False
+        self._before_output = before_output
+        """Called once, before the first thing this sink writes (clears a "loading…" spinner)."""
+
+    def _first_output(self) -> None:
+        if self._before_output is not None:
+            self._before_output, call = None, self._before_output
+            call()
 
     def _line(self, text: str) -> None:
+        self._first_output()
         if self._bar:
             self.out.write("\r\x1b[2K")
             self._bar = False
@@ -34,6 +44,7 @@ class ConsoleSink:
         changed = self.history.apply(event)
         if isinstance(event, StepLogged):
             if self.tty:
+                self._first_output()
                 width = shutil.get_terminal_size((100, 24)).columns - 1
                 self.out.write("\r\x1b[2K" + progress_line(self.history, width, bar=True))
                 self.out.flush()

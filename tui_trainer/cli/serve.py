@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tui_trainer.errors import ConfigError
 
-SERVE_MISSING = "serving the app in a browser needs: pip install 'tui-trainer[serve]'"
+SERVE_MISSING = ("serving the app in a browser needs textual-serve: pip install 'textual-serve>=1.1' "
+                 "(in a clone of tui-trainer: pip install '.[serve]')")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 

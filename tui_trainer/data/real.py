@@ -27,9 +27,9 @@ import torch
 from tui_trainer.config import RunConfig
 from tui_trainer.data import DataBundle, LoaderBatches, Norm, TensorBatches, scale_features, split_indices
 from tui_trainer.data.augment import compose
+from tui_trainer.datafiles import DEBIAN_FASHION_MNIST, cache_dir  # noqa: F401 - where the files are (stdlib)
 from tui_trainer.errors import DataError
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -42,17 +42,6 @@ TORCHVISION = {
     "cifar10": ("CIFAR10", "cifar-10-batches-py", (3, 32, 32), ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
                 ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]),
 }
-
-
-def cache_dir(cfg: RunConfig) -> Path:
-    """Where datasets are looked for and downloaded."""
-    if cfg.data.cache_dir:
-        return Path(cfg.data.cache_dir).expanduser()
-    home = os.environ.get("TUI_TRAINER_HOME")
-    if home:
-        return Path(home) / "datasets"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tui-trainer" / "datasets"
 
 
 # ---------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from tui_trainer.events import (
     Sink,
     StepLogged,
 )
+from tui_trainer.history import position, shown_epoch
 from tui_trainer.models import count_params, format_summary, state_mismatch, summarize
 from tui_trainer.optim import build_optimizer, build_schedule, current_lr, load_optimizer_state, optimizer_state, set_lr
 from tui_trainer.runs import RunDir, create_run_dir, write_config
@@ -115,7 +116,7 @@ def fit(cfg: RunConfig, sink: Sink | None = None, controls: Controls | None = No
         return failed_setup(sink, rundir, Reason.OUT_OF_MEMORY, "out of device memory while loading the data and "
                              "model: try a smaller data.batch_size or data.device_resident = \"never\"")
     except Exception as exc:  # noqa: BLE001 - a setup failure is an outcome with a reason, never a traceback
-        return failed_setup(sink, rundir, Reason.ERROR, f"setup failed: {type(exc).__name__}: {first_line(exc)}")
+        return failed_setup(sink, rundir, Reason.ERROR, f"while setting up: {type(exc).__name__}: {first_line(exc)}")
     return run.run()
 
 
@@ -197,9 +198,9 @@ class Fit:
             return self._finish(Reason.OUT_OF_MEMORY, self._oom_message())
         except Exception as exc:  # noqa: BLE001 - reported as a reason, never a traceback on the screen
             if self.world.distributed and _peer_lost(exc):
-                return self._finish(Reason.ERROR, "training failed: another rank of this data-parallel run failed or "
-                                                  f"was killed, so every rank stops ({first_line(exc, 100)})")
-            return self._finish(Reason.ERROR, f"training failed: {type(exc).__name__}: {first_line(exc)}")
+                return self._finish(Reason.ERROR, f"another rank of this data-parallel run failed or was killed "
+                                                  f"{self.where()}, so every rank stops ({first_line(exc, 100)})")
+            return self._finish(Reason.ERROR, f"{self.where()}: {type(exc).__name__}: {first_line(exc)}")
 
     def train_epoch(self) -> None:
         """One epoch of steps (from ``batch_in_epoch`` on a resume), flushing every log interval."""
@@ -299,48 +300,52 @@ class Fit:
                     later.ack(False, "the run is stopping")
                 raise
 
+    def where(self) -> str:
+        """Where the run is, in the words every front end uses: "in epoch 214 (213 complete), step 42600"."""
+        return position(self.epoch, self.batch_in_epoch, self.step)
+
     def _act(self, command: Command) -> None:
         """One command from the controls, acknowledged with what happened."""
-        where = f"epoch {self.epoch + 1}, step {self.step}"
+        where = self.where()
         match command.name:
             case "stop":
-                command.ack(True, f"stopping at {where}; saving last.pt")
-                raise _Stop(Reason.STOPPED, f"stopped by request at {where}")
+                command.ack(True, f"stopping {where}; saving last.pt")
+                raise _Stop(Reason.STOPPED, f"stopped {where}")
             case "save":
                 self._sync_partial()
                 path = self.save("manual")
                 if path is None:
                     command.ack(False, "the checkpoint could not be written (see the log)")
                 else:
-                    command.ack(True, f"saved {path}", path=str(path))
+                    command.ack(True, f"saved {where}: {path}", path=str(path))
             case "set_lr":
                 lr = command.args["lr"]
                 set_lr(self.optimizer, lr)
                 batches = max(len(self.data.train), 1)
                 self.sink.emit(LrChanged(self.epoch + 1, self.step, self.epoch + self.batch_in_epoch / batches, lr))
-                command.ack(True, f"learning rate set to {lr:g} at {where}")
+                command.ack(True, f"learning rate set to {lr:g} {where}")
             case "pause":
                 if self.paused:
-                    command.ack(True, f"already paused at {where}")
+                    command.ack(True, f"already paused {where}")
                 else:
                     self._pause(True)
-                    command.ack(True, f"paused at {where}")
+                    command.ack(True, f"paused {where}")
             case "resume":
                 stepping, self._steps_allowed = self._steps_allowed >= 0, -1
                 if self.paused or stepping:
                     self._pause(False)
-                    command.ack(True, f"resumed at {where}")
+                    command.ack(True, f"resumed {where}")
                 else:
                     command.ack(False, "not paused")
             case "step":
                 if self._steps_allowed >= 0:  # a step is under way: this one follows it (n pressed twice: two)
                     self._steps_allowed += 1
-                    command.ack(True, f"one more step after {where}")
+                    command.ack(True, f"one more step after the one under way ({where})")
                 elif not self.paused:
                     command.ack(False, "step works while paused: pause first")
                 else:
                     self.paused, self._steps_allowed = False, 1
-                    command.ack(True, f"one step from {where}")
+                    command.ack(True, f"one step ({where})")
 
     def _hold_while_paused(self) -> None:
         """Pause after a single step, and wait here (acting on commands) until resumed."""
@@ -368,7 +373,7 @@ class Fit:
 
     def _pause(self, paused: bool) -> None:
         self.paused = paused
-        self.sink.emit(Paused(paused, self.epoch + 1, self.step))
+        self.sink.emit(Paused(paused, shown_epoch(self.epoch, self.batch_in_epoch), self.step))  # the progress line's
 
     def _flush(self) -> float:
         """Fold the open interval into the epoch's totals (host sync, once per log interval); its mean loss."""
@@ -575,7 +580,8 @@ class Fit:
         run goes on."""
         if not self.world.main:
             return None
-        path = {"last": self.rundir.last, "best": self.rundir.best}.get(kind) or self.rundir.manual(self.epoch, self.step)
+        path = ({"last": self.rundir.last, "best": self.rundir.best}.get(kind)
+                or self.rundir.manual(shown_epoch(self.epoch, self.batch_in_epoch), self.step))  # the progress line's epoch
         try:
             save_checkpoint(payload or self.payload(kind), path)
         except CheckpointError as exc:

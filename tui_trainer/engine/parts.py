@@ -4,6 +4,7 @@ stopping.py; both re-exported here)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
@@ -72,12 +73,18 @@ def evaluate(model: nn.Module, data: DataBundle, loss_fn: nn.Module, amp: bool =
 
 
 def describe_model(cfg: RunConfig) -> tuple[int, int, str]:
-    """(total, trainable, layer table) of ``cfg``'s model, without loading the data.
+    """(total, trainable, layer table) of ``cfg``'s model, without loading the data, and never with pretrained
+    weights (the shapes and counts are the same, and nothing is downloaded).
 
-    Built on the meta device: no memory, no weights, and no draw from the global RNG."""
+    This package's own architectures are built on the CPU, inside ``fork_rng`` so the global generator is left as
+    it was: their one forward pass takes milliseconds, where on the meta device it runs torch's Python
+    decompositions, which import torch._dynamo and sympy (1.9 s on this 2-core CPU). torchvision's big models
+    are built on the meta device (no memory, no weights): densenet121's CPU forward at 224 px costs more."""
     shape, out = peek_shape(cfg)
-    with torch.device("meta"):
-        model = build_model(cfg.model, shape, out)
+    spec = dataclasses.replace(cfg.model, pretrained=False)
+    device = "meta" if spec.arch.startswith("torchvision:") else "cpu"
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        model = build_model(spec, shape, out)
     total, trainable = count_params(model)
     return total, trainable, format_summary(summarize(model, shape), model)
 

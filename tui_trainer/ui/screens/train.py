@@ -29,6 +29,8 @@ from textual.worker import get_current_worker
 from tui_trainer.config import ConfigError, RunConfig, load_preset, to_toml
 from tui_trainer.errors import first_line
 from tui_trainer.events import Reason, RunFinished
+from tui_trainer.formats import format_number
+from tui_trainer.history import end_line
 from tui_trainer.runs import LIVE_STATES, RunDir, list_runs, resume_hint, summarize
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.helper import Helper
@@ -45,10 +47,10 @@ def lr_progress_text(line: str) -> str | None:
         p = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(p, dict) or p.get("event") != "lr-find-progress":
+    if not isinstance(p, dict) or p.get("progress") != "lr-find":
         return None
-    return (f"LR finder: sweep {p['sweep']}, {p['done']:,} of {p['planned']:,} steps, lr {p['lr']:.3g}, "
-            f"smoothed loss {p['loss']:.4g}")
+    return (f"LR finder: sweep {p['sweep']} of at most {p['max_sweeps']}, step {p['step']:,} of {p['steps']:,}, "
+            f"lr {format_number(p['lr'])}, smoothed loss {format_number(p['loss'])} ({p['elapsed_s']:.0f} s)")
 
 
 @dataclass
@@ -389,7 +391,7 @@ class TrainScreen(Guarded, Screen):
             self._remove_run_folder(self.handle)  # nothing trained: leave nothing behind
             self.handle = None
         if reason.as_asked:
-            self.notify(f"run ended: {end.reason}")
+            self.notify(end_line(end.reason, end.message))  # the progress line's words: "finished: completed 20 epochs"
         else:
             self.notify(end.message, title=f"run failed: {end.reason}", severity="error", timeout=10)
         self._update_buttons()

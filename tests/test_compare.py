@@ -150,8 +150,10 @@ def test_plot_on_a_terminal_draws_one_series_per_run(lab):
     runs = compare.load_runs([lab["fast"], lab["slow"], lab["dropout"]])
     text = re.sub(r"\x1b\[[0-9;]*m", "", compare.plot_curves(runs, width=90, height=16))
     assert "val_loss by epoch" in text and "val_acc by epoch" in text
+    lines = text.splitlines()
     for marker, name in zip(compare.MARKERS, compare.labels(runs), strict=False):
-        assert f"{marker * 2} {name}" in text  # the legend: each run with its own marker
+        assert f"  {marker}  {name}" in lines  # the legend, under the chart: each run with its own marker
+        assert f"{marker * 2} {name}" not in text  # never plotext's legend inside the plot, over the curves
     regression = compare.load_runs([lab["regression"]])
     assert "val_acc" not in compare.plot_curves(regression)
 

@@ -197,3 +197,32 @@ def test_the_bare_command_takes_the_apps_options():
                           cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: unknown preset 'nope'") and len(proc.stderr.splitlines()) == 1
+
+
+def _finished_run(runs, name: str, best: float, monitor: str = "val_loss"):
+    """A run folder as a finished run leaves it (what the runs list reads: its status)."""
+    import json
+
+    folder = runs / name
+    folder.mkdir(parents=True)
+    (folder / "status.json").write_text(json.dumps({
+        "state": "finished", "preset": "spirals-mlp", "epoch": 3, "epochs": 3, "best": best, "monitor": monitor,
+        "created": 1.0e9, "started": 1.0e9, "ended": 1.0e9 + 30, "elapsed_s": 30.0, "reason": "completed"}))
+    return folder
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36)])
+async def test_the_runs_tab_never_cuts_a_number(tmp_path, size):
+    runs = tmp_path / "runs"
+    _finished_run(runs, "20260101-000000-a-run-with-a-long-name-to-push-the-columns", 4.19e-05)
+    _finished_run(runs, "20260101-000001-another-run-with-a-long-name", 0.3)
+    app = make_app(tiny(), runs)
+    async with app.run_test(size=size) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("8")
+        table = screen.query_one("#runs-table")
+        await until(pilot, lambda: table.row_count == 2)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "val_loss 4.19e-05" in text and "val_loss 3.00e-01" in text  # one format for the column, whole
+        assert "3/3" in text

@@ -483,10 +483,12 @@ async def test_runs_tab_lists_runs_and_attaches_to_one(tmp_path, capsys):
         await pilot.pause()
         shown = [table.render_line(y).text for y in (1, 2)]  # what the screen shows, not only the cell's value
         assert all(line.lstrip().startswith("[x]") for line in shown), shown
-        assert table.get_row_at(0)[1:4] == [table.get_row_at(0)[1], "moons-mlp", "finished"]  # every column filled
+        row = table.get_row_at(0)
+        assert row[1] == "finished" and str(row[2]) == "2/2" and row[5] == "moons-mlp"  # every column filled
+        assert str(row[3]).startswith("val_loss ") and row[4].endswith("moons-mlp")
         await pilot.press("up", "enter")
         await until(pilot, lambda: screen.view.history.finished is not None)
-        assert screen.handle.run.name == table.get_row_at(0)[1]
+        assert screen.handle.run.name == table.get_row_at(0)[4]
         await until(pilot, lambda: screen.query_one("#tabs").active == "tab-charts")
         assert len(screen.query_one("#loss-chart", SeriesChart).series["val"][0]) == 2
         await pilot.press("w")  # the view as an SVG, in the run's folder

@@ -330,12 +330,14 @@ def plot_curves(runs: Sequence[RunData], width: int = 100, height: int = 20) -> 
         epochs = sorted({int(r["epoch"]) for run in runs for r in run.rows})
         if 1 < len(epochs) <= 20:
             plt.xticks(epochs)  # whole epochs, not 1.50
+        legend = []
         for n, (run, name) in enumerate(zip(runs, names, strict=True)):
             points = [(int(r["epoch"]), float(r[metric])) for r in run.rows if isinstance(r.get(metric), (int, float))]
             if points:
                 xs, ys = zip(*points, strict=True)
-                plt.plot(list(xs), list(ys), label=name, marker=MARKERS[n % len(MARKERS)])
+                plt.plot(list(xs), list(ys), marker=MARKERS[n % len(MARKERS)])  # no label: a legend inside covers curves
+                legend.append(f"  {MARKERS[n % len(MARKERS)]}  {name}")
         plt.plotsize(width, height)
-        charts.append(plt.build())
+        charts.append(plt.build() + "\n" + "\n".join(legend))  # the legend under the chart
     plt.clear_figure()
     return "\n".join(charts)

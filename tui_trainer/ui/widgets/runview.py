@@ -15,13 +15,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, RichLog, Static, TabbedContent, TabPane
 
 from tui_trainer.events import Event
+from tui_trainer.formats import format_column
 from tui_trainer.history import RunHistory, memory_line, progress_line
+from tui_trainer.runs import RunSummary
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.widgets.boundary import BoundaryView
 from tui_trainer.ui.widgets.fields import CompactButton
 
 TABS = (("tab-charts", "Charts"), ("tab-log", "Log"), ("tab-gradients", "Grads"), ("tab-boundary", "Boundary"),
         ("tab-lr", "LR find"), ("tab-results", "Results"), ("tab-model", "Model"), ("tab-runs", "Runs"))
+RUN_COLUMNS = ("cmp", "state", "epoch", "best", "run", "preset")  # numbers before names: a narrow view cuts names
 LEVEL_STYLE = {"warning": "bold", "error": "bold reverse"}  # reads without colour too
 LOG_LINES = 2000  # the Log tab keeps the last this many lines (log_lines keeps all)
 BACKLOG_LINES = 500  # lines of an attached run's history written to the Log tab (events.jsonl has them all)
@@ -94,7 +97,7 @@ class RunView(Guarded, Vertical):
             "per-class results appear when a classification run ends", id="results")))
         await self.query_one("#tab-model").mount(VerticalScroll(Static("", id="model-summary")))
         table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("cmp", "run", "preset", "state", "epoch", "best")
+        table.add_columns(*RUN_COLUMNS)
         compare_loss = SeriesChart("val loss by epoch", "val loss", hint="mark two runs or more with m", id="cmp-loss")
         compare_acc = SeriesChart("val acc by epoch", "val acc", hint="accuracy of classification runs", id="cmp-acc")
         await self.query_one("#tab-runs").mount_all([
@@ -287,15 +290,18 @@ class RunView(Guarded, Vertical):
 
     # -- runs list ---------------------------------------------------------------------
 
-    def fill_runs(self, rows: list[Any], marked: set[str]) -> None:
-        """The Runs tab's table (RunSummary rows); ``marked``: the folders chosen for comparison."""
+    def fill_runs(self, rows: list[RunSummary], marked: set[str]) -> None:
+        """The Runs tab's table; ``marked``: the folders chosen for comparison. The numbers come first and the
+        long names last, so a narrow view cuts a name, never a number; one format for the whole best column."""
         table = self.query_one("#runs-table", DataTable)
         cursor = table.cursor_row
         table.clear()
-        for r in rows:
-            best = f"{r.monitor} {r.best:.4g}" if r.best is not None else "-"
+        bests = format_column([r.best for r in rows])
+        for r, best in zip(rows, bests, strict=True):
             mark = Text("[x]" if r.path in marked else "[ ]")  # a Text cell: "[x]" as a str would be read as markup
-            table.add_row(mark, r.name, r.preset, r.state, f"{r.epoch}/{r.epochs}", best, key=r.path)
+            table.add_row(mark, r.state, Text(f"{r.epoch}/{r.epochs}", justify="right"),
+                          Text(f"{r.monitor} {best}" if r.best is not None else "-", justify="right"), r.name, r.preset,
+                          key=r.path)
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
 

@@ -303,8 +303,18 @@ def test_mnist_preset_scales_as_normalize_half_and_trains_with_nll(monkeypatch, 
     raw = real._tensors("mnist", Path("."), True)[0]
     assert torch.allclose(data.train.x, (raw.float() / 255 - 0.5) / 0.5)  # ToTensor, then Normalize((0.5,), (0.5,))
     assert isinstance(build_loss("classification", head="log_softmax"), nn.NLLLoss)
-    result = fit(cfg, ListSink(), runs_dir=runs)
-    assert result.reason == "completed" and result.history[0]["train_loss"] > 0
+    sink = ListSink()
+    result = fit(cfg, sink, runs_dir=runs)
+    assert result.reason == "completed"
+    # the logged loss is the NLL of log-probabilities: the same number as cross-entropy on them, recomputed here
+    model = result.model.eval()
+    with torch.no_grad():
+        out = model(data.val.x)
+    assert torch.allclose(out.exp().sum(1), torch.ones(len(out)), atol=1e-5)  # the model ends in LogSoftmax
+    nll, ce = F.nll_loss(out, data.val.y).item(), F.cross_entropy(out, data.val.y).item()
+    assert sink.of(EpochEnded)[-1].val_loss == pytest.approx(nll, rel=1e-5) and nll == pytest.approx(ce, rel=1e-5)
+    # random labels: one epoch of SGD at 0.003 stays near chance, -log(1/10)
+    assert result.history[0]["train_loss"] == pytest.approx(2.3026, abs=0.15)
 
 
 def test_missing_mnist_says_where_to_put_the_files(monkeypatch, tmp_path):

@@ -58,6 +58,11 @@ class BoundaryView(Static):
         self.boundary = boundary
         self.update(render_boundary(boundary, self.size.width or None))
 
+    def clear(self, hint: str) -> None:
+        """Show ``hint`` instead of a grid, and forget the grid (a resize must not bring back another run's)."""
+        self.boundary = None
+        self.update(hint)
+
     def on_resize(self) -> None:
         if self.boundary is not None:
             self.update(render_boundary(self.boundary, self.size.width or None))

@@ -126,6 +126,65 @@ def test_logged_validation_numbers_equal_an_independent_evaluation_on_the_valida
     assert train_loss != pytest.approx(val_loss, rel=1e-3)  # the splits differ: this test tells them apart
 
 
+def test_with_the_weights_held_still_the_logged_train_numbers_are_the_models_own(runs):
+    """At a learning rate of 1e-12 the model does not move, so what the run logs for the training split (each
+    interval's loss, the epoch's loss and accuracy) can be recomputed here, batch by batch, from the first weights."""
+    cfg = tiny('optimizer.name="sgd"', "optimizer.lr=1e-12", "train.epochs=1", "train.log_every=3", "data.batch_size=48")
+    sink = ListSink()
+    fit(cfg, sink, runs_dir=runs)
+    _device, data, model = prepare(cfg)
+    sums, hits, sizes = [], 0, []
+    with torch.no_grad():
+        for xb, yb in data.train.epoch(epoch_seed(cfg.train.seed, 1)):
+            out = model(xb)
+            sums.append(F.cross_entropy(out, yb, reduction="sum").item())
+            hits += (out.argmax(1) == yb).sum().item()
+            sizes.append(len(yb))
+    assert sizes == [48] * 6 + [32]
+    steps = sink.of(StepLogged)
+    assert [s.batch for s in steps] == [3, 6, 7]
+    for step, lo in zip(steps, (0, 3, 6), strict=True):
+        hi = step.batch
+        assert step.loss == pytest.approx(sum(sums[lo:hi]) / sum(sizes[lo:hi]), rel=1e-5), step
+    (end,) = sink.of(EpochEnded)
+    assert end.train_loss == pytest.approx(sum(sums) / 320, rel=1e-5)
+    assert end.train_acc == hits / 320
+
+
+def test_one_sgd_step_with_l1_and_gradient_clipping_is_the_step_written_by_hand(runs):
+    cfg = tiny('optimizer.name="sgd"', "optimizer.lr=0.5", "regularization.l1=0.01", "regularization.grad_clip=0.05",
+               "train.log_every=1")
+    controls = Controls()
+    result = fit(cfg, _ActAt(controls, 1, "stop"), controls, runs_dir=runs)
+    assert result.reason == "stopped" and result.step == 1
+    _device, data, model = prepare(cfg)
+    xb, yb = next(iter(data.train.epoch(epoch_seed(cfg.train.seed, 1))))
+    params = list(model.parameters())
+    l1 = sum(p.abs().sum() for p in params if p.dim() >= 2)  # weight matrices only (decay_biases is off)
+    grads = torch.autograd.grad(F.cross_entropy(model(xb), yb) + 0.01 * l1, params)
+    norm = torch.sqrt(sum((g * g).sum() for g in grads))
+    assert norm > 0.05  # the clipping acts
+    expected = [p.detach() - 0.5 * g * (0.05 / norm) for p, g in zip(params, grads, strict=True)]
+    for (name, got), want in zip(result.model.named_parameters(), expected, strict=True):
+        assert torch.allclose(got.detach(), want, rtol=1e-5, atol=1e-7), name
+
+
+def test_the_non_finite_message_names_the_same_step_whatever_the_log_interval(runs):
+    """The step a loss went non-finite at is found inside the log interval; one step per interval tells it directly."""
+    said, logged = [], []
+    for log_every in (1, 4):
+        controls = Controls()
+        cfg = tiny("optimizer.lr=0.05", 'optimizer.name="sgd"', "train.epochs=3", f"train.log_every={log_every}")
+        sink = DivergeInEpoch2(controls)
+        result = fit(cfg, sink, controls, runs_dir=runs)
+        assert result.reason == "non_finite_loss"
+        said.append(result.message.split(",")[1].split(":")[0].strip())
+        logged.append(sink.of(StepLogged)[-1].step)
+    # logging every step, every finite step was logged: the first non-finite one is the next
+    assert said == [f"step {logged[0] + 1}"] * 2, (said, logged)
+    assert logged[1] < logged[0]  # logging every 4 steps, the diverging step is found inside its interval
+
+
 SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
 """Tensor methods that read a value back to the host: on CUDA each one waits for the device."""
 
@@ -312,18 +371,22 @@ def test_seeded_runs_are_deterministic_on_cpu(runs):
     assert c.history[-1]["val_loss"] != a.history[-1]["val_loss"]
 
 
+class DivergeInEpoch2(ListSink):
+    """Epoch 1 trains well; then a learning rate of 100 sends the loss to infinity within epoch 2."""
+
+    def __init__(self, controls: Controls) -> None:
+        super().__init__()
+        self.controls = controls
+
+    def emit(self, event) -> None:
+        super().emit(event)
+        if isinstance(event, EpochEnded) and event.epoch == 1:
+            self.controls.send("set_lr", lr=100.0)
+
+
 def test_non_finite_loss_stops_and_keeps_checkpoints_clean(runs):
     controls = Controls()
-
-    class Diverge(ListSink):
-        """Epoch 1 trains well; then a learning rate of 100 sends the loss to infinity within epoch 2."""
-
-        def emit(self, event) -> None:
-            super().emit(event)
-            if isinstance(event, EpochEnded) and event.epoch == 1:
-                controls.send("set_lr", lr=100.0)
-
-    sink = Diverge()
+    sink = DivergeInEpoch2(controls)
     cfg = tiny("optimizer.lr=0.05", 'optimizer.name="sgd"', "train.epochs=3", "train.log_every=1")
     result = fit(cfg, sink, controls, runs_dir=runs)
     assert result.reason == "non_finite_loss" and result.epoch == 1

@@ -72,8 +72,19 @@ def test_autograd_preset_reproduces_the_notes_gradients():
 
 
 def test_autograd_preset_takes_the_notes_sgd_step(runs):
-    result = fit(lecture("lecture5-autograd"), ListSink(), runs_dir=runs)
+    from tui_trainer.events import ParamValues
+
+    sink = ListSink()
+    result = fit(lecture("lecture5-autograd"), sink, runs_dir=runs)
     assert result.reason == "completed" and result.step == 1
+    # the step as the run reports it (the Gradients tab): each scalar's value, gradient and value after the step
+    (step,) = sink.of(ParamValues)
+    assert step.step == 1
+    assert [(name, value, round(grad, 4), round(after, 4)) for name, value, grad, after in step.params] == [
+        ("layers.1.weight[0,0]", 1.0, -0.3480, 1.0348), ("layers.1.weight[1,0]", -1.0, -1.3032, -0.8697),
+        ("layers.1.bias[0]", 1.0, -0.3480, 1.0348), ("layers.1.bias[1]", 2.0, -1.3032, 2.1303),
+        ("layers.3.weight[0,0]", 1.0, -2.9191, 1.2919), ("layers.3.weight[0,1]", 2.0, -2.4229, 2.2423),
+        ("layers.3.bias", -1.0, -3.3142, -0.6686)]
     state = {k: [round(v, 4) for v in t.flatten().tolist()] for k, t in result.model.state_dict().items()}
     # the notes' state_dict after optimizer.step() with SGD lr 0.1
     assert state == {"layers.1.weight": [1.0348, -0.8697], "layers.1.bias": [1.0348, 2.1303],

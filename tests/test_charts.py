@@ -109,3 +109,88 @@ async def test_a_learning_rate_change_is_a_labelled_vertical_line_at_its_step():
     assert "lr 0.01" in "\n".join(lines)
     braille = {ch for row in grid for ch in row if 0x2801 <= ord(ch) <= 0x28FF}
     assert braille  # the step losses, in braille dots
+
+
+async def test_an_empty_chart_is_a_frame_from_0_to_1_with_its_title_labels_and_why():
+    lines = await drawn(SeriesChart("loss", "loss", hint="no points yet"), (40, 12))
+    grid = canvas(lines)
+    assert lines[0].strip() == "loss"
+    assert grid[len(grid) // 2].strip() == "no points yet"  # the word why, inside the frame, half way up
+    ticks = [line.split("┤")[0].strip() for line in lines if "┤" in line]
+    assert ticks[0] == "1.00" and ticks[-1] == "0.00"
+    assert lines[-2].split() == ["0.00", "0.25", "0.50", "0.75", "1.00"]
+    assert lines[-1].split() == ["loss", "epoch"]  # the y label, then the x label
+
+
+async def test_series_beyond_the_named_ones_get_a_marker_each():
+    chart = SeriesChart("gradient norm by layer", "norm")
+    for i, name in enumerate("abcd"):
+        chart.set_series(name, [1, 2, 3], [1, 2, 3 + i])
+    lines = await drawn(chart, (60, 14))
+    assert lines[0].strip() == "gradient norm by layer: ▀ a, • b, + c, x d"
+    grid = canvas(lines)
+    for glyphs in (HD, {"•"}, {"+"}, {"x"}):
+        assert cells(grid, glyphs), (glyphs, "\n".join(grid))
+    assert near(cells(grid, {"x"}), cell_of(grid, 3, 6, (1, 3), (1, 6)))  # d ends highest, at 6
+
+
+async def test_a_legend_too_long_for_the_title_is_drawn_inside_the_plot():
+    chart = SeriesChart("gradient norm by layer", "norm")
+    for name in ("layers.1", "layers.3", "layers.5", "layers.7"):
+        chart.set_series(name, [1, 2, 3], [1, 2, 3])
+    lines = await drawn(chart, (34, 14))
+    assert lines[0].strip() == "gradient norm by layer"
+    inside = "\n".join(canvas(lines))
+    assert all(name in inside for name in ("layers.1", "layers.3", "layers.5", "layers.7")), inside
+
+
+async def test_a_title_too_long_for_the_chart_is_cut_with_an_ellipsis():
+    chart = SeriesChart("validation loss of every marked run", "loss")
+    chart.set_series("val", [1, 2], [1.0, 2.0])
+    lines = await drawn(chart, (30, 12))
+    assert lines[0].strip() == "validation loss of …"  # the width less the y ticks: 19 characters and the ellipsis
+
+
+def test_downsample_averages_buckets_and_keeps_the_last_x():
+    from tui_trainer.ui.widgets.charts import downsample
+
+    xs = list(range(600))
+    dx, dy = downsample(xs, [2.0 * x for x in xs], 300)
+    assert dx == [2 * i + 0.5 for i in range(299)] + [599]  # pairs averaged; the last x is the series' own
+    assert dy == [4 * i + 1.0 for i in range(300)]
+    assert downsample(xs[:300], xs[:300], 300) == (xs[:300], xs[:300])  # at the limit: as is
+    dx, dy = downsample(xs[:7], xs[:7], 3)  # uneven buckets: 0-1, 2-3, 4-6
+    assert dx == [0.5, 2.5, 6] and dy == [0.5, 2.5, 5.0]
+
+
+async def test_ten_thousand_points_are_drawn_end_to_end():
+    chart = SeriesChart("loss", "loss")
+    chart.set_series("val", list(range(10_000)), [x / 10_000 for x in range(10_000)])
+    grid = canvas(await drawn(chart))
+    dots = cells(grid, {"•"})
+    assert near(dots, (len(grid) - 1, 0)) and near(dots, (0, len(grid[0]) - 1))
+
+
+async def test_points_that_cannot_be_drawn_are_left_out_and_the_rest_drawn():
+    chart = SeriesChart("loss", "loss")
+    chart.set_series("val", [1, 2, 3, 4, 5], [1.0, math.nan, None, 4.0, 5.0])  # a gap, then the curve goes on
+    grid = canvas(await drawn(chart))
+    dots = cells(grid, {"•"})
+    assert near(dots, cell_of(grid, 5, 5.0, (1, 5), (1, 5))) and near(dots, cell_of(grid, 1, 1.0, (1, 5), (1, 5)))
+    chart = SeriesChart("gradient norm", "norm")
+    chart.xlog = True
+    chart.set_series("val", [0, 1, 10, 100], [1.0, 1.0, 2.0, 3.0])  # x = 0 has no place on a log axis
+    lines = await drawn(chart)
+    assert chart.failed is None and chart.empty_reason is None
+    ticks = [float(t) for t in lines[-2].split()]
+    assert ticks[0] == 1.0 and ticks[-1] == 100.0 and ticks[2] == 10.0, lines[-2]  # from 1, half-decades
+
+
+async def test_a_mark_is_drawn_at_the_edges_of_the_data_and_never_outside_them():
+    for x, inside in ((0.0, True), (4.0, True), (4.5, False), (-1.0, False)):
+        chart = SeriesChart("loss", "loss")
+        chart.set_series("val", [0, 1, 2, 3, 4], [0.9, 0.7, 0.6, 0.55, 0.5])
+        chart.add_marker(x, "lr 0.01")
+        grid = canvas(await drawn(chart))
+        lines_down = [c for c in range(len(grid[0])) if sum(row[c] == "│" for row in grid) >= len(grid) // 2]
+        assert lines_down == ([cell_of(grid, x, 0, (0, 4), (0, 1))[1]] if inside else []), (x, "\n".join(grid))

@@ -11,6 +11,11 @@ from tui_trainer.config import RunConfig, apply_overrides, load_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 
+if os.environ.get("MUTANT_UNDER_TEST"):  # under mutmut (mutation/README.md): it reads its config from the working
+    from mutmut.configuration import config  # directory, which every test changes: read it now, once
+
+    config()
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
@@ -44,7 +49,8 @@ def _end_runs_left_under(folder: Path) -> None:
                 continue
             try:
                 group = os.getpgid(int(pid))
-                if group != os.getpgid(0):  # a run of its own session, never the tests' own process group
+                # a run of its own session, never the tests' own process group (nor group 0: killpg(0) means ours)
+                if group > 0 and group != os.getpgid(0):
                     os.killpg(group, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass

@@ -106,9 +106,12 @@ KEYS = ["r", "s", "c", "p", "n", "a", "u", "e", "l", "escape", "?", "escape", "t
         "escape", "home", "end", "pageup", "pagedown", "backspace", "ctrl+q", "escape"]
 
 
-async def _poke(pilot, rng: random.Random, steps: int, app) -> None:
+async def _poke(pilot, rng: random.Random, steps: int, app) -> int:
+    """``steps`` random keys, clicks and resizes; how many of them came while a run was training."""
     screen = app.train_screen
+    training = 0
     for _ in range(steps):
+        training += screen.live and screen.view.history.last_step is not None and screen.view.history.finished is None
         roll = rng.random()
         if roll < 0.55:
             key = rng.choice(KEYS)
@@ -129,6 +132,7 @@ async def _poke(pilot, rng: random.Random, steps: int, app) -> None:
         if type(app.screen).__name__ == "QuitDialog" and rng.random() < 0.8:
             await pilot.press("escape")  # mostly stay; sometimes the monkey picks an answer
         assert app.is_running or not screen.is_attached
+    return training
 
 
 @pytest.mark.parametrize(("preset", "overrides"), [
@@ -155,8 +159,9 @@ async def test_monkey_keys_clicks_and_resizes_before_during_and_after_training(t
             screen.setup.load(cfg)
             await pilot.pause()
             await pilot.press("escape", "r")
-        await until(pilot, lambda: screen.live or screen.view.history.started is not None, timeout=120)
-        await _poke(pilot, rng, 60, app)  # during (or after, if the monkey stopped it)
+        await until(pilot, lambda: screen.view.history.last_step is not None, timeout=120)  # training, not starting
+        during = await _poke(pilot, rng, 60, app)  # during (and after, if the monkey stopped it)
+        assert during >= 30, during  # the "during training" part happened while the run trained
         if screen.live and screen.handle is not None:  # it may be ending already, or still loading torch
             await asyncio.to_thread(screen.handle.stop, 60)
             await until(pilot, lambda: not screen.live, timeout=60)

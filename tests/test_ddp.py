@@ -7,13 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import tiny
 from tests.test_cli import run_main
+from tests.test_engine import assert_step_losses_average_to_train_loss
 from tests.test_runs import events_of, wait_for
 from tui_trainer import session
 from tui_trainer.endpoint import send
@@ -47,6 +47,13 @@ def test_two_ranks_at_32_give_the_steps_of_one_process_at_64(tmp_path):
         for key in ("train_loss", "val_loss", "train_acc", "val_acc"):
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (key, a["epoch"])
     assert [e.epoch for e in events_of(ddp, EpochEnded)] == [1, 2, 3]  # rank 0 alone wrote the events
+    # the live loss too: the same steps, the same losses, and each epoch's step losses average to its train loss
+    steps_1, steps_2 = events_of(single, StepLogged), events_of(ddp, StepLogged)
+    assert [(s.epoch, s.batch) for s in steps_2] == [(s.epoch, s.batch) for s in steps_1] == [
+        (epoch, batch) for epoch in (1, 2, 3) for batch in (2, 4, 6, 8)]
+    assert [s.loss for s in steps_2] == pytest.approx([s.loss for s in steps_1], rel=1e-5, abs=1e-6)
+    for run in (single, ddp):
+        assert_step_losses_average_to_train_loss(run.read_events()[0], 64)
 
 
 def start_two(tmp_path: Path, *extra: str, env: dict | None = None) -> session.RunHandle:
@@ -90,10 +97,11 @@ def test_a_rank_killed_ends_every_rank_with_a_clear_reason(tmp_path):
     wait_for(lambda: events_of(run, StepLogged), what="a step")
     rank0 = run.read_status()["pid"]
     other = next(pid for pid in wait_for(lambda: _ranks(handle) if len(_ranks(handle)) == 2 else None) if pid != rank0)
-    t0 = time.monotonic()
     os.kill(other, signal.SIGKILL)
-    code = handle.process.wait(90)
-    assert code != 0 and time.monotonic() - t0 < 90
+    # the bound is the wait itself (TimeoutExpired fails the test): the survivor gives up within the 30 s collective
+    # timeout set above, with room for torchrun to end, never the default 600 s
+    code = handle.process.wait(75)
+    assert code != 0
     status = run.read_status()
     assert run.state() == "failed" and status["reason"] == "error"
     assert "another rank of this data-parallel run failed or was killed" in status["message"]

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+import tui_trainer
 from tests.conftest import tiny
 from tui_trainer.checkpoint import load_checkpoint
 from tui_trainer.config import apply_overrides, load_preset
-from tui_trainer.engine import Controls, config_from_checkpoint, fit, prepare
+from tui_trainer.engine import Controls, config_from_checkpoint, epoch_seed, fit, prepare
 from tui_trainer.engine.steps import StepBody
 from tui_trainer.events import (
     CheckpointSaved,
@@ -58,6 +60,196 @@ def test_step_events_report_interval_loss_without_per_batch_sync(runs):
     assert [s.step for s in steps] == [3, 6, 9, 10]
     assert all(s.loss > 0 and s.samples_per_s > 0 for s in steps)
     assert all(s.memory is None for s in steps)  # device memory is reported on CUDA only
+
+
+# -- the numbers a person reads equal an independent computation of them ----------------------------
+
+
+def assert_step_losses_average_to_train_loss(events: list, batch_size: int) -> None:
+    """Each epoch's logged step losses, weighted by the samples behind each, average to its train loss.
+
+    ``batch_size``: the global batch (per rank times ranks). The samples behind a StepLogged are the batches
+    done since the one before it in its epoch; the last batch of an epoch may be short."""
+    n = next(e for e in events if isinstance(e, RunStarted)).train_samples
+    ends = [e for e in events if isinstance(e, EpochEnded)]
+    assert ends
+    for end in ends:
+        steps = [s for s in events if isinstance(s, StepLogged) and s.epoch == end.epoch]
+        done = [0] + [s.batch for s in steps]
+        weights = [min(b * batch_size, n) - min(a * batch_size, n) for a, b in zip(done, done[1:], strict=False)]
+        assert sum(weights) == n, (end.epoch, done)  # the epoch's every sample is behind one StepLogged
+        mean = sum(w * s.loss for w, s in zip(weights, steps, strict=True)) / n
+        assert mean == pytest.approx(end.train_loss, rel=1e-6), (end.epoch, [s.loss for s in steps])
+
+
+def test_an_epochs_step_losses_weighted_by_their_samples_average_to_its_train_loss(runs):
+    # 320 training samples in batches of 48: six of 48 and a last of 32, logged after batches 2, 4, 6 and 7
+    sink = ListSink()
+    fit(tiny("train.epochs=2", "data.batch_size=48", "train.log_every=2"), sink, runs_dir=runs)
+    assert [(s.epoch, s.batch) for s in sink.of(StepLogged)] == [(1, 2), (1, 4), (1, 6), (1, 7),
+                                                                 (2, 2), (2, 4), (2, 6), (2, 7)]
+    assert_step_losses_average_to_train_loss(sink.events, 48)
+
+
+def test_the_first_logged_loss_is_the_untrained_models_loss_on_the_first_batch(runs):
+    """The live loss is the loss: computed here without the engine, from the same seed and the same epoch order."""
+    cfg = tiny("train.log_every=1", "train.epochs=1")
+    sink = ListSink()
+    fit(cfg, sink, runs_dir=runs)
+    _device, data, model = prepare(cfg)  # seeded as the fit was: the same data and starting weights
+    xb, yb = next(iter(data.train.epoch(epoch_seed(cfg.train.seed, 1))))
+    with torch.no_grad():
+        expected = F.cross_entropy(model(xb), yb).item()
+    first = sink.of(StepLogged)[0]
+    assert (first.step, first.batch) == (1, 1)
+    assert first.loss == pytest.approx(expected, rel=1e-6)
+    assert sink.of(StepLogged)[1].loss != pytest.approx(expected, rel=1e-6)  # the weights moved after that step
+
+
+def test_logged_validation_numbers_equal_an_independent_evaluation_on_the_validation_split(runs):
+    cfg = tiny("train.epochs=3", preset="moons-mlp")
+    sink = ListSink()
+    result = fit(cfg, sink, runs_dir=runs)
+    _device, data, _model = prepare(cfg)  # the same seeded splits
+    model = result.model.eval()  # the weights the last validation saw (no early stopping: nothing restored)
+
+    def loss_and_accuracy(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        with torch.no_grad():
+            out = model(x)
+        return F.cross_entropy(out, y).item(), (out.argmax(1) == y).sum().item() / len(y)
+
+    val_loss, val_acc = loss_and_accuracy(data.val.x, data.val.y)
+    last = sink.of(EpochEnded)[-1]
+    assert len(data.val.y) == sink.of(RunStarted)[0].val_samples == 80
+    assert last.val_loss == pytest.approx(val_loss, rel=1e-5)
+    assert last.val_acc == val_acc
+    train_loss, _train_acc = loss_and_accuracy(data.train.x, data.train.y)
+    assert train_loss != pytest.approx(val_loss, rel=1e-3)  # the splits differ: this test tells them apart
+
+
+def test_with_the_weights_held_still_the_logged_train_numbers_are_the_models_own(runs):
+    """At a learning rate of 1e-12 the model does not move, so what the run logs for the training split (each
+    interval's loss, the epoch's loss and accuracy) can be recomputed here, batch by batch, from the first weights."""
+    cfg = tiny('optimizer.name="sgd"', "optimizer.lr=1e-12", "train.epochs=1", "train.log_every=3", "data.batch_size=48")
+    sink = ListSink()
+    fit(cfg, sink, runs_dir=runs)
+    _device, data, model = prepare(cfg)
+    sums, hits, sizes = [], 0, []
+    with torch.no_grad():
+        for xb, yb in data.train.epoch(epoch_seed(cfg.train.seed, 1)):
+            out = model(xb)
+            sums.append(F.cross_entropy(out, yb, reduction="sum").item())
+            hits += (out.argmax(1) == yb).sum().item()
+            sizes.append(len(yb))
+    assert sizes == [48] * 6 + [32]
+    steps = sink.of(StepLogged)
+    assert [s.batch for s in steps] == [3, 6, 7]
+    for step, lo in zip(steps, (0, 3, 6), strict=True):
+        hi = step.batch
+        assert step.loss == pytest.approx(sum(sums[lo:hi]) / sum(sizes[lo:hi]), rel=1e-5), step
+    (end,) = sink.of(EpochEnded)
+    assert end.train_loss == pytest.approx(sum(sums) / 320, rel=1e-5)
+    assert end.train_acc == hits / 320
+
+
+def test_one_sgd_step_with_l1_and_gradient_clipping_is_the_step_written_by_hand(runs):
+    cfg = tiny('optimizer.name="sgd"', "optimizer.lr=0.5", "regularization.l1=0.01", "regularization.grad_clip=0.05",
+               "train.log_every=1")
+    controls = Controls()
+    result = fit(cfg, _ActAt(controls, 1, "stop"), controls, runs_dir=runs)
+    assert result.reason == "stopped" and result.step == 1
+    _device, data, model = prepare(cfg)
+    xb, yb = next(iter(data.train.epoch(epoch_seed(cfg.train.seed, 1))))
+    params = list(model.parameters())
+    l1 = sum(p.abs().sum() for p in params if p.dim() >= 2)  # weight matrices only (decay_biases is off)
+    grads = torch.autograd.grad(F.cross_entropy(model(xb), yb) + 0.01 * l1, params)
+    norm = torch.sqrt(sum((g * g).sum() for g in grads))
+    assert norm > 0.05  # the clipping acts
+    expected = [p.detach() - 0.5 * g * (0.05 / norm) for p, g in zip(params, grads, strict=True)]
+    for (name, got), want in zip(result.model.named_parameters(), expected, strict=True):
+        assert torch.allclose(got.detach(), want, rtol=1e-5, atol=1e-7), name
+
+
+def test_the_non_finite_message_names_the_same_step_whatever_the_log_interval(runs):
+    """The step a loss went non-finite at is found inside the log interval; one step per interval tells it directly."""
+    said, logged = [], []
+    for log_every in (1, 4):
+        controls = Controls()
+        cfg = tiny("optimizer.lr=0.05", 'optimizer.name="sgd"', "train.epochs=3", f"train.log_every={log_every}")
+        sink = DivergeInEpoch2(controls)
+        result = fit(cfg, sink, controls, runs_dir=runs)
+        assert result.reason == "non_finite_loss"
+        said.append(result.message.split(",")[1].split(":")[0].strip())
+        logged.append(sink.of(StepLogged)[-1].step)
+    # logging every step, every finite step was logged: the first non-finite one is the next
+    assert said == [f"step {logged[0] + 1}"] * 2, (said, logged)
+    assert logged[1] < logged[0]  # logging every 4 steps, the diverging step is found inside its interval
+
+
+SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+"""Tensor methods that read a value back to the host: on CUDA each one waits for the device."""
+
+
+def test_no_host_sync_inside_training_steps_on_any_device(runs, monkeypatch):
+    """Issue 6's promise, counted on the CPU too: between log intervals the engine's own code reads nothing back
+    from a tensor (every call of ``SYNCS`` made from tui_trainer's files is counted, with where it came from)."""
+    from tui_trainer.engine.loop import Fit
+
+    package = str(Path(tui_trainer.__file__).parent)
+    calls: list[tuple[str, str, int]] = []
+    inside_step = [False]
+
+    def counted(name: str):
+        real = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code
+            if caller.co_filename.startswith(package):
+                calls.append((name, Path(caller.co_filename).name, sys._getframe(1).f_lineno, inside_step[0]))
+            return real(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in SYNCS:
+        monkeypatch.setattr(torch.Tensor, name, counted(name))
+    original = Fit.train_epoch
+
+    def watched_epoch(self):
+        runner = self.step_runner
+
+        def step(*args):
+            inside_step[0] = True
+            try:
+                runner(*args)
+            finally:
+                inside_step[0] = False
+
+        self.step_runner = step
+        try:
+            original(self)
+        finally:
+            self.step_runner = runner
+
+    monkeypatch.setattr(Fit, "train_epoch", watched_epoch)
+    marks: list[tuple[str, int]] = []
+
+    class Marks(ListSink):
+        def emit(self, event) -> None:
+            super().emit(event)
+            marks.append((type(event).__name__, len(calls)))
+
+    sink = Marks()
+    # 1600 samples in batches of 32: 50 steps an epoch, two log intervals of 25 (gradient statistics on: watched steps)
+    result = fit(tiny("data.n_samples=2000", "train.log_every=25", "train.epochs=1", "train.diagnostics=true"), sink,
+                 runs_dir=runs)
+    assert result.reason == "completed" and result.step == 50
+    assert [s.step for s in sink.of(StepLogged)] == [25, 50]
+    assert [c for c in calls if c[3]] == []  # nothing read back inside a step
+    started = next(n for kind, n in marks if kind == "RunStarted")
+    first, second = (n for kind, n in marks if kind == "StepLogged")
+    between = [calls[started:first], calls[first:second]]
+    # one read per log interval: the interval's totals in one transfer (loop.py, _flush)
+    assert [[(name, where) for name, where, _line, _step in part] for part in between] == [[("tolist", "loop.py")]] * 2
 
 
 def test_regression_toy_fits_and_early_stops(runs):
@@ -182,16 +374,31 @@ def test_seeded_runs_are_deterministic_on_cpu(runs):
     assert c.history[-1]["val_loss"] != a.history[-1]["val_loss"]
 
 
+class DivergeInEpoch2(ListSink):
+    """Epoch 1 trains well; then a learning rate of 100 sends the loss to infinity within epoch 2."""
+
+    def __init__(self, controls: Controls) -> None:
+        super().__init__()
+        self.controls = controls
+
+    def emit(self, event) -> None:
+        super().emit(event)
+        if isinstance(event, EpochEnded) and event.epoch == 1:
+            self.controls.send("set_lr", lr=100.0)
+
+
 def test_non_finite_loss_stops_and_keeps_checkpoints_clean(runs):
-    sink = ListSink()
-    cfg = tiny("optimizer.lr=100.0", 'optimizer.name="sgd"', "train.epochs=3", "train.log_every=1")
-    result = fit(cfg, sink, runs_dir=runs)
-    assert result.reason == "non_finite_loss"
-    assert "step" in result.message and "lower the learning rate" in result.message
-    last = result.run_dir / "checkpoints" / "last.pt"
-    if last.exists():  # only a checkpoint from before the divergence may exist, and it is finite
-        ck = load_checkpoint(last)
-        assert all(torch.isfinite(v).all() for v in ck["model"].values())
+    controls = Controls()
+    sink = DivergeInEpoch2(controls)
+    cfg = tiny("optimizer.lr=0.05", 'optimizer.name="sgd"', "train.epochs=3", "train.log_every=1")
+    result = fit(cfg, sink, controls, runs_dir=runs)
+    assert result.reason == "non_finite_loss" and result.epoch == 1
+    assert "epoch 2, step" in result.message and "lower the learning rate" in result.message
+    # last.pt is epoch 1's, written before the divergence and never overwritten by it: finite, and resumable
+    ck = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    assert ck["epoch"] == 1 and ck["step"] == 10
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+    assert result.last_checkpoint == result.run_dir / "checkpoints" / "last.pt"
     # the failure is said once, by the run's end, and no alarm from a later step comes before it
     assert sink.of(RunFinished)[0].message == result.message
     assert not any(m.level == "error" for m in sink.of(LogMessage))

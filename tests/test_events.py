@@ -230,3 +230,36 @@ def test_memory_line_names_every_gpu_by_rank_and_the_least_free():
     ranks = tuple((int((1 + r / 100) * 2**30), (70 - r) * 2**30) for r in range(8))
     line = memory_line(step(1, 1, 0.1, memory=ranks[0], memory_ranks=ranks))
     assert line == "GiB in use 1.00 1.01 1.02 1.03 1.04 1.05 1.06 1.07, free ≥ 63.0"
+
+
+def test_events_jsonl_holds_exactly_the_stream_the_engine_emitted(tmp_path):
+    """The run process's file against an in-process copy of the same stream, and the stream itself: every
+    expected step, epochs 1..N in order, one start and one end. (The app's tests compare the screen with the
+    file, so a gap in both would pass there.)"""
+    from tests.conftest import tiny
+    from tui_trainer.engine import fit
+    from tui_trainer.events import ListSink, TeeSink
+    from tui_trainer.recorder import RunRecorder
+    from tui_trainer.runs import create_run_dir
+
+    cfg = tiny("train.epochs=3", "train.log_every=3")  # 320 samples in batches of 32: steps 3, 6, 9, 10 an epoch
+    run = create_run_dir(tmp_path / "runs", cfg)
+    seen, recorder = ListSink(), RunRecorder(run)
+    try:
+        result = fit(cfg, TeeSink(seen, recorder), run_dir=run)
+    finally:
+        recorder.close()
+    assert result.reason == "completed"
+    on_disk, _offset = run.read_events()
+    assert len(on_disk) == len(seen.events) >= 20
+    assert on_disk == seen.events  # nothing lost, added or changed on the way to the file
+    kinds = [type(e) for e in on_disk]
+    assert kinds.count(RunStarted) == 1 and kinds[0] in (RunStarted, LogMessage)
+    assert kinds.count(RunFinished) == 1 and kinds[-1] is RunFinished
+    steps = [(e.epoch, e.batch, e.step) for e in on_disk if isinstance(e, StepLogged)]
+    assert steps == [(epoch, batch, (epoch - 1) * 10 + batch) for epoch in (1, 2, 3) for batch in (3, 6, 9, 10)]
+    assert [e.epoch for e in on_disk if isinstance(e, EpochEnded)] == [1, 2, 3]
+    # each epoch's end comes after its last step and before the next epoch's first
+    order = [(e.epoch, 0 if isinstance(e, StepLogged) else 1) for e in on_disk if isinstance(e, (StepLogged, EpochEnded))]
+    assert order == sorted(order)
+    assert on_disk[-1].epoch == 3 and on_disk[-1].step == 30

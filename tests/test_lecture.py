@@ -72,8 +72,19 @@ def test_autograd_preset_reproduces_the_notes_gradients():
 
 
 def test_autograd_preset_takes_the_notes_sgd_step(runs):
-    result = fit(lecture("lecture5-autograd"), ListSink(), runs_dir=runs)
+    from tui_trainer.events import ParamValues
+
+    sink = ListSink()
+    result = fit(lecture("lecture5-autograd"), sink, runs_dir=runs)
     assert result.reason == "completed" and result.step == 1
+    # the step as the run reports it (the Gradients tab): each scalar's value, gradient and value after the step
+    (step,) = sink.of(ParamValues)
+    assert step.step == 1
+    assert [(name, value, round(grad, 4), round(after, 4)) for name, value, grad, after in step.params] == [
+        ("layers.1.weight[0,0]", 1.0, -0.3480, 1.0348), ("layers.1.weight[1,0]", -1.0, -1.3032, -0.8697),
+        ("layers.1.bias[0]", 1.0, -0.3480, 1.0348), ("layers.1.bias[1]", 2.0, -1.3032, 2.1303),
+        ("layers.3.weight[0,0]", 1.0, -2.9191, 1.2919), ("layers.3.weight[0,1]", 2.0, -2.4229, 2.2423),
+        ("layers.3.bias", -1.0, -3.3142, -0.6686)]
     state = {k: [round(v, 4) for v in t.flatten().tolist()] for k, t in result.model.state_dict().items()}
     # the notes' state_dict after optimizer.step() with SGD lr 0.1
     assert state == {"layers.1.weight": [1.0348, -0.8697], "layers.1.bias": [1.0348, 2.1303],
@@ -303,8 +314,18 @@ def test_mnist_preset_scales_as_normalize_half_and_trains_with_nll(monkeypatch, 
     raw = real._tensors("mnist", Path("."), True)[0]
     assert torch.allclose(data.train.x, (raw.float() / 255 - 0.5) / 0.5)  # ToTensor, then Normalize((0.5,), (0.5,))
     assert isinstance(build_loss("classification", head="log_softmax"), nn.NLLLoss)
-    result = fit(cfg, ListSink(), runs_dir=runs)
-    assert result.reason == "completed" and result.history[0]["train_loss"] > 0
+    sink = ListSink()
+    result = fit(cfg, sink, runs_dir=runs)
+    assert result.reason == "completed"
+    # the logged loss is the NLL of log-probabilities: the same number as cross-entropy on them, recomputed here
+    model = result.model.eval()
+    with torch.no_grad():
+        out = model(data.val.x)
+    assert torch.allclose(out.exp().sum(1), torch.ones(len(out)), atol=1e-5)  # the model ends in LogSoftmax
+    nll, ce = F.nll_loss(out, data.val.y).item(), F.cross_entropy(out, data.val.y).item()
+    assert sink.of(EpochEnded)[-1].val_loss == pytest.approx(nll, rel=1e-5) and nll == pytest.approx(ce, rel=1e-5)
+    # random labels: one epoch of SGD at 0.003 stays near chance, -log(1/10)
+    assert result.history[0]["train_loss"] == pytest.approx(2.3026, abs=0.15)
 
 
 def test_missing_mnist_says_where_to_put_the_files(monkeypatch, tmp_path):

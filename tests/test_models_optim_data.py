@@ -89,6 +89,14 @@ def test_mlp_every_activation_and_init_forward_backward(act, init):
         assert all(torch.count_nonzero(m.weight) == 0 for m in linears)
     if init == "normal":
         assert linears[0].weight.std() < 0.05
+    for name, p in model.named_parameters():  # every parameter gets a gradient of its own shape, finite
+        assert p.grad is not None and p.grad.shape == p.shape and torch.isfinite(p.grad).all(), name
+    assert torch.equal(linears[-1].bias.grad, torch.full((3,), 5.0))  # d(sum of outputs)/d(output bias) = batch size
+    hidden = [m.weight.grad.abs().sum().item() for m in linears[:-1]]
+    if init == "zeros":  # the lesson of zero init: the hidden layers get no gradient at all, so they never learn
+        assert hidden == [0.0, 0.0]
+    else:  # every layer is reached by the gradient (an activation that cut the graph would leave one at zero)
+        assert all(g > 1e-3 for g in hidden), hidden
 
 
 def test_weight_decay_only_on_weight_matrices():

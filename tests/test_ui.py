@@ -49,7 +49,7 @@ class Recorder:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-async def until(pilot, condition, timeout: float = 90.0) -> None:
+async def until(pilot, condition, timeout: float = 30.0) -> None:
     """Wait (letting the app process messages) until condition() holds; fail after timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -253,16 +253,31 @@ async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock
         await pilot.press("s")
         await until(pilot, lambda: not screen.live)
         run = screen.handle.run
+        # what the progress line says once each batch of events is handled (what can be painted), from here on, with
+        # whether the resumed session had reached the screen by then
+        from tui_trainer.ui.screens.train import TrainScreen
+
+        progress = screen.query_one("#progress")
+        shown: list[tuple[str, bool]] = []
+        handle_events = TrainScreen.on_run_events
+
+        def recording(self, message) -> None:
+            handle_events(self, message)
+            shown.append((str(progress.render()), any(e.start_epoch > 0 for e in rec.of(RunStarted))))
+
+        monkeypatch.setattr(TrainScreen, "on_run_events", recording)
         await pilot.press("u")
         await until(pilot, lambda: screen.handle is not None and screen.handle.ends_before == 1)
         # the folder's earlier session ended with a RunFinished; until the new session starts, that end is history
         await until(pilot, lambda: screen.view.history.ends == 1)
         assert screen.live and screen.query_one("#start").disabled
-        if not [e for e in rec.of(RunStarted) if e.start_epoch > 0]:  # (the runner takes seconds to load torch)
-            assert "resuming" in str(screen.query_one("#progress").render())
         await pilot.press("u", "r", "n")  # ignored: the resumed run is going
         await until(pilot, lambda: len([e for e in rec.of(RunStarted) if e.start_epoch > 0]) == 1)
         await until(pilot, lambda: rec.of(StepLogged)[-1].epoch > rec.of(RunStarted)[-1].start_epoch)
+        # until the new session started, the progress line said "resuming", never the old end as where the run stands
+        before = [text for text, resumed in shown if not resumed]
+        assert before and all(text.startswith(f"resuming {run.name}") for text in before), before
+        await until(pilot, lambda: "resuming" not in str(progress.render()))  # and then the run's own progress
         assert screen.handle.run.path == run.path and run.count_events("RunStarted") == 2
         assert len(list((tmp_path / "runs").iterdir())) == 1  # r started nothing beside it
         with pytest.raises(ConfigError, match="already going"):  # and no second resume from elsewhere either
@@ -493,7 +508,10 @@ async def test_runs_tab_lists_runs_and_attaches_to_one(tmp_path, capsys):
         assert len(screen.query_one("#loss-chart", SeriesChart).series["val"][0]) == 2
         await pilot.press("w")  # the view as an SVG, in the run's folder
         await until(pilot, lambda: list(screen.handle.path.glob("view-charts-*.svg")))
-        assert "<svg" in next(screen.handle.path.glob("view-charts-*.svg")).read_text()[:500]
+        svg = next(screen.handle.path.glob("view-charts-*.svg")).read_text()
+        assert "<svg" in svg[:500]
+        # what the charts drew, not only their frames: beside the two legends' "• val", the validation points
+        assert svg.count("•&#160;val") == 2 and svg.count("•") >= 2 + 2 * 2, svg.count("•")
 
 
 def test_downsample_keeps_a_few_hundred_points_and_the_mean():
@@ -623,9 +641,11 @@ async def test_insight_views_fill_and_fit_a_narrow_terminal(tmp_path):
         assert "per-class accuracy" in screen.query_one("#results").render().plain
         grad = screen.query_one("#grad-chart", SeriesChart)
         assert set(grad.series) == {"layers.1", "layers.3", "layers.5"}
+        first = screen.handle.path
         await pilot.press("r")  # a new run: the views of the last one are cleared, not shown as this one's
-        await until(pilot, lambda: screen.view.history.started is not None or screen.view.history.finished is None)
+        await until(pilot, lambda: screen.handle is not None and screen.handle.path != first)
         assert "per-class results appear" in screen.query_one("#results").render().plain
+        assert "shown after each epoch" in view.render().plain and not grad.series
 
 
 async def test_save_as_preset_lists_it_at_once_and_refuses_a_built_in_name(tmp_path):

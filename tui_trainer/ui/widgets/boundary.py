@@ -72,5 +72,10 @@ class BoundaryView(Static):
         if self.boundary is not None:
             self.update(self._fitted())
 
+    def clear(self, hint: str) -> None:
+        """Show ``hint`` instead of a grid, and forget the grid (a resize must not bring back another run's)."""
+        self.boundary = None
+        self.update(hint)
+
     def on_resize(self) -> None:
         self.refit()

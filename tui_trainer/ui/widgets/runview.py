@@ -157,7 +157,7 @@ class RunView(Guarded, Vertical):
         self.query_one("#alarm", Static).update("")
         if self.query("#params"):
             self.query_one("#params", Static).display = False
-            self.query_one("#boundary", BoundaryView).update("decision boundary: shown after each epoch for 2-D datasets")
+            self.query_one("#boundary", BoundaryView).clear("decision boundary: shown after each epoch for 2-D datasets")
             self.query_one("#results", Static).update("per-class results appear when a classification run ends")
 
     def apply(self, events: tuple[Event, ...], catching_up: bool = False) -> set[str]:

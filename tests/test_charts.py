@@ -134,14 +134,18 @@ async def test_series_beyond_the_named_ones_get_a_marker_each():
     assert near(cells(grid, {"x"}), cell_of(grid, 3, 6, (1, 3), (1, 6)))  # d ends highest, at 6
 
 
-async def test_a_legend_too_long_for_the_title_is_drawn_inside_the_plot():
+async def test_a_legend_too_long_for_the_title_goes_under_the_plot_never_over_the_curves():
     chart = SeriesChart("gradient norm by layer", "norm")
     for name in ("layers.1", "layers.3", "layers.5", "layers.7"):
         chart.set_series(name, [1, 2, 3], [1, 2, 3])
-    lines = await drawn(chart, (34, 14))
+    lines = await drawn(chart, (60, 14))
     assert lines[0].strip() == "gradient norm by layer"
     inside = "\n".join(canvas(lines))
-    assert all(name in inside for name in ("layers.1", "layers.3", "layers.5", "layers.7")), inside
+    assert not any(name in inside for name in ("layers.1", "layers.3", "layers.5", "layers.7")), inside
+    assert all(name in lines[-1] for name in ("layers.1", "layers.3", "layers.5", "layers.7"))  # the x label's row
+    narrow = await drawn(chart, (40, 14))
+    assert "layers.1" in narrow[-1] and narrow[-1].rstrip().endswith("…")  # as much as fits, and it says so
+    assert not any(name in "\n".join(canvas(narrow)) for name in ("layers.5", "layers.7"))
 
 
 async def test_a_title_too_long_for_the_chart_is_cut_with_an_ellipsis():

@@ -258,6 +258,15 @@ def labels(runs: Sequence[RunData]) -> list[str]:
 # the table and the curves
 
 
+def shown_path(path: str | Path) -> str:
+    """A folder as a person types it here: relative to the current folder when it is under it, else whole."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def compare_table(runs: Sequence[RunData]) -> str:
     """The comparison as plain text: a header line, then one row per run (the best run's monitored value
     starred), then each run's folder."""
@@ -287,7 +296,7 @@ def compare_table(runs: Sequence[RunData]) -> str:
     first = runs[0]
     intro = (f"{len(runs)} {first.task} run{'s' if len(runs) != 1 else ''}, best by {first.monitor} (*)"
              + (f"; differing: {', '.join(keys)}" if keys else ("; configs identical" if len(runs) > 1 else "")))
-    folders = [f"  {name}: {r.path}" for name, r in zip(names, runs, strict=True) if name != r.name]
+    folders = [f"  {name}: {shown_path(r.path)}" for name, r in zip(names, runs, strict=True) if name != r.name]
     skipped = [f"  {r.name}: {r.skipped} torn event line(s) skipped" for r in runs if r.skipped]
     return "\n".join([intro, *lines, *(["folders:", *folders] if folders else []), *skipped])
 

@@ -151,7 +151,11 @@ class SeriesChart(PlotextPlot):
         else:
             if len(self.title) > room:
                 plt.title(self.title[: max(room - 1, 1)] + "…")
-            plt.xlabel(fit_legend(f"{self.xlabel}  ", list(marks.items()), self.size.width - len(self.ylabel) - 4))
+            room = self.size.width - len(self.ylabel) - 4
+            entries = list(marks.items())
+            whole = fit_legend("", entries, room)  # the axis's own label goes first where the whole legend fits beside it
+            with_label = fit_legend(f"{self.xlabel}  ", entries, room)
+            plt.xlabel(with_label if not with_label.endswith("…") or whole.endswith("…") else whole)
         for name, (xs, ys) in points.items():
             dx, dy = downsample(xs, ys)
             plt.plot(dx, dy, marker=marks[name])

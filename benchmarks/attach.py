@@ -1,6 +1,6 @@
 """Attaching to a long run: how long the app takes to paint a run folder with N epochs of history.
 
-A finished run folder is generated the way a run process leaves it (``runs.create_run_dir``'s
+A finished run folder is generated the way a run process leaves it (``folder.prepare_run``'s
 config.toml and status.json, then events.jsonl: the protocol header, ``RunStarted``, per epoch
 ``--steps-per-epoch`` ``StepLogged`` with ``LayerHealth`` for 3 layers, one ``EpochEnded`` with
 gradient norms and dead units, one ``CheckpointSaved`` of last.pt, and ``RunFinished``; and
@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 from tui_trainer.config import apply_overrides, load_preset  # noqa: E402
-from tui_trainer.events import (  # noqa: E402
+from tui_trainer.run.eventlog import read_snapshot, write_snapshot  # noqa: E402
+from tui_trainer.run.events import (  # noqa: E402
     CheckpointSaved,
     EpochEnded,
     LayerHealth,
@@ -55,8 +56,9 @@ from tui_trainer.events import (  # noqa: E402
     encode,
     header,
 )
-from tui_trainer.recorder import RunRecorder, load_history, read_snapshot, write_snapshot  # noqa: E402
-from tui_trainer.runs import RunDir, create_run_dir  # noqa: E402
+from tui_trainer.run.folder import RunDir, prepare_run  # noqa: E402
+from tui_trainer.run.follow import fold  # noqa: E402
+from tui_trainer.run.recorder import RunRecorder  # noqa: E402
 
 LAYERS = ("layers.1", "layers.3", "layers.5")
 BATCHES = 938  # fashion-mnist-mlp at batch 64
@@ -66,7 +68,7 @@ def write_run(runs: Path, epochs: int, steps_per_epoch: int = 4, seed: int = 0, 
     """A finished run folder with ``epochs`` epochs of synthetic but plausible history; ``snapshot``: with the
     history.json the run process writes at the end of a run of 5,000 events or more (recorder.py)."""
     cfg = apply_overrides(load_preset("fashion-mnist-mlp"), [f"train.epochs={epochs}"])
-    run = create_run_dir(runs, cfg)
+    run = prepare_run(cfg, runs)
     rng = random.Random(seed)
     step, elapsed = 0, 0.0
     best = float("inf")
@@ -105,7 +107,7 @@ def write_run(runs: Path, epochs: int, steps_per_epoch: int = 4, seed: int = 0, 
                      host=socket.gethostname(), started=now - elapsed, ended=now, epoch=epochs, best=best,
                      elapsed_s=elapsed, last_checkpoint=str(run.last))
     if snapshot and len(lines) - 1 >= RunRecorder.SNAPSHOT_EVENTS:
-        history, offset, count = load_history(run)  # no snapshot yet: the fold of every event
+        history, offset, count, _skipped = fold(run)  # no snapshot yet: the fold of every event
         write_snapshot(run, history, offset, count)
     return run
 
@@ -219,8 +221,8 @@ def headless_costs(run: RunDir) -> dict:
     """CPU seconds of the two headless steps of attaching, alone in this thread: reading and decoding
     events.jsonl (what the follower does), and folding every event into a ``RunHistory`` (what the run view
     does before it touches a widget)."""
-    from tui_trainer.history import RunHistory
-    from tui_trainer.runs import EventReader
+    from tui_trainer.run.eventlog import EventReader
+    from tui_trainer.run.history import RunHistory
 
     c0 = time.process_time()
     events = EventReader(run.events_path).read()

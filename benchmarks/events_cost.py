@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import offline  # noqa: E402
 from tui_trainer.config import RunConfig, apply_overrides, load_preset  # noqa: E402
 from tui_trainer.engine import fit, warm_up  # noqa: E402
-from tui_trainer.events import EpochEnded, Event, NullSink, RunFinished, Sink  # noqa: E402
-from tui_trainer.recorder import RunRecorder  # noqa: E402
-from tui_trainer.runs import create_run_dir  # noqa: E402
+from tui_trainer.run.events import EpochEnded, Event, NullSink, RunFinished, Sink  # noqa: E402
+from tui_trainer.run.folder import prepare_run  # noqa: E402
+from tui_trainer.run.recorder import RunRecorder  # noqa: E402
 
 
 class TimedSink:
@@ -78,7 +78,7 @@ class TimedSink:
 
 def one_fit(cfg: RunConfig, runs: Path, recorder: bool) -> dict:
     """One fit in a fresh run folder, with the run process's sink or with none."""
-    run = create_run_dir(runs, cfg)
+    run = prepare_run(cfg, runs)
     rec = RunRecorder(run) if recorder else None
     sink = TimedSink(rec if rec is not None else NullSink())
     try:

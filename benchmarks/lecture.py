@@ -40,10 +40,10 @@ from torch import nn  # noqa: E402
 from tui_trainer.config import RunConfig, apply_overrides, load_preset  # noqa: E402
 from tui_trainer.data import load_data, real  # noqa: E402
 from tui_trainer.engine import fit, prepare  # noqa: E402
+from tui_trainer.engine.losses import build_loss  # noqa: E402
+from tui_trainer.engine.params import parameter_table  # noqa: E402
 from tui_trainer.errors import DataError  # noqa: E402
-from tui_trainer.events import EpochEnded, ListSink  # noqa: E402
-from tui_trainer.losses import build_loss  # noqa: E402
-from tui_trainer.params import parameter_table  # noqa: E402
+from tui_trainer.run.events import EpochEnded, ListSink  # noqa: E402
 
 PRESETS = ["lecture5-autograd", "lecture5-regression-fit", "lecture5-overfitting", "lecture5-early-stopping",
            "lecture5-bitmoji-mlp", "lecture6-fashion-mnist-mlp", "lecture6-fashion-mnist-early-stopping",

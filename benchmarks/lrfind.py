@@ -28,8 +28,8 @@ import torch  # noqa: E402
 
 from tui_trainer.config import apply_overrides, load_preset  # noqa: E402
 from tui_trainer.engine import fit  # noqa: E402
-from tui_trainer.events import ListSink  # noqa: E402
-from tui_trainer.lrfind import lr_find  # noqa: E402
+from tui_trainer.engine.lrfind import lr_find  # noqa: E402
+from tui_trainer.run.events import ListSink  # noqa: E402
 
 SMALL = ["spirals-mlp", "moons-mlp", "circles-mlp", "xor-mlp", "deep-sigmoid-spirals", "regression-toy"]
 

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from tui_trainer.config import apply_overrides, load_preset  # noqa: E402
 from tui_trainer.engine import fit  # noqa: E402
-from tui_trainer.events import EpochEnded, ListSink  # noqa: E402
+from tui_trainer.run.events import EpochEnded, ListSink  # noqa: E402
 
 STEPS, BATCH = 400, 128
 

@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from benchmarks import offline  # noqa: E402
 from tui_trainer.config import SYNTHETIC_DATASETS, apply_overrides, load_preset  # noqa: E402
 from tui_trainer.engine import Controls, Fit  # noqa: E402
-from tui_trainer.events import EpochEnded, ListSink, RunStarted  # noqa: E402
+from tui_trainer.run.events import EpochEnded, ListSink, RunStarted  # noqa: E402
 
 PRESETS = ROOT / "presets"
 offline.install()  # no downloads: synthetic data of the real shape where a dataset is not on disk

@@ -38,7 +38,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     from tui_trainer.config import apply_overrides, load_preset
-    from tui_trainer.events import EpochEnded, RunFinished
+    from tui_trainer.run.events import EpochEnded, RunFinished
     from tui_trainer.ui.app import make_app
     from tui_trainer.ui.messages import RunEvents
 

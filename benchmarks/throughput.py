@@ -48,8 +48,8 @@ from torch import nn  # noqa: E402
 from benchmarks import offline  # noqa: E402
 from tui_trainer.config import apply_overrides, load_preset  # noqa: E402
 from tui_trainer.engine import warm_up  # noqa: E402
-from tui_trainer.events import EpochEnded, RunFinished  # noqa: E402
-from tui_trainer.models import MLP  # noqa: E402
+from tui_trainer.engine.models import MLP  # noqa: E402
+from tui_trainer.run.events import EpochEnded, RunFinished  # noqa: E402
 
 
 def job_config(args: argparse.Namespace, scratch: Path):
@@ -111,7 +111,7 @@ def lecture_loop(cfg, device: torch.device) -> float:
 def run_rate(run) -> float:
     """Steady-state training samples/s of a finished run, from its own events.jsonl; exits (with the end of
     its run.log) if the run did not complete."""
-    from tui_trainer.runs import read_events_checked
+    from tui_trainer.run.folder import read_events_checked
 
     events = read_events_checked(run.events_path)
     ends = [e for e in events if isinstance(e, RunFinished)]
@@ -126,7 +126,7 @@ def run_rate(run) -> float:
 def engine_headless(cfg, runs: Path) -> float:
     """(b) The engine in a run process of its own (``python -m tui_trainer.runner RUN_DIR``, launched by
     ``session.start`` exactly as the app launches it), with nothing else running: this process only waits."""
-    from tui_trainer import session
+    from tui_trainer.run import client as session
 
     handle = session.start(cfg, runs)
     handle.process.wait()
@@ -181,7 +181,7 @@ def engine_with_app(cfg, runs: Path, chart_hz: float) -> tuple[float, dict]:
             await pilot.press("q")  # the run has ended: q leaves at once
 
     asyncio.run(drive())
-    from tui_trainer.runs import RunDir
+    from tui_trainer.run.folder import RunDir
 
     return run_rate(RunDir(stats.pop("run_dir"))), stats
 
@@ -275,7 +275,7 @@ def _app_session(seconds: float, bare: bool) -> dict:
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 36, 120, 0, 0))
         os.chdir(tmp)
         if bare:  # what the console script runs for `tui-trainer` (sys.argv == ["-c"]: no arguments)
-            os.execvpe(sys.executable, [sys.executable, "-c", "from tui_trainer.launch import entry; entry()"], env)
+            os.execvpe(sys.executable, [sys.executable, "-c", "from tui_trainer.cli.launch import entry; entry()"], env)
         os.execvpe(sys.executable, [sys.executable, "-m", "tui_trainer.cli", "ui", "--runs-dir", str(tmp / "runs"),
                                     "--set", "train.epochs=10000"], env)
     buf = bytearray()
@@ -330,7 +330,7 @@ def _stop_live_runs(runs: Path) -> None:
     """SIGTERM (stop and save) any run process still training under ``runs``: a run outlives its app."""
     import signal
 
-    from tui_trainer.runs import LIVE_STATES, list_runs
+    from tui_trainer.run.folder import LIVE_STATES, list_runs
 
     for run in list_runs(runs):
         status = run.read_status()
@@ -389,7 +389,7 @@ def main() -> None:
         print(f"peak host memory (max RSS): lecture loop {peaks['a']:,.0f} MiB, run process {peaks['b']:,.0f} MiB "
               f"({peaks['b'] / peaks['a']:.2f}x)")
         return
-    from tui_trainer.device import describe_device
+    from tui_trainer.engine.device import describe_device
 
     device = pick_device_for(args.device)
     warm_up()
@@ -452,7 +452,7 @@ def main() -> None:
 
 def pick_device_for(name: str) -> torch.device:
     """The device of the in-process modes (a, d): the one a run process picks for the same setting."""
-    from tui_trainer.device import pick_device
+    from tui_trainer.engine.device import pick_device
 
     return pick_device(name)
 

@@ -38,8 +38,8 @@ SCOPE = {
                "tui_trainer.engine.loop.xǁFitǁtrain_epoch__mutmut_*",
                "tui_trainer.engine.loop.xǁFitǁflush_interval__mutmut_*",
                "tui_trainer.engine.steps.xǁStepBodyǁ__call____mutmut_*"],
-    "boundary": ["tui_trainer.runs.xǁEventWriterǁ*", "tui_trainer.runs.xǁEventReaderǁread__mutmut_*",
-                 "tui_trainer.events.x_encode__mutmut_*", "tui_trainer.events.x_decode__mutmut_*"],
+    "boundary": ["tui_trainer.run.folder.xǁEventWriterǁ*", "tui_trainer.run.folder.xǁEventReaderǁread__mutmut_*",
+                 "tui_trainer.run.events.x_encode__mutmut_*", "tui_trainer.run.events.x_decode__mutmut_*"],
     "charts": ["tui_trainer.ui.widgets.charts.x_downsample__mutmut_*", "tui_trainer.ui.widgets.charts.x_drawable__mutmut_*",
                "tui_trainer.ui.widgets.charts.xǁSeriesChartǁ_configure__mutmut_*"],
 }

@@ -34,7 +34,7 @@ def _end_runs_left_under(folder: Path) -> None:
     import json
     import signal
 
-    from tui_trainer.runs import pid_alive
+    from tui_trainer.run.folder import pid_alive
 
     for status_path in folder.rglob("status.json"):
         try:

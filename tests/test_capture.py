@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from tests.conftest import tiny
-from tui_trainer.checkpoint import load_checkpoint
 from tui_trainer.engine import Controls, fit
-from tui_trainer.events import ListSink, LogMessage, StepLogged
-from tui_trainer.optim import Schedule, load_optimizer_state, optimizer_state
+from tui_trainer.engine.checkpoint import load_checkpoint
+from tui_trainer.engine.optim import Schedule, load_optimizer_state, optimizer_state
+from tui_trainer.run.events import ListSink, LogMessage, StepLogged
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CAPTURED = "train.compile: the training step is captured as one CUDA graph and replayed"
@@ -76,7 +76,7 @@ def test_captured_steps_train_like_eager_ones(runs, optimizer):
 
 @cuda
 def test_replayed_steps_do_not_sync_with_the_host(runs, monkeypatch):
-    from tui_trainer import capture
+    from tui_trainer.engine import capture
 
     original = capture.CapturedStep.run
     replays = []

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from tui_trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tui_trainer.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 GOOD = {"format": 1, "model": {"w": torch.ones(3)}, "config": {}, "epoch": 1, "step": 10}
 
@@ -92,7 +92,7 @@ def test_kill_minus_nine_during_a_save_loop_never_leaves_a_torn_file(tmp_path):
     path = tmp_path / "c.pt"
     script = textwrap.dedent(f"""
         import torch, sys
-        from tui_trainer.checkpoint import save_checkpoint
+        from tui_trainer.engine.checkpoint import save_checkpoint
         i = 0
         while True:
             i += 1

@@ -14,7 +14,7 @@ import pytest
 
 from tui_trainer.cli import main
 from tui_trainer.config import list_presets, load_preset
-from tui_trainer.formats import format_number
+from tui_trainer.run.formats import format_number
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -185,7 +185,7 @@ def test_signal_stops_within_a_step_saves_and_exits_130(tmp_path, sig):
                      re.MULTILINE), out
     assert "resume with: tui-trainer resume" in out
     assert "Traceback" not in err
-    from tui_trainer.checkpoint import load_checkpoint
+    from tui_trainer.engine.checkpoint import load_checkpoint
 
     last = Path(out.split("resume with: tui-trainer resume ")[1].strip())
     ck = load_checkpoint(last)
@@ -197,7 +197,7 @@ def test_second_interrupt_exits_at_once(tmp_path):
     script = (
         "import time\n"
         "from tui_trainer.cli.app import _install_stop_signals\n"
-        "from tui_trainer.controls import Controls\n"
+        "from tui_trainer.run.controls import Controls\n"
         "c = Controls(); _install_stop_signals(c)\n"
         "print('ready', flush=True)\n"
         "while not c.stop_requested: time.sleep(0.01)\n"

@@ -14,11 +14,11 @@ import pytest
 
 from tests.conftest import tiny
 from tests.test_cli import run_main
-from tui_trainer import compare
-from tui_trainer.formats import format_column
-from tui_trainer.history import hms
-from tui_trainer.recorder import RunRecorder
-from tui_trainer.runs import RunDir, create_run_dir
+from tui_trainer.run import compare
+from tui_trainer.run.folder import RunDir, prepare_run
+from tui_trainer.run.formats import format_column
+from tui_trainer.run.history import hms
+from tui_trainer.run.recorder import RunRecorder
 
 
 def make_run(runs_dir: Path, *overrides: str, preset: str = "moons-mlp") -> RunDir:
@@ -26,7 +26,7 @@ def make_run(runs_dir: Path, *overrides: str, preset: str = "moons-mlp") -> RunD
     from tui_trainer.engine import fit
 
     cfg = tiny("train.epochs=3", "data.n_samples=300", *overrides, preset=preset)
-    run = create_run_dir(runs_dir, cfg)
+    run = prepare_run(cfg, runs_dir)
     recorder = RunRecorder(run)
     try:
         result = fit(cfg, recorder, run_dir=run)
@@ -82,7 +82,7 @@ def test_table_numbers_are_the_metrics_rows(lab, capsys):
 
 
 def test_the_runs_list_best_is_the_best_of_every_epoch_written_just_before_the_end(lab):
-    from tui_trainer.runs import summarize
+    from tui_trainer.run.folder import summarize
 
     for name in ("fast", "slow", "dropout", "by_acc"):  # 3 epochs in well under the 2 s between status writes
         run = lab[name]
@@ -198,7 +198,7 @@ def test_torn_lines_are_skipped_and_the_rest_used(lab, tmp_path):
 
 
 def test_compare_imports_neither_torch_nor_the_ui(lab):
-    code = ("import sys; from tui_trainer import compare;"
+    code = ("import sys; from tui_trainer.run import compare;"
             f"print(compare.compare_table(compare.load_runs([{str(lab['fast'].path)!r}, {str(lab['slow'].path)!r}])));"
             "print([m for m in ('torch', 'textual', 'plotext', 'typer') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -15,7 +15,7 @@ from tui_trainer.data import LoaderBatches, TensorBatches, load_data, peek_shape
 from tui_trainer.data.augment import AUGMENTS, crop, hflip
 from tui_trainer.engine import fit
 from tui_trainer.errors import DataError
-from tui_trainer.events import ListSink
+from tui_trainer.run.events import ListSink
 
 CPU = torch.device("cpu")
 

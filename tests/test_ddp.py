@@ -15,10 +15,10 @@ from tests.conftest import tiny
 from tests.test_cli import run_main
 from tests.test_engine import assert_step_losses_average_to_train_loss
 from tests.test_runs import events_of, wait_for
-from tui_trainer import session
-from tui_trainer.endpoint import send
-from tui_trainer.events import EpochEnded, RunFinished, RunStarted, StepLogged
-from tui_trainer.runs import RunDir, list_runs
+from tui_trainer.run import client as session
+from tui_trainer.run.endpoint import send
+from tui_trainer.run.events import EpochEnded, RunFinished, RunStarted, StepLogged
+from tui_trainer.run.folder import RunDir, list_runs
 
 pytestmark = pytest.mark.timeout(240)
 EXACT = ("data.n_samples=640", "train.epochs=3", "model.dropout=0.0", "train.log_every=2")  # 512 train samples
@@ -73,7 +73,7 @@ def test_a_stop_reaches_both_ranks_at_one_step_and_a_two_rank_checkpoint_resumes
     end = events_of(run, RunFinished)[-1]
     assert end.reason == "stopped" and run.state() == "stopped"
     assert sorted(p.name for p in run.checkpoints.iterdir()) in (["best.pt", "last.pt"], ["last.pt"])
-    from tui_trainer.checkpoint import load_checkpoint
+    from tui_trainer.engine.checkpoint import load_checkpoint
 
     ck = load_checkpoint(run.last)
     assert ck["step"] == end.step and not any(k.startswith("module.") for k in ck["model"])  # the unwrapped model

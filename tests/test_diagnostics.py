@@ -11,7 +11,8 @@ from torch import nn
 
 from tests.conftest import tiny
 from tui_trainer.config import apply_overrides, load_preset
-from tui_trainer.diagnostics import (
+from tui_trainer.engine import fit
+from tui_trainer.engine.diagnostics import (
     GradientMonitor,
     LayerHealth,
     curve_hints,
@@ -20,9 +21,8 @@ from tui_trainer.diagnostics import (
     gradient_alarms,
     health_rows,
 )
-from tui_trainer.engine import fit
-from tui_trainer.events import ListSink, LogMessage, StepLogged
-from tui_trainer.models import MLP
+from tui_trainer.engine.models import MLP
+from tui_trainer.run.events import ListSink, LogMessage, StepLogged
 
 
 def lecture_network() -> MLP:
@@ -250,7 +250,7 @@ def test_diagnostics_can_be_turned_off(runs):
 
 
 def test_running_mean_is_the_debiased_moving_average():
-    from tui_trainer.smoothing import RunningMean
+    from tui_trainer.run.smoothing import RunningMean
 
     values = [3.0, 1.0, 4.0, 1.0, 5.0]
     mean = RunningMean(0.9)

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 import tui_trainer
 from tests.conftest import tiny
-from tui_trainer.checkpoint import load_checkpoint
 from tui_trainer.config import apply_overrides, load_preset
 from tui_trainer.engine import Controls, config_from_checkpoint, epoch_seed, fit, prepare
+from tui_trainer.engine.checkpoint import load_checkpoint
 from tui_trainer.engine.steps import StepBody
-from tui_trainer.events import (
+from tui_trainer.run.events import (
     CheckpointSaved,
     EpochEnded,
     ListSink,
@@ -27,7 +27,7 @@ from tui_trainer.events import (
     RunStarted,
     StepLogged,
 )
-from tui_trainer.history import describe
+from tui_trainer.run.history import describe
 
 METRIC_KEYS = {"epoch", "step", "train_loss", "val_loss", "train_acc", "val_acc", "lr", "epoch_seconds", "samples_per_s"}
 
@@ -442,7 +442,7 @@ def test_learning_rate_change_during_a_run(runs):
 
 
 def test_engine_imports_no_ui_libraries():
-    code = ("import sys, tui_trainer.engine, tui_trainer.data, tui_trainer.runs;"
+    code = ("import sys, tui_trainer.engine, tui_trainer.data, tui_trainer.run.folder;"
             "bad=[m for m in ('textual','textual_plotext','plotext','typer') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

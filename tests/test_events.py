@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from tui_trainer.controls import CommandError, Controls, parse_command
-from tui_trainer.events import (
+from tui_trainer.run.controls import CommandError, Controls, parse_command
+from tui_trainer.run.eventlog import EventReader, EventWriter
+from tui_trainer.run.events import (
     PROTOCOL,
     Boundary,
     CheckpointSaved,
@@ -30,8 +31,7 @@ from tui_trainer.events import (
     encode,
     header,
 )
-from tui_trainer.history import RunHistory, end_line, position, progress_line, shown_epoch
-from tui_trainer.runs import EventReader, EventWriter
+from tui_trainer.run.history import RunHistory, end_line, position, progress_line, shown_epoch
 
 
 def started(**kw) -> RunStarted:
@@ -130,7 +130,7 @@ def test_a_resume_truncates_what_the_checkpoint_did_not_keep_and_continues_the_c
         h.apply(e)
     # resumed from the epoch-1 checkpoint (say epoch 2's last.pt was lost): epoch 2 and later steps are replayed
     h.apply(started(start_epoch=1, start_step=100, elapsed_s=2.0))
-    assert h.series.epochs == [1] and h.step_x == [0.5, 1.0] and h.live
+    assert h.series.epochs == [1] and h.step_x == [0.5, 1.0] and h.started is not None and h.finished is None
     h.apply(step(2, 50, 3.1))
     assert h.step_x == [0.5, 1.0, 1.5] and h.last_step.elapsed_s == 3.1
 
@@ -196,24 +196,30 @@ def test_commands_are_validated_and_acknowledged():
     assert command.wait(0) == {"ok": True, "message": "done", "lr": 0.5}
 
 
-def test_the_stdlib_parts_import_neither_torch_nor_the_ui():
-    code = ("import sys; import tui_trainer.events, tui_trainer.controls, tui_trainer.history, tui_trainer.runs, "
-            "tui_trainer.config, tui_trainer.session, tui_trainer.endpoint, tui_trainer.recorder;"
-            "bad=[m for m in ('torch','textual','typer','plotext') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+def _imports_of(packages: tuple[str, ...], forbidden: tuple[str, ...], skip: tuple[str, ...] = ()) -> list[str]:
+    """Import every module under ``packages`` (walking the folders, so a new module is covered without listing it)
+    in a fresh interpreter; the forbidden top-level packages that got imported."""
+    code = ("import sys, pkgutil, importlib\n"
+            f"for pkg in {packages!r}:\n"
+            "    module = importlib.import_module(pkg)\n"
+            "    for m in pkgutil.walk_packages(module.__path__, pkg + '.'):\n"
+            f"        if not m.name.startswith({skip!r} or ('\\0',)) and not m.name.endswith('__main__'):\n"
+            "            importlib.import_module(m.name)\n"
+            f"print([m for m in {forbidden!r} if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().replace("'", '"'))
+
+
+def test_the_run_boundary_and_the_config_import_only_the_stdlib():
+    """run/ and config/: listing, attaching, following and validating need neither torch nor a front end."""
+    assert _imports_of(("tui_trainer.run", "tui_trainer.config"), ("torch", "numpy", "textual", "typer", "plotext")) == []
 
 
 def test_nothing_below_the_front_ends_imports_textual_or_typer():
-    code = ("import sys, pkgutil, importlib, tui_trainer\n"
-            "skip = ('tui_trainer.ui', 'tui_trainer.cli.app')\n"
-            "for m in pkgutil.walk_packages(tui_trainer.__path__, 'tui_trainer.'):\n"
-            "    if m.name.startswith(skip) or m.name.endswith('__main__'):\n"
-            "        continue\n"
-            "    importlib.import_module(m.name)\n"
-            "bad=[m for m in ('textual','typer','textual_plotext') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    """engine/, data/, run/, config/ and the runner: no Textual, no typer, no plotting."""
+    assert _imports_of(("tui_trainer",), ("textual", "typer", "textual_plotext", "plotext"),
+                       skip=("tui_trainer.ui", "tui_trainer.cli")) == []
 
 
 def test_an_older_step_line_without_every_ranks_memory_still_decodes():
@@ -223,7 +229,7 @@ def test_an_older_step_line_without_every_ranks_memory_still_decodes():
 
 
 def test_memory_line_names_every_gpu_by_rank_and_the_least_free():
-    from tui_trainer.history import memory_line
+    from tui_trainer.run.history import memory_line
 
     assert memory_line(step(1, 1, 0.1)) is None  # off CUDA: nothing to show
     assert memory_line(step(1, 1, 0.1, memory=(int(1.5 * 2**30), 70 * 2**30))) == "1.50 GiB in use, 70.0 GiB free"
@@ -238,12 +244,12 @@ def test_events_jsonl_holds_exactly_the_stream_the_engine_emitted(tmp_path):
     file, so a gap in both would pass there.)"""
     from tests.conftest import tiny
     from tui_trainer.engine import fit
-    from tui_trainer.events import ListSink, TeeSink
-    from tui_trainer.recorder import RunRecorder
-    from tui_trainer.runs import create_run_dir
+    from tui_trainer.run.events import ListSink, TeeSink
+    from tui_trainer.run.folder import prepare_run
+    from tui_trainer.run.recorder import RunRecorder
 
     cfg = tiny("train.epochs=3", "train.log_every=3")  # 320 samples in batches of 32: steps 3, 6, 9, 10 an epoch
-    run = create_run_dir(tmp_path / "runs", cfg)
+    run = prepare_run(cfg, tmp_path / "runs")
     seen, recorder = ListSink(), RunRecorder(run)
     try:
         result = fit(cfg, TeeSink(seen, recorder), run_dir=run)

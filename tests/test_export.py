@@ -14,11 +14,11 @@ import pytest
 
 from tests.test_cli import run_main
 from tests.test_compare import make_run
-from tui_trainer.compare import load_run
-from tui_trainer.events import StepLogged, decode
-from tui_trainer.export import TENSORBOARD_MISSING, ExportError, export_run
-from tui_trainer.runs import RunDir
-from tui_trainer.smoothing import RunningMean
+from tui_trainer.run.compare import load_run
+from tui_trainer.run.events import StepLogged, decode
+from tui_trainer.run.export import TENSORBOARD_MISSING, ExportError, export_run
+from tui_trainer.run.folder import RunDir
+from tui_trainer.run.smoothing import RunningMean
 
 
 @pytest.fixture(scope="module")

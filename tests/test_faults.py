@@ -20,10 +20,10 @@ import pytest
 from tests.conftest import tiny
 from tests.test_cli import run_main
 from tests.test_ui import ready, training, until
-from tui_trainer.checkpoint import load_checkpoint, save_checkpoint
 from tui_trainer.engine import fit
+from tui_trainer.engine.checkpoint import load_checkpoint, save_checkpoint
 from tui_trainer.errors import CheckpointError
-from tui_trainer.events import ListSink, LogMessage, RunFinished, StepLogged
+from tui_trainer.run.events import ListSink, LogMessage, RunFinished, StepLogged
 from tui_trainer.ui.app import make_app
 from tui_trainer.ui.widgets.fields import ConfigField
 
@@ -255,7 +255,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _run_state(runs: Path) -> str:
-    from tui_trainer.runs import list_runs
+    from tui_trainer.run.folder import list_runs
 
     found = list_runs(runs)
     return found[0].state() if found else "none"
@@ -268,8 +268,8 @@ def test_the_run_outlives_the_app_and_attach_shows_all_of_it(tmp_path, how):
     import subprocess
 
     runs = tmp_path / "runs"
-    from tui_trainer.endpoint import send
-    from tui_trainer.runs import list_runs
+    from tui_trainer.run.endpoint import send
+    from tui_trainer.run.folder import list_runs
 
     app = PtyApp(["ui", "--runs-dir", str(runs), "--set", "train.epochs=4", "--set", "data.n_samples=1000"],
                  _env(tmp_path, TUI_TRAINER_FAULT="slow@0.02"))
@@ -299,9 +299,9 @@ def test_bare_command_opens_the_app_on_the_default_preset_without_typer(tmp_path
     """`tui-trainer` alone (the quick start) skips the typer CLI; it trains, saves and quits the same."""
     import subprocess
 
-    imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tui_trainer.launch"],
+    imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tui_trainer.cli.launch"],
                              capture_output=True, text=True, timeout=60).stderr
-    assert "tui_trainer.launch" in imports and "typer" not in imports
+    assert "tui_trainer.cli.launch" in imports and "typer" not in imports
     app = PtyApp([], _env(tmp_path), cwd=tmp_path)  # no arguments: the console script's bare path
     app.send(b"r")
     first = _wait_for_epoch(tmp_path / "runs")  # ./runs, as the CLI's default
@@ -326,8 +326,8 @@ def test_real_terminal_trains_and_quits_cleanly(tmp_path, term):
     app.send(b"d")  # detach: leave at once, the run goes on (its 1000 epochs would outlast the wait below)
     assert app.wait(timeout=10) == 0
     assert b"Traceback" not in app.output
-    from tui_trainer.endpoint import send
-    from tui_trainer.runs import list_runs
+    from tui_trainer.run.endpoint import send
+    from tui_trainer.run.folder import list_runs
 
     run = list_runs(runs)[0]
     assert run.state() == "running" and send(run, "stop")["ok"]

@@ -11,9 +11,9 @@ import pytest
 
 from tests.conftest import ROOT, screen_text, tiny
 from tests.test_ui import ready, until
+from tui_trainer.cli.launch import app_options_as_ui
 from tui_trainer.config import load_preset
-from tui_trainer.events import Boundary
-from tui_trainer.launch import app_options_as_ui
+from tui_trainer.run.events import Boundary
 from tui_trainer.ui.app import make_app
 from tui_trainer.ui.screens.train import lr_progress_text
 from tui_trainer.ui.widgets.boundary import render_boundary

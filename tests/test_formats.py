@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tui_trainer.formats import format_column, format_number
+from tui_trainer.run.formats import format_column, format_number
 
 
 @pytest.mark.parametrize(("values", "expected"), [

@@ -17,18 +17,18 @@ from torch import nn
 
 from tests.conftest import tiny
 from tests.test_data_real import make_image_folder
-from tui_trainer.checkpoint import load_checkpoint
 from tui_trainer.config import ConfigError, RunConfig, apply_overrides, from_dict, load_preset, save_user_preset, to_toml
 from tui_trainer.data import LoaderBatches, TensorBatches, load_data, peek_shape, real, stratified_split
 from tui_trainer.data.synthetic import make_regression_toy
 from tui_trainer.engine import describe_model, fit, prepare
+from tui_trainer.engine.checkpoint import load_checkpoint
+from tui_trainer.engine.losses import BinaryLogitLoss, build_loss, count_correct, predicted_class
+from tui_trainer.engine.models import ImageNetInput, build_model
+from tui_trainer.engine.optim import build_optimizer, l1_penalty, param_groups
+from tui_trainer.engine.params import parameter_table
+from tui_trainer.engine.stopping import EarlyStopping
 from tui_trainer.errors import DataError
-from tui_trainer.events import EpochEnded, ListSink
-from tui_trainer.losses import BinaryLogitLoss, build_loss, count_correct, predicted_class
-from tui_trainer.models import ImageNetInput, build_model
-from tui_trainer.optim import build_optimizer, l1_penalty, param_groups
-from tui_trainer.params import parameter_table
-from tui_trainer.stopping import EarlyStopping
+from tui_trainer.run.events import EpochEnded, ListSink
 
 CPU = torch.device("cpu")
 LECTURE_PRESETS = ["lecture5-autograd", "lecture5-regression-fit", "lecture5-overfitting", "lecture5-early-stopping",
@@ -72,7 +72,7 @@ def test_autograd_preset_reproduces_the_notes_gradients():
 
 
 def test_autograd_preset_takes_the_notes_sgd_step(runs):
-    from tui_trainer.events import ParamValues
+    from tui_trainer.run.events import ParamValues
 
     sink = ListSink()
     result = fit(lecture("lecture5-autograd"), sink, runs_dir=runs)

@@ -11,8 +11,8 @@ from tests.conftest import tiny
 from tui_trainer.config import apply_overrides, load_preset
 from tui_trainer.data import real
 from tui_trainer.engine import fit
-from tui_trainer.events import ListSink
-from tui_trainer.lrfind import SweepProgress, _ConstantBaseline, judge, lr_find, suggest, sweep_lengths
+from tui_trainer.engine.lrfind import SweepProgress, _ConstantBaseline, judge, lr_find, suggest, sweep_lengths
+from tui_trainer.run.events import ListSink
 
 LRS = [10 ** (-7 + 8 * i / 99) for i in range(100)]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tui_trainer.config import ConfigError, ModelConfig
-from tui_trainer.models import CNN, ResNet, build_model, count_params, format_summary, summarize
+from tui_trainer.engine.models import CNN, ResNet, build_model, count_params, format_summary, summarize
 
 
 def _forward_backward(model: torch.nn.Module, shape: tuple[int, ...], out: int) -> None:

@@ -17,8 +17,8 @@ from tui_trainer.config import (
 )
 from tui_trainer.data import LoaderBatches, TensorBatches, load_data
 from tui_trainer.data.synthetic import make_classification, make_regression_toy
-from tui_trainer.models import MLP, build_model, count_params, format_summary, summarize
-from tui_trainer.optim import build_optimizer, build_schedule, l1_penalty, param_groups
+from tui_trainer.engine.models import MLP, build_model, count_params, format_summary, summarize
+from tui_trainer.engine.optim import build_optimizer, build_schedule, l1_penalty, param_groups
 
 CPU = torch.device("cpu")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui_trainer.report import ClassReport, format_class_report
+from tui_trainer.engine.report import ClassReport, format_class_report
 
 
 def test_the_confusion_matrix_has_a_label_for_every_column_and_no_trailing_one():

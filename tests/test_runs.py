@@ -16,11 +16,11 @@ import pytest
 
 from tests.conftest import tiny
 from tests.test_cli import run_main
-from tui_trainer import session
-from tui_trainer.endpoint import EndpointError, send
 from tui_trainer.errors import ConfigError
-from tui_trainer.events import EpochEnded, RunFinished, RunStarted, StepLogged
-from tui_trainer.runs import RunDir, list_runs, resolve_run, summarize
+from tui_trainer.run import client as session
+from tui_trainer.run.endpoint import EndpointError, send
+from tui_trainer.run.events import EpochEnded, RunFinished, RunStarted, StepLogged
+from tui_trainer.run.folder import RunDir, list_runs, resolve_run, summarize
 
 pytestmark = pytest.mark.timeout(180)
 SLOW = {"TUI_TRAINER_FAULT": "slow@0.01"}  # runs that last without burning the 2 cores
@@ -126,7 +126,7 @@ def test_kill_9_reads_as_crashed_offers_the_checkpoint_and_resume_continues_the_
     assert code == 0 and "crashed" in out and f"tui-trainer resume {run.last}" in out
     code, out, _ = run_main(capsys, "attach", str(run.path), "--plain")
     assert code == 1 and out.splitlines()[-2:] == [f"{run.name}: crashed", f"resume with: tui-trainer resume {run.last}"]
-    from tui_trainer.checkpoint import load_checkpoint
+    from tui_trainer.engine.checkpoint import load_checkpoint
 
     ck = load_checkpoint(run.last)
     ck_epoch, ck_elapsed = ck["epoch"], ck["elapsed_s"]  # the last whole epoch saved before the kill
@@ -268,8 +268,8 @@ def test_nohup_keeps_a_foreground_run_training_through_a_hang_up(tmp_path):
 
 
 def test_a_resume_after_a_torn_last_line_starts_its_events_on_a_line_of_their_own(tmp_path):
-    from tui_trainer.events import LogMessage, header
-    from tui_trainer.runs import EventReader, EventWriter
+    from tui_trainer.run.eventlog import EventReader, EventWriter
+    from tui_trainer.run.events import LogMessage, header
 
     path = tmp_path / "events.jsonl"
     path.write_text(header() + "\n" + '{"type":"StepLogged","epoch":1,"st')  # killed mid-write

@@ -22,7 +22,8 @@ import pytest
 from tests.conftest import tiny
 from tests.test_ui import ready, until
 from tui_trainer.config import RunConfig
-from tui_trainer.events import (
+from tui_trainer.run.eventlog import EventWriter
+from tui_trainer.run.events import (
     CheckpointSaved,
     EpochEnded,
     LayerHealth,
@@ -30,7 +31,7 @@ from tui_trainer.events import (
     RunStarted,
     StepLogged,
 )
-from tui_trainer.runs import EventWriter, RunDir, write_config
+from tui_trainer.run.folder import RunDir, prepare_run
 from tui_trainer.ui.app import make_app
 from tui_trainer.ui.widgets.charts import SeriesChart
 
@@ -44,7 +45,7 @@ def write_run(runs: Path, name: str, cfg: RunConfig, epochs_done: int, finished:
     and half of the next one unless ``finished``."""
     run = RunDir(runs / name)
     run.checkpoints.mkdir(parents=True)
-    write_config(run, cfg)
+    prepare_run(cfg, folder=run.path)
     writer = EventWriter(run.events_path)
     epochs = cfg.train.epochs
     writer.emit(RunStarted(

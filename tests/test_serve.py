@@ -26,7 +26,7 @@ import pytest
 
 from tests.test_cli import run_main
 from tui_trainer.cli.serve import SERVE_MISSING, app_command
-from tui_trainer.runs import pid_alive
+from tui_trainer.run.folder import pid_alive
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny
-from tui_trainer import session
-from tui_trainer.checkpoint import load_checkpoint
 from tui_trainer.config import load_preset
-from tui_trainer.endpoint import send
+from tui_trainer.engine.checkpoint import load_checkpoint
 from tui_trainer.errors import ConfigError
-from tui_trainer.events import CheckpointSaved, EpochEnded, LrChanged, ParamValues, RunFinished, RunStarted, StepLogged
-from tui_trainer.history import shown_epoch
-from tui_trainer.runs import RunDir
+from tui_trainer.run import client as session
+from tui_trainer.run.endpoint import send
+from tui_trainer.run.events import CheckpointSaved, EpochEnded, LrChanged, ParamValues, RunFinished, RunStarted, StepLogged
+from tui_trainer.run.folder import RunDir
+from tui_trainer.run.history import shown_epoch
 from tui_trainer.ui.app import make_app
 from tui_trainer.ui.messages import RunEvents
 from tui_trainer.ui.widgets.charts import SeriesChart, downsample
@@ -267,10 +267,10 @@ async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock
 
         monkeypatch.setattr(TrainScreen, "on_run_events", recording)
         await pilot.press("u")
-        await until(pilot, lambda: screen.handle is not None and screen.handle.ends_before == 1)
+        await until(pilot, lambda: screen.handle is not None and screen.handle.resumed)
         # the folder's earlier session ended with a RunFinished; until the new session starts, that end is history
-        await until(pilot, lambda: screen.view.history.ends == 1)
-        assert screen.live and screen.query_one("#start").disabled
+        await until(pilot, lambda: screen.view.history.finished is not None)
+        assert screen.live and not screen.ended and screen.query_one("#start").disabled
         await pilot.press("u", "r", "n")  # ignored: the resumed run is going
         await until(pilot, lambda: len([e for e in rec.of(RunStarted) if e.start_epoch > 0]) == 1)
         await until(pilot, lambda: rec.of(StepLogged)[-1].epoch > rec.of(RunStarted)[-1].start_epoch)
@@ -278,7 +278,8 @@ async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock
         before = [text for text, resumed in shown if not resumed]
         assert before and all(text.startswith(f"resuming {run.name}") for text in before), before
         await until(pilot, lambda: "resuming" not in str(progress.render()))  # and then the run's own progress
-        assert screen.handle.run.path == run.path and run.count_events("RunStarted") == 2
+        assert screen.handle.run.path == run.path
+        assert sum(isinstance(e, RunStarted) for e in run.read_events()[0]) == 2
         assert len(list((tmp_path / "runs").iterdir())) == 1  # r started nothing beside it
         with pytest.raises(ConfigError, match="already going"):  # and no second resume from elsewhere either
             session.start(load_preset(str(run.config_path)), tmp_path / "runs", resume=run.last)
@@ -287,7 +288,7 @@ async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock
 @pytest.mark.parametrize("snapshot", [False, True], ids=["events", "snapshot"])
 async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path, capsys, monkeypatch, snapshot):
     from tests.test_cli import run_main
-    from tui_trainer.recorder import RunRecorder
+    from tui_trainer.run.recorder import RunRecorder
 
     if snapshot:  # history.json as a long run leaves it: the app draws from it, not from every event
         monkeypatch.setattr(RunRecorder, "SNAPSHOT_EVENTS", 5)
@@ -619,7 +620,7 @@ async def test_the_autograd_example_one_step_at_a_time_shows_the_notes_gradients
 
 
 async def test_insight_views_fill_and_fit_a_narrow_terminal(tmp_path):
-    from tui_trainer.events import Boundary, ClassResults
+    from tui_trainer.run.events import Boundary, ClassResults
 
     cfg = tiny("train.epochs=4", "train.log_every=2", preset="moons-mlp")
     async with training(cfg, tmp_path, size=(80, 24)) as (pilot, screen, rec):

@@ -17,15 +17,15 @@ import time
 from pathlib import Path
 
 from tui_trainer.config import load_preset
-from tui_trainer.controls import Controls
-from tui_trainer.endpoint import ControlServer, EndpointError
 from tui_trainer.engine import FitResult, fit
 from tui_trainer.engine.dist import World, world_from_env
 from tui_trainer.engine.loop import failed_setup
 from tui_trainer.errors import USER_ERRORS, first_line
-from tui_trainer.events import LogMessage, NullSink, Reason, RunFinished, Sink, TeeSink
-from tui_trainer.recorder import RunRecorder
-from tui_trainer.runs import RunDir, proc_start
+from tui_trainer.run.controls import Controls
+from tui_trainer.run.endpoint import ControlServer, EndpointError
+from tui_trainer.run.events import LogMessage, NullSink, Reason, RunFinished, Sink, TeeSink
+from tui_trainer.run.folder import RunDir, proc_start
+from tui_trainer.run.recorder import RunRecorder
 
 EXIT_CODES = {Reason.COMPLETED: 0, Reason.EARLY_STOPPED: 0, Reason.STOPPED: 0, Reason.INVALID: 2}
 
@@ -100,7 +100,7 @@ def join_world(run: RunDir) -> World:
     """This process's rank when torchrun started it (one rank otherwise), on the config's device."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return World()
-    from tui_trainer.device import pick_device
+    from tui_trainer.engine.device import pick_device
 
     try:
         kind = pick_device(load_preset(str(run.config_path)).train.device).type

@@ -1,5 +1,5 @@
 """``python -m tui_trainer.cli``: the console script."""
 
-from tui_trainer.launch import entry
+from tui_trainer.cli.launch import entry
 
 entry()

@@ -27,10 +27,10 @@ from tui_trainer.cli.common import (
 )
 from tui_trainer.config import RunConfig, apply_overrides, list_presets, load_preset, preset_description
 from tui_trainer.errors import USER_ERRORS, CheckpointError
-from tui_trainer.events import Reason
-from tui_trainer.formats import format_column, format_number
-from tui_trainer.history import end_line
-from tui_trainer.runs import resume_hint
+from tui_trainer.run.events import Reason
+from tui_trainer.run.folder import resume_hint
+from tui_trainer.run.formats import format_column, format_number
+from tui_trainer.run.history import end_line
 
 # typer >= 0.25 vendors its own click: find its UsageError through a public class instead of importing click
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -77,14 +77,11 @@ def _install_stop_signals(controls: Any) -> dict:
 def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -> int:
     """Train in this process with console output and signal handling; returns the exit code."""
     from tui_trainer.cli.console import ConsoleSink
-    from tui_trainer.controls import Controls
-    from tui_trainer.runs import create_run_dir, write_config
-    from tui_trainer.session import checkpoint_run_dir
+    from tui_trainer.run.controls import Controls
+    from tui_trainer.run.folder import prepare_run, run_of_checkpoint
 
-    existing = checkpoint_run_dir(resume) if resume is not None else None
-    if existing is not None:
-        write_config(existing, cfg)
-    run = existing or create_run_dir(runs_dir, cfg)  # ConfigError (exit 2) before anything trains
+    fresh = resume is None or run_of_checkpoint(resume) is None  # a new folder: removed if nothing trains
+    run = prepare_run(cfg, runs_dir, resume)  # ConfigError (exit 2) before anything trains
     controls = Controls()
     state = _install_stop_signals(controls)
     with Busy("loading torch, the data and the model…") as busy:  # cleared before the run's first line
@@ -92,7 +89,7 @@ def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -
 
         result = run_here(run, controls, resume, console=ConsoleSink(before_output=busy.stop))
     if result.reason is Reason.INVALID:
-        if existing is None:
+        if fresh:
             shutil.rmtree(run.path, ignore_errors=True)  # nothing trained: leave nothing behind
         fail(result.message)
     if state["signal"] is not None and result.reason is Reason.STOPPED:
@@ -115,9 +112,9 @@ def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -
 def run_launched(cfg: RunConfig, runs_dir: Path, nodes: Any, resume: Path | None = None) -> int:
     """A data-parallel run in the foreground: torchrun starts the ranks (in a session of their own); this
     process follows rank 0's events on the console. Ctrl+C (or SIGTERM) asks the run to stop and save."""
-    from tui_trainer import session
     from tui_trainer.cli.console import ConsoleSink, follow_run
-    from tui_trainer.endpoint import EndpointError
+    from tui_trainer.run import client as session
+    from tui_trainer.run.endpoint import EndpointError
 
     handle = session.start(cfg, runs_dir, resume, nodes=nodes)
     asked = {"signal": None}
@@ -135,7 +132,7 @@ def run_launched(cfg: RunConfig, runs_dir: Path, nodes: Any, resume: Path | None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
     sink = ConsoleSink()
-    finished = follow_run(handle.run, sink, live=lambda: handle.process.poll() is None)
+    finished = follow_run(handle.run, sink)
     sink.finish()
     code = handle.process.wait()
     status = handle.run.read_status()
@@ -162,17 +159,13 @@ def run_as_rank(cfg: RunConfig, runs_dir: Path) -> int:
     """One rank of ``torchrun ... -m tui_trainer train PRESET``: rank 0 makes the run's folder and prints the
     progress; the others train and write nothing."""
     from tui_trainer.cli.console import ConsoleSink
-    from tui_trainer.controls import Controls
+    from tui_trainer.run.controls import Controls
+    from tui_trainer.run.folder import prepare_run
     from tui_trainer.runner import join_world, run_here
-    from tui_trainer.runs import RunDir, create_run_dir, write_config
 
     main_rank = os.environ.get("RANK", "0") == "0"
     with tempfile.TemporaryDirectory(prefix="tui-trainer-rank-") as tmp:
-        if main_rank:
-            run = create_run_dir(runs_dir, cfg)
-        else:
-            run = RunDir(Path(tmp))
-            write_config(run, cfg)
+        run = prepare_run(cfg, runs_dir) if main_rank else prepare_run(cfg, folder=tmp)
         controls = Controls()
         _install_stop_signals(controls)
         world = join_world(run)
@@ -188,12 +181,11 @@ def run_as_rank(cfg: RunConfig, runs_dir: Path) -> int:
 def run_other_node(cfg: RunConfig, nodes: Any) -> int:
     """A machine other than node 0 of a several-node run: start its ranks and wait; they train and write
     nothing (rank 0, on node 0, writes the run's folder)."""
-    from tui_trainer.runs import RunDir, write_config
-    from tui_trainer.session import run_command
+    from tui_trainer.run.client import run_command
+    from tui_trainer.run.folder import prepare_run
 
     with tempfile.TemporaryDirectory(prefix="tui-trainer-node-") as tmp:
-        run = RunDir(Path(tmp))
-        write_config(run, cfg)
+        run = prepare_run(cfg, folder=tmp)
         print(f"node {nodes.rank} of {nodes.count}: {cfg.train.nproc} rank(s) here; node 0 writes the run's folder")
         proc = subprocess.run(run_command(run.path, None, cfg.train.nproc, nodes), check=False)
     return EXIT_OK if proc.returncode == 0 else EXIT_FAILED
@@ -209,7 +201,7 @@ def _wait_quietly(process: Any, timeout: float = 30.0) -> None:
 
 def start_detached(cfg: RunConfig, runs_dir: Path, resume: Path | None = None, nodes: Any = None) -> int:
     """Start the run process, print its folder at once, wait until it trains (or fails at setup) and leave."""
-    from tui_trainer import session
+    from tui_trainer.run import client as session
 
     handle = session.start(cfg, runs_dir, resume, nodes=nodes)
     run = handle.run
@@ -265,7 +257,7 @@ def train(
     """Train a preset: in the foreground (Ctrl+C stops and saves), or in the background with --detach.
     With --nproc-per-node N (and --nnodes/--node-rank/--rdzv-endpoint across machines) the run is
     data parallel: PyTorch's torchrun starts N processes here, data.batch_size each."""
-    from tui_trainer.session import Nodes
+    from tui_trainer.run.client import Nodes
 
     cfg = build_config(preset, [*(set_ or []), *([f"train.nproc={nproc}"] if nproc else [])], epochs, device, seed)
     if dry_run:
@@ -289,8 +281,8 @@ def train(
 def _dry_run(cfg: RunConfig) -> int:
     """One step of ``cfg`` in a temporary folder, removed afterwards."""
     from tui_trainer.cli.console import ConsoleSink
-    from tui_trainer.controls import Controls
-    from tui_trainer.events import StepLogged
+    from tui_trainer.run.controls import Controls
+    from tui_trainer.run.events import StepLogged
 
     cfg = apply_overrides(cfg, ["train.log_every=1", "train.diagnostics=false"])
     controls = Controls()
@@ -336,7 +328,7 @@ def resume(
     if detach:
         raise SystemExit(start_detached(cfg, runs_dir, checkpoint))
     if cfg.train.nproc > 1:
-        from tui_trainer.session import Nodes
+        from tui_trainer.run.client import Nodes
 
         raise SystemExit(run_launched(cfg, runs_dir, Nodes(), checkpoint))
     raise SystemExit(run_foreground(cfg, runs_dir, checkpoint))
@@ -346,7 +338,7 @@ def _load_ck(path: Path) -> dict:
     """Load a checkpoint; if it is damaged, name a good one from the same run instead of starting over. A missing
     file or a folder is said before torch is imported."""
     _check_checkpoint_path(path)
-    from tui_trainer.checkpoint import load_checkpoint
+    from tui_trainer.engine.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(path)
@@ -360,7 +352,7 @@ def _load_ck(path: Path) -> dict:
 
 def _check_checkpoint_path(path: Path) -> None:
     """CheckpointError (exit 2) for a missing file or a folder, naming a checkpoint that exists; no torch needed."""
-    from tui_trainer.runs import not_a_checkpoint
+    from tui_trainer.run.folder import not_a_checkpoint
 
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -370,7 +362,7 @@ def _check_checkpoint_path(path: Path) -> None:
 
 def _good_sibling(path: Path) -> tuple[Path, int] | None:
     """The newest loadable checkpoint beside ``path`` (best.pt, manual saves), as (path, epoch)."""
-    from tui_trainer.checkpoint import load_checkpoint
+    from tui_trainer.engine.checkpoint import load_checkpoint
 
     folder = Path(path).parent
     if not folder.is_dir():
@@ -395,7 +387,7 @@ def runs(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
     """The runs in a folder: live ones first, then newest first. On a terminal the columns that do not fit its
     width are left out whole (preset first, then started); in a pipe every column is printed."""
     from tui_trainer.cli.tables import render, runs_columns
-    from tui_trainer.runs import RunDir, list_runs, summarize
+    from tui_trainer.run.folder import RunDir, list_runs, summarize
 
     root = runs_dir.expanduser()
     if root.exists() and not root.is_dir():
@@ -423,7 +415,7 @@ def attach(
     plain: Annotated[bool, typer.Option("--plain", help="print events as lines instead of opening the app")] = False,
 ) -> None:
     """Follow a run in the app (live: its whole history, then live; finished: read-only)."""
-    from tui_trainer.runs import resolve_run
+    from tui_trainer.run.folder import resolve_run
 
     found = resolve_run(runs_dir, run)
     if plain or not sys.stdout.isatty():
@@ -445,8 +437,8 @@ def stop(
     timeout: Annotated[float, typer.Option("--timeout", min=0.0, help="seconds to wait for the run to end")] = 60.0,
 ) -> None:
     """Stop a run (it saves last.pt) and wait until it has ended."""
-    from tui_trainer.runs import LIVE_STATES, resolve_run
-    from tui_trainer.session import attach as attach_run
+    from tui_trainer.run.client import attach as attach_run
+    from tui_trainer.run.folder import LIVE_STATES, resolve_run
 
     handle = attach_run(resolve_run(runs_dir, run))
     state = handle.state()
@@ -472,8 +464,8 @@ def evaluate(
     with Busy("loading torch…") as busy:
         from tui_trainer.engine import build_loss, config_from_checkpoint, prepare
         from tui_trainer.engine import evaluate as eval_model
-        from tui_trainer.models import state_mismatch
-        from tui_trainer.report import class_report, format_class_report
+        from tui_trainer.engine.models import state_mismatch
+        from tui_trainer.engine.report import class_report, format_class_report
 
         busy.update(f"loading {checkpoint}…")
         ck = _load_ck(checkpoint)
@@ -513,7 +505,7 @@ def presets() -> None:
 def _data_mark(path: Path) -> str:
     """[download] or [no data] when a preset's data is not here; "" when it is (or the preset is invalid: its own
     error says so when it is used). Looks at files only: no torch."""
-    from tui_trainer.datafiles import data_place
+    from tui_trainer.config.datafiles import data_place
 
     try:
         place = data_place(load_preset(str(path)))
@@ -527,7 +519,7 @@ def _data_mark(path: Path) -> str:
 @app.command()
 def devices() -> None:
     """What hardware was detected."""
-    from tui_trainer.device import all_devices, pick_device
+    from tui_trainer.engine.device import all_devices, pick_device
 
     for info in all_devices():
         print(info.describe())
@@ -553,7 +545,7 @@ def lr_find_cmd(
         fail(f"--start {start:g} must be below --end {end:g}")
     lines = ProgressLines(sys.stderr) if progress else None
     with Busy("loading torch…", tty=False if progress else None) as busy:
-        from tui_trainer.lrfind import lr_find
+        from tui_trainer.engine.lrfind import lr_find
 
         busy.update(f"loading the {cfg.data.dataset} data and the model…")
 
@@ -603,7 +595,7 @@ def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
         print(f"{mark}  {what}" + (f"  -> {fix}" if fix and ok is not True else ""))
 
     # the checks that need no torch first: they print at once, while torch loads behind a spinner
-    from tui_trainer.datafiles import TORCHVISION_FILES, cache_dir, torchvision_place
+    from tui_trainer.config.datafiles import TORCHVISION_FILES, cache_dir, torchvision_place
 
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
@@ -642,7 +634,7 @@ def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
     major_minor = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
     report(major_minor >= (2, 10), f"torch {torch.__version__}",
            "safe checkpoint loading needs torch >= 2.10: pip install -U torch")
-    from tui_trainer.device import all_devices, memory_in_use, pick_device
+    from tui_trainer.engine.device import all_devices, memory_in_use, pick_device
 
     with Busy("looking for devices…"):
         found = all_devices()
@@ -703,8 +695,8 @@ def compare(
 ) -> None:
     """Runs side by side: best val loss and accuracy, the best epoch, epochs, time and state, each run named
     by the config keys that differ between them."""
-    from tui_trainer import compare as comparing
-    from tui_trainer.runs import resolve_run
+    from tui_trainer.run import compare as comparing
+    from tui_trainer.run.folder import resolve_run
 
     runs = comparing.load_runs([resolve_run(runs_dir, name) for name in run])
     comparing.check_comparable(runs)
@@ -727,9 +719,9 @@ def export(
     runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
 ) -> None:
     """Write a run's metrics as CSV (one row per epoch) or as TensorBoard event files, never half a file."""
-    from tui_trainer.compare import load_run
-    from tui_trainer.export import export_run
-    from tui_trainer.runs import resolve_run
+    from tui_trainer.run.compare import load_run
+    from tui_trainer.run.export import export_run
+    from tui_trainer.run.folder import resolve_run
 
     if output is not None and out_alias is not None and output != out_alias:
         fail(f"--output {output} and --out {out_alias}: give one (--out is the old name of -o/--output)")

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # lrfind imports torch; this module must not
-    from tui_trainer.lrfind import SweepProgress
+    from tui_trainer.engine.lrfind import SweepProgress
 
 FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 """The spinner's frames (braille: one column wide)."""

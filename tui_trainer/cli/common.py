@@ -57,19 +57,18 @@ def resume_config(checkpoint: Path, overrides: list[str] | None = None, device: 
     """The config a checkpoint continues with: its run's config.toml beside it (no torch needed), else the
     checkpoint's own copy; then the overrides. ConfigError/CheckpointError name what is wrong."""
     from tui_trainer.errors import CheckpointError
-    from tui_trainer.runs import not_a_checkpoint
-    from tui_trainer.session import checkpoint_run_dir
+    from tui_trainer.run.folder import not_a_checkpoint, run_of_checkpoint
 
     if not checkpoint.exists():
         raise CheckpointError(f"checkpoint not found: {checkpoint}")
     if checkpoint.is_dir():
         raise CheckpointError(not_a_checkpoint(checkpoint))
-    run = checkpoint_run_dir(checkpoint)
+    run = run_of_checkpoint(checkpoint)
     if run is not None:
         cfg = load_preset(str(run.config_path))
     else:
-        from tui_trainer.checkpoint import load_checkpoint
         from tui_trainer.engine import config_from_checkpoint
+        from tui_trainer.engine.checkpoint import load_checkpoint
 
         cfg = config_from_checkpoint(load_checkpoint(checkpoint))
     return with_shortcuts(cfg, overrides, epochs, device)

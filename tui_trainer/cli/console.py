@@ -9,10 +9,12 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
-from tui_trainer.events import Event, RunFinished, RunStarted, StepLogged
-from tui_trainer.history import RunHistory, progress_line
+from tui_trainer.run.events import Event, ProtocolError, RunFinished, StepLogged
+from tui_trainer.run.folder import RunDir
+from tui_trainer.run.follow import Ended, Events, Lost, Snapshot, follow
+from tui_trainer.run.history import RunHistory, progress_line
 
 
 class ConsoleSink:
@@ -54,6 +56,12 @@ class ConsoleSink:
         elif "log" in changed:
             self._line(self.history.log[-1][1])
 
+    def show_history(self, history: RunHistory) -> None:
+        """Start from a fold made elsewhere (a long run's history.json): print its lines, then go on from it."""
+        self.history = history
+        for _level, line in history.log:
+            self._line(line)
+
     def finish(self) -> None:
         """Clear a progress line left on the terminal."""
         if self._bar:
@@ -62,37 +70,28 @@ class ConsoleSink:
             self._bar = False
 
 
-def follow_run(run: Any, sink: Any, live: Any = None, poll: float = 0.2) -> RunFinished | None:
-    """Pass a run's events to ``sink`` from the start of events.jsonl and follow it while ``live()`` (default: while
-    its state is live). Returns the last RunFinished (None if the run ended without one: crashed)."""
-    import time
-
-    from tui_trainer.runs import LIVE_STATES, EventReader
-
-    live = live or (lambda: run.state() in LIVE_STATES)
-    reader = EventReader(run.events_path)
-    finished: RunFinished | None = None
-    ended = False
-    while True:
-        try:
-            events = reader.read()
-        except FileNotFoundError:
-            events = []
-        for event in events:
-            sink.emit(event)
-            if isinstance(event, RunFinished):
-                finished = event
-            elif isinstance(event, RunStarted):  # a resumed run goes on in the same folder
-                finished = None
-        if events:
-            continue
-        if ended:
-            return finished
-        ended = not live()  # read once more after the run ended: its last lines
-        if not ended:
-            time.sleep(poll)  # tailing a file another process appends to
+def follow_run(run: RunDir, sink: ConsoleSink, period: float = 0.2) -> RunFinished | None:
+    """Show a run on the console through the one follower, from its start (a long run: its history.json's lines,
+    then the events after it) until it ends. Returns its last RunFinished; None if it was lost (crashed: its
+    process is gone without an end; its folder deleted). ProtocolError if it needs a newer tui-trainer."""
+    for update in follow(run, period=period):
+        match update:
+            case Snapshot(history=history):
+                sink.show_history(history)
+            case Events(events=events):
+                for event in events:
+                    sink.emit(event)
+            case Ended(finished=finished):
+                sink.finish()
+                return finished
+            case Lost(why=why, kind=kind):
+                sink.finish()
+                if kind == "protocol":
+                    raise ProtocolError(why)
+                return None
+    return None
 
 
-def follow_plain(run: Any, out: TextIO) -> RunFinished | None:
+def follow_plain(run: RunDir, out: TextIO) -> RunFinished | None:
     """Print a run's events as plain lines, from the start, until it ends."""
     return follow_run(run, ConsoleSink(out, tty=False))

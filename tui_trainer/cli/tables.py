@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tui_trainer.formats import format_column
-from tui_trainer.history import hms
-from tui_trainer.runs import RunSummary
+from tui_trainer.run.folder import RunSummary
+from tui_trainer.run.formats import format_column
+from tui_trainer.run.history import hms
 
 GAP = "  "
 """Between two columns."""

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from tui_trainer.config import RunConfig
+from tui_trainer.config.datafiles import DEBIAN_FASHION_MNIST, cache_dir  # noqa: F401 - where the files are (stdlib)
 from tui_trainer.data import DataBundle, LoaderBatches, Norm, TensorBatches, scale_features, split_indices
 from tui_trainer.data.augment import compose
-from tui_trainer.datafiles import DEBIAN_FASHION_MNIST, cache_dir  # noqa: F401 - where the files are (stdlib)
 from tui_trainer.errors import DataError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

@@ -6,7 +6,6 @@ the small pieces (setup, loss, validation, early stopping).
 
 from __future__ import annotations
 
-from tui_trainer.controls import Controls
 from tui_trainer.engine.loop import Fit, FitResult, fit
 from tui_trainer.engine.parts import (
     EarlyStopping,
@@ -18,6 +17,7 @@ from tui_trainer.engine.parts import (
     prepare,
     warm_up,
 )
+from tui_trainer.run.controls import Controls
 
 __all__ = ["Controls", "EarlyStopping", "Fit", "FitResult", "build_loss", "config_from_checkpoint", "describe_model",
            "epoch_seed", "evaluate", "fit", "prepare", "warm_up"]

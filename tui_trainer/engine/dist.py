@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tui_trainer.controls import COMMANDS, Command
+from tui_trainer.run.controls import COMMANDS, Command
 
 MAX_COMMANDS = 8  # per broadcast; more wait for the next one
 _FIELDS = 1 + 2 * MAX_COMMANDS

@@ -26,11 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tui_trainer.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from tui_trainer.config import RunConfig
-from tui_trainer.controls import Command, Controls
-from tui_trainer.device import describe_device, memory_in_use
-from tui_trainer.diagnostics import (
+from tui_trainer.engine.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from tui_trainer.engine.device import describe_device, memory_in_use
+from tui_trainer.engine.diagnostics import (
     GradientMonitor,
     curve_hints,
     dead_units,
@@ -39,10 +38,13 @@ from tui_trainer.diagnostics import (
     health_rows,
 )
 from tui_trainer.engine.dist import World
+from tui_trainer.engine.models import count_params, format_summary, state_mismatch, summarize
+from tui_trainer.engine.optim import build_optimizer, build_schedule, current_lr, load_optimizer_state, optimizer_state, set_lr
 from tui_trainer.engine.parts import EarlyStopping, build_loss, epoch_seed, evaluate, prepare
 from tui_trainer.engine.steps import EagerRunner, FaultyRunner, StepBody, capture_possible, choose_runner
 from tui_trainer.errors import USER_ERRORS, CheckpointError, first_line
-from tui_trainer.events import (
+from tui_trainer.run.controls import Command, Controls
+from tui_trainer.run.events import (
     Boundary,
     CheckpointSaved,
     ClassResults,
@@ -58,10 +60,8 @@ from tui_trainer.events import (
     Sink,
     StepLogged,
 )
-from tui_trainer.history import position, shown_epoch
-from tui_trainer.models import count_params, format_summary, state_mismatch, summarize
-from tui_trainer.optim import build_optimizer, build_schedule, current_lr, load_optimizer_state, optimizer_state, set_lr
-from tui_trainer.runs import RunDir, create_run_dir, write_config
+from tui_trainer.run.folder import RunDir, prepare_run
+from tui_trainer.run.history import position, shown_epoch
 
 
 @dataclass
@@ -168,14 +168,12 @@ class Fit:
         self._last_boundary, self._boundary_epoch = -1e9, 0
         if resume is not None:
             self._restore(resume)
-            rundir = rundir or RunDir(Path(resume["run_dir"]))
-            if not rundir.path.is_dir():
-                rundir = create_run_dir(runs_dir, cfg)
-            elif world.main:
+            if rundir is None:  # in-process (no run process prepared it): the checkpoint's own folder, or a new one
+                rundir = prepare_run(cfg, runs_dir, resume_path)
+            if world.main:
                 rundir.checkpoints.mkdir(parents=True, exist_ok=True)
                 rundir.truncate_metrics(self.epoch)
-                write_config(rundir, cfg)
-        self.rundir = rundir or create_run_dir(runs_dir, cfg)
+        self.rundir = rundir or prepare_run(cfg, runs_dir)
         if world.distributed:
             self._seed_rank()
 
@@ -500,7 +498,7 @@ class Fit:
                          list(self.history), self.last_checkpoint, self.model)
 
     def _emit_class_results(self) -> None:
-        from tui_trainer.report import class_report, format_class_report
+        from tui_trainer.engine.report import class_report, format_class_report
 
         report = class_report(self.model, self.data, self.world)
         self.sink.emit(ClassResults(report.class_names, report.confusion, format_class_report(report)))

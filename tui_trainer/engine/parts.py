@@ -12,11 +12,11 @@ from torch import nn
 
 from tui_trainer.config import RunConfig, from_dict
 from tui_trainer.data import DataBundle, load_data, peek_shape
-from tui_trainer.device import pick_device
+from tui_trainer.engine.device import pick_device
 from tui_trainer.engine.dist import World
-from tui_trainer.losses import build_loss, count_correct
-from tui_trainer.models import build_model, count_params, eval_mode, format_summary, summarize
-from tui_trainer.stopping import EarlyStopping
+from tui_trainer.engine.losses import build_loss, count_correct
+from tui_trainer.engine.models import build_model, count_params, eval_mode, format_summary, summarize
+from tui_trainer.engine.stopping import EarlyStopping
 
 __all__ = ["EarlyStopping", "build_loss", "correct_count", "describe_model", "epoch_seed", "evaluate", "prepare",
            "warm_up"]

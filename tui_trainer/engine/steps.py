@@ -20,13 +20,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from tui_trainer.capture import WARM_UP_STEPS, CapturedStep
 from tui_trainer.config import RunConfig
-from tui_trainer.diagnostics import GradientMonitor
+from tui_trainer.engine.capture import WARM_UP_STEPS, CapturedStep
+from tui_trainer.engine.diagnostics import GradientMonitor
+from tui_trainer.engine.optim import CAPTURABLE, Schedule, l1_penalty
 from tui_trainer.engine.parts import correct_count
 from tui_trainer.errors import first_line
-from tui_trainer.events import LogMessage, Sink
-from tui_trainer.optim import CAPTURABLE, Schedule, l1_penalty
+from tui_trainer.run.events import LogMessage, Sink
 
 TINY_MODEL = 64  # networks with at most this many scalars report every parameter's value and gradient
 

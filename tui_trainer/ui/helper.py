@@ -27,7 +27,7 @@ class Helper:
 
     def start(self) -> None:
         """Launch the helper (its torch import then runs beside the app, not in it)."""
-        self.process = subprocess.Popen([sys.executable, "-m", "tui_trainer.oracle"], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-m", "tui_trainer.engine.helper"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         threading.Thread(target=self._read, name="helper-reader", daemon=True).start()
 

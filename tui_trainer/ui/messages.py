@@ -31,6 +31,14 @@ class RunSnapshot(Message, bubble=False):
 
 
 @dataclass
+class RunEnded(Message, bubble=False):
+    """The followed run has ended: its last session wrote this RunFinished and its status is no longer live."""
+
+    path: str
+    finished: Any
+
+
+@dataclass
 class RunLost(Message, bubble=False):
     """The followed run cannot be read any more (its folder was deleted, a newer protocol) or its
     process is gone without an end (``crashed``)."""

@@ -28,13 +28,13 @@ from textual.worker import get_current_worker
 
 from tui_trainer.config import ConfigError, RunConfig, load_preset, to_toml
 from tui_trainer.errors import first_line
-from tui_trainer.events import Reason, RunFinished
-from tui_trainer.formats import format_number
-from tui_trainer.history import end_line
-from tui_trainer.runs import LIVE_STATES, RunDir, list_runs, resume_hint, summarize
+from tui_trainer.run.events import Reason, RunFinished
+from tui_trainer.run.folder import LIVE_STATES, RunDir, list_runs, resume_hint, summarize
+from tui_trainer.run.formats import format_number
+from tui_trainer.run.history import end_line
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.helper import Helper
-from tui_trainer.ui.messages import LrFound, LrProgress, OracleReply, RunEvents, RunLost, RunSnapshot
+from tui_trainer.ui.messages import LrFound, LrProgress, OracleReply, RunEnded, RunEvents, RunLost, RunSnapshot
 from tui_trainer.ui.screens.dialogs import HelpScreen, LearningRateDialog, QuitDialog
 from tui_trainer.ui.widgets.footer import KeyFooter
 from tui_trainer.ui.widgets.runview import TABS, RunView
@@ -118,6 +118,7 @@ class TrainScreen(Guarded, Screen):
         self.lr_process: subprocess.Popen | None = None
         self._follow_id = 0
         self.lost = False  # the run shown cannot be followed any more (crashed, deleted)
+        self.ended = False  # the run shown has ended (its last session's RunFinished, its status no longer live)
         self._was_live = False
         self.marked: set[str] = set()  # run folders chosen in the Runs tab for comparison
         self._changed_while_catching_up: set[str] = set()
@@ -175,16 +176,8 @@ class TrainScreen(Guarded, Screen):
 
     @property
     def live(self) -> bool:
-        """A run is being launched, or the run shown is training."""
-        return self.starting or (self.handle is not None and not self.lost
-                                 and (self.view.history.finished is None or self._resuming))
-
-    @property
-    def _resuming(self) -> bool:
-        """The run shown was resumed from here and its new session has not ended: the RunFinished of its
-        earlier sessions, folded from the start of events.jsonl, are history, not its end."""
-        ends_before = getattr(self.handle, "ends_before", 0)
-        return ends_before > 0 and self.view.history.ends <= ends_before
+        """A run is being launched, or the run shown has not ended (the follower says when it has)."""
+        return self.starting or (self.handle is not None and not self.lost and not self.ended)
 
     def _update_buttons(self) -> None:
         live = self.live
@@ -305,7 +298,7 @@ class TrainScreen(Guarded, Screen):
 
     @work(thread=True, group="launch", exit_on_error=False, description="start a run process")
     def _launch(self, cfg: RunConfig, resume: Path | None, paused: bool = False) -> None:
-        from tui_trainer import session
+        from tui_trainer.run import client as session
 
         try:
             handle = session.start(cfg, self.runs_dir, resume, paused=paused)
@@ -333,7 +326,7 @@ class TrainScreen(Guarded, Screen):
 
     def attach(self, run: RunDir) -> None:
         """Show a run started elsewhere (live: its history, then live; ended: read-only)."""
-        from tui_trainer import session
+        from tui_trainer.run import client as session
 
         try:
             self.setup.load(load_preset(str(run.config_path)))
@@ -344,7 +337,7 @@ class TrainScreen(Guarded, Screen):
     def _show_run(self, handle: Any) -> None:
         self._follow_id += 1
         self.workers.cancel_group(self, "follow")
-        self.handle, self.lost = handle, False
+        self.handle, self.lost, self.ended = handle, False, False
         self.view.reset(str(handle.path))
         self.view.say(f"following {handle.run.name}…")
         self._follow(handle.run, self._follow_id)
@@ -352,11 +345,22 @@ class TrainScreen(Guarded, Screen):
 
     @work(thread=True, group="follow", exit_on_error=False, description="follow the run's events")
     def _follow(self, run: RunDir, follow_id: int) -> None:
-        from tui_trainer.ui.follow import follow
+        """The one follower (run/follow.py), its updates posted as messages to this screen."""
+        from tui_trainer.run.follow import Ended, Events, Lost, Snapshot, follow
 
         worker = get_current_worker()
-        follow(run, self.post_message, lambda: worker.is_cancelled or follow_id != self._follow_id,
-               ends_before=getattr(self.handle, "ends_before", 0))
+        path = str(run.path)
+        for update in follow(run, lambda: worker.is_cancelled or follow_id != self._follow_id):
+            match update:
+                case Snapshot(history=history):
+                    self.post_message(RunSnapshot(path, history))
+                case Events(events=events, caught_up=caught_up):
+                    self.post_message(RunEvents(path, events, caught_up))
+                case Ended(finished=finished):
+                    self.post_message(RunEnded(path, finished))
+                case Lost(why=why, kind=kind):
+                    good = run.last_good_checkpoint() if kind == "crashed" else None
+                    self.post_message(RunLost(path, f"{why} (or press u)" if good else why))
 
     def on_run_events(self, message: RunEvents) -> None:
         if self.handle is None or message.path != str(self.handle.path):
@@ -376,12 +380,16 @@ class TrainScreen(Guarded, Screen):
 
     def _caught_up(self, changed: set[str]) -> None:
         """The view holds everything on disk so far: where the run stands decides the panels and buttons."""
-        if self._resuming and self.view.history.finished is not None:  # the new session has not started yet
+        if self.view.history.finished is not None and not self.ended and getattr(self.handle, "resumed", False):
             self.view.say(f"resuming {self.handle.run.name}: its process is loading torch and the data…")
-        elif "finished" in changed and self.view.history.finished is not None:
-            self._run_ended(self.view.history.finished)
         if changed & {"started", "finished", "paused"}:
             self._update_buttons()
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        if self.handle is None or message.path != str(self.handle.path):
+            return
+        self.ended = True
+        self._run_ended(message.finished)
 
     def _run_ended(self, end: RunFinished) -> None:
         reason = Reason(end.reason) if end.reason in {r.value for r in Reason} else Reason.ERROR
@@ -440,7 +448,7 @@ class TrainScreen(Guarded, Screen):
 
     @work(thread=True, group="command", exit_on_error=False, description="send a command to the run")
     def _command(self, handle: Any, cmd: str, args: dict[str, Any]) -> None:
-        from tui_trainer.endpoint import EndpointError
+        from tui_trainer.run.endpoint import EndpointError
 
         try:
             reply = handle.send(cmd, **args)
@@ -728,7 +736,7 @@ class TrainScreen(Guarded, Screen):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False, description="compare runs")
     def _compare(self, paths: list[str]) -> None:
-        from tui_trainer.compare import check_comparable, load_runs
+        from tui_trainer.run.compare import check_comparable, load_runs
 
         if len(paths) < 2:
             self.app.call_from_thread(self.view.show_comparison, None)

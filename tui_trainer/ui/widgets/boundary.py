@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui_trainer.events import Boundary
+from tui_trainer.run.events import Boundary
 
 SHADES = "·░▒▓:=~-"
 GLYPHS = "ox+*#@%&"

@@ -14,10 +14,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, RichLog, Static, TabbedContent, TabPane
 
-from tui_trainer.events import Event
-from tui_trainer.formats import format_column
-from tui_trainer.history import RunHistory, memory_line, progress_line
-from tui_trainer.runs import RunSummary
+from tui_trainer.run.events import Event
+from tui_trainer.run.folder import RunSummary
+from tui_trainer.run.formats import format_column
+from tui_trainer.run.history import RunHistory, memory_line, progress_line
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.widgets.boundary import BoundaryView
 from tui_trainer.ui.widgets.fields import CompactButton
@@ -307,7 +307,7 @@ class RunView(Guarded, Vertical):
 
     def show_comparison(self, runs: list[Any] | None, error: str | None = None) -> None:
         """Overlay the marked runs' validation curves (compare.RunData), with their table and differing keys."""
-        from tui_trainer.compare import compare_table, labels
+        from tui_trainer.run.compare import compare_table, labels
 
         charts, box = self.query_one("#cmp-charts"), self.query_one("#cmp-box")
         charts.display = box.display = bool(runs) or bool(error)

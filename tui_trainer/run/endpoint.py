@@ -21,8 +21,8 @@ from multiprocessing.connection import AuthenticationError, Client, Connection, 
 from pathlib import Path
 from typing import Any
 
-from tui_trainer.controls import CommandError, Controls, parse_command
-from tui_trainer.runs import LIVE_STATES, RunDir
+from tui_trainer.run.controls import CommandError, Controls, parse_command
+from tui_trainer.run.folder import LIVE_STATES, RunDir
 
 ACK_TIMEOUT = 8.0  # seconds the endpoint waits for the engine to act before answering "queued" (under send's 10 s:
 # an epoch's end with its checkpoints on a slow disk can hold the loop for seconds)

@@ -1,83 +1,23 @@
-"""The run process's sink, and the snapshot that makes attaching to a long run fast.
+"""The run process's sink: what a run says becomes its folder.
 
-``RunRecorder`` writes every event to events.jsonl and keeps status.json up to date. It also folds
-what it writes into a ``RunHistory`` and, for a long run, saves that fold as ``history.json``: the
-fold as of a byte offset of events.jsonl. A watcher (``load_history``, the app's follower) then reads
-the snapshot and decodes only the events after its offset: attaching to 10,000 epochs reads one JSON
-document instead of 60,000 lines (benchmarks/attach.py). The snapshot is a cache: a missing, torn or
-foreign one is ignored and everything is folded from the start, as before.
+``RunRecorder`` writes every event to events.jsonl, each epoch's row to metrics.jsonl, and keeps status.json up
+to date. It also folds what it writes into a ``RunHistory`` and, for a long run, saves that fold as
+``history.json``: the fold as of a byte offset of events.jsonl. A watcher (``follow.fold``, the one follower)
+then reads the snapshot and decodes only the events after its offset: attaching to 10,000 epochs reads one JSON
+document instead of 60,000 lines (benchmarks/attach.py). The snapshot is a cache: a missing, torn or foreign one
+is ignored and everything is folded from the start.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from tui_trainer.events import EpochEnded, Event, Paused, Reason, RunFinished, RunStarted, StepLogged
-from tui_trainer.history import RunHistory
-from tui_trainer.runs import EventReader, EventWriter, RunDir, _atomic_write
-
-SNAPSHOT_VERSION = 1
-
-
-def write_snapshot(run: RunDir, history: RunHistory, offset: int, events: int) -> None:
-    """history.json: ``history`` is the fold of events.jsonl's first ``offset`` bytes (``events`` events).
-    Replaced atomically (not fsynced: it can always be rebuilt from events.jsonl)."""
-    doc = {"version": SNAPSHOT_VERSION, "offset": offset, "events": events, "history": history.to_dict()}
-    _atomic_write(run.snapshot_path, json.dumps(doc, separators=(",", ":")), durable=False)
-
-
-def read_snapshot(run: RunDir) -> tuple[RunHistory, int, int] | None:
-    """(history, offset, events) from history.json, or None when there is none usable: missing, torn, of
-    another version, or not at the end of a line of events.jsonl (ahead of it: a folder copied without
-    its tail, or a tail lost in a power cut and then written over by a resume)."""
-    try:
-        doc = json.loads(run.snapshot_path.read_bytes())
-        offset = int(doc["offset"])
-        if doc["version"] != SNAPSHOT_VERSION or offset <= 0 or offset > run.events_path.stat().st_size:
-            return None
-        with open(run.events_path, "rb") as fh:
-            fh.seek(offset - 1)
-            if fh.read(1) != b"\n":
-                return None
-        return RunHistory.from_dict(doc["history"]), offset, int(doc["events"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def load_history(run: RunDir, snapshot_only: bool = False) -> tuple[RunHistory, int, int] | None:
-    """The fold of all of events.jsonl so far: from the snapshot on, else from the start (or, with
-    ``snapshot_only``, None). Returns (history, byte offset read to, events folded)."""
-    snap = read_snapshot(run)
-    if snap is None and snapshot_only:
-        return None
-    history, offset, count = snap if snap is not None else (RunHistory(), 0, 0)
-    reader = EventReader(run.events_path)
-    reader.offset = offset
-    while True:
-        try:
-            events = reader.read(CHUNK)
-        except FileNotFoundError:
-            if snapshot_only:
-                return None
-            events = []
-        if not events and reader.offset >= _size(run):  # every whole line read (a chunk may hold none)
-            break
-        for event in events:
-            history.apply(event)
-        count += len(events)
-    return history, reader.whole_offset, count
-
-
-CHUNK = 16 << 20  # bytes decoded at a time
-
-
-def _size(run: RunDir) -> int:
-    try:
-        return run.events_path.stat().st_size
-    except OSError:
-        return 0
+from tui_trainer.run.eventlog import EventWriter, read_snapshot, write_snapshot
+from tui_trainer.run.events import EpochEnded, Event, Paused, Reason, RunFinished, RunStarted, StepLogged
+from tui_trainer.run.folder import RunDir
+from tui_trainer.run.follow import fold
+from tui_trainer.run.history import RunHistory
 
 
 class RunRecorder:
@@ -108,7 +48,7 @@ class RunRecorder:
             try:
                 if read_snapshot(run) is None:
                     run.snapshot_path.unlink(missing_ok=True)
-                self.history, _offset, self._events = load_history(run)  # type: ignore[misc]
+                self.history, _offset, self._events, _skipped = fold(run)  # type: ignore[misc]
             except Exception:  # noqa: BLE001 - a cache must never stop a run
                 self._no_snapshots()
         self._monitor = "val_loss"

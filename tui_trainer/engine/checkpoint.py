@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from tui_trainer.errors import CheckpointError
-from tui_trainer.runs import not_a_checkpoint
+from tui_trainer.run.folder import not_a_checkpoint
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "model", "config", "epoch", "step")

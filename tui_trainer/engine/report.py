@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from tui_trainer.data import DataBundle
-from tui_trainer.losses import predicted_class
-from tui_trainer.models import eval_mode
+from tui_trainer.engine.losses import predicted_class
+from tui_trainer.engine.models import eval_mode
 
 
 @dataclass(frozen=True)

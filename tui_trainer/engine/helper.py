@@ -1,6 +1,6 @@
 """The app's helper process: answers questions that need torch, so the app itself never imports it.
 
-``python -m tui_trainer.oracle`` reads one JSON request per line on stdin and writes one JSON
+``python -m tui_trainer.engine.helper`` reads one JSON request per line on stdin and writes one JSON
 reply per line on stdout, until stdin closes (the app quit or died):
 
 * ``{"id": 1, "op": "devices"}`` -> ``{"id": 1, "devices": ["cpu", ...], "describe": {"cpu": "cpu: ..."}}``
@@ -25,7 +25,7 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
         if op == "devices":
             import torch
 
-            from tui_trainer.device import all_devices, describe_device, pick_device
+            from tui_trainer.engine.device import all_devices, describe_device, pick_device
 
             found = {info.type: info.describe() for info in reversed(all_devices())}
             auto = pick_device("auto").type

@@ -1,10 +1,10 @@
-"""The run directory: the only meeting point between a run and whoever watches it.
+"""The run folder: the only meeting point between a run and whoever watches it.
 
-``runs/<YYYYmmdd-HHMMSS>-<preset>/`` (mode 0700) holds ``config.toml``; ``events.jsonl`` (every
-event, one JSON line each, append-only, a protocol header first); ``metrics.jsonl`` (one row
-per epoch); ``status.json`` (pid, host, state, reason, times; replaced atomically); ``run.log``
-(the run process's own stderr); ``checkpoints/``; and the control endpoint (``control.key``
-and a Unix socket, see ``endpoint.py``). Stdlib only: listing and attaching need no torch.
+``runs/<YYYYmmdd-HHMMSS>-<preset>/`` (mode 0700) holds ``config.toml``; ``events.jsonl`` and ``history.json``
+(``eventlog.py``); ``metrics.jsonl`` (one row per epoch); ``status.json`` (pid, host, state, reason, times;
+replaced atomically); ``run.log`` (the run process's own stderr); ``checkpoints/``; and the control endpoint
+(``control.key`` and a Unix socket, see ``endpoint.py``). Here: its paths, its status and state, making a folder
+for a run, and finding and listing runs. Stdlib only: listing and attaching need no torch.
 """
 
 from __future__ import annotations
@@ -13,34 +13,16 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tui_trainer.config import ConfigError, RunConfig, to_toml
-from tui_trainer.events import (
-    Event,
-    ProtocolError,
-    decode,
-    encode,
-    header,
-)
+from tui_trainer.run.eventlog import EventReader
+from tui_trainer.run.events import Event
+from tui_trainer.run.files import atomic_write, json_lines
 
 LIVE_STATES = ("starting", "running", "paused")
-STATES = (*LIVE_STATES, "finished", "stopped", "failed", "crashed")
-
-
-def _atomic_write(path: Path, text: str, durable: bool = True) -> None:
-    """Replace ``path`` whole (a reader sees the old or the new file); ``durable`` also fsyncs it (status.json
-    skips that: it is rewritten often and a lost update after a power cut only makes it a little stale)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def proc_start(pid: int) -> str | None:
@@ -145,14 +127,14 @@ class RunDir:
 
     def read_metrics(self) -> list[dict]:
         """Every row written so far (a torn last line is skipped)."""
-        return list(_json_lines(self.metrics_path))
+        return list(json_lines(self.metrics_path))
 
     def truncate_metrics(self, epochs_done: int) -> None:
         """Keep only rows of epochs <= epochs_done (a resume replays what came after)."""
         if not self.metrics_path.exists():
             return
         rows = [r for r in self.read_metrics() if r.get("epoch", 0) <= epochs_done]
-        _atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     # -- status ---------------------------------------------------------------------
 
@@ -170,7 +152,7 @@ class RunDir:
 
     def replace_status(self, status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` as the whole of status.json, atomically."""
-        _atomic_write(self.status_path, json.dumps(status, indent=1) + "\n", durable=False)
+        atomic_write(self.status_path, json.dumps(status, indent=1) + "\n", durable=False)
         return status
 
     def state(self, status: dict[str, Any] | None = None) -> str:
@@ -200,13 +182,6 @@ class RunDir:
     def snapshot_path(self) -> Path:
         """history.json: the fold of events.jsonl up to a byte offset (recorder.py writes it for long runs)."""
         return self.path / "history.json"
-
-    def count_events(self, kind: str) -> int:
-        """How many events of this type events.jsonl holds (a byte count of their openings: no decoding)."""
-        try:
-            return self.events_path.read_bytes().count(b'{"type":"' + kind.encode() + b'"')
-        except OSError:
-            return 0
 
     def last_good_checkpoint(self) -> Path | None:
         """last.pt, else best.pt, else the newest manual save: the checkpoint to resume a crash from."""
@@ -243,107 +218,41 @@ def not_a_checkpoint(folder: Path | str) -> str:
     return f"{folder} is a folder; give a checkpoint file (.pt), e.g. runs/<run>/checkpoints/last.pt"
 
 
-def _json_lines(path: Path) -> Iterator[dict]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            yield row
-
-
-def _last_byte(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        fh.seek(-1, os.SEEK_END)
-        return fh.read(1)
-
-
-class EventWriter:
-    """Appends events to events.jsonl; each line is written whole and flushed, so a reader never sees
-    half an event unless the process dies mid-write (the torn line is then skipped)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        fresh = not path.exists() or path.stat().st_size == 0
-        torn = not fresh and _last_byte(path) != b"\n"  # a process killed mid-line: the resume starts a new one
-        self._fh = open(path, "ab")  # noqa: SIM115 - lives as long as the run
-        self.offset = 0 if fresh else path.stat().st_size  # bytes in the file: the end of the last whole line
-        if fresh or torn:
-            self._write(header() + "\n" if fresh else "\n")
-
-    def emit(self, event: Event) -> None:
-        self._write(encode(event) + "\n")
-
-    def _write(self, text: str) -> None:
-        data = text.encode("utf-8")
-        self._fh.write(data)
-        self._fh.flush()
-        self.offset += len(data)
-
-    def close(self) -> None:
-        self._fh.close()
-
-
-class EventReader:
-    """Reads events.jsonl from the start, then whatever was appended since (``read`` again)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.offset, self.skipped = path, 0, 0
-        self._partial = b""
-
-    @property
-    def whole_offset(self) -> int:
-        """The byte offset after the last whole line read (``offset`` also counts a torn line's start)."""
-        return self.offset - len(self._partial)
-
-    def read(self, max_bytes: int = 1 << 30) -> list[Event]:
-        """New whole events since the last read. A line that is not valid JSON is skipped (a torn last
-        line stays pending until it is complete or more lines follow it); ProtocolError on a newer
-        protocol; FileNotFoundError if the file is gone."""
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset)
-            chunk = fh.read(max_bytes)
-        if not chunk:
-            return []
-        self.offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        events = []
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                event = decode(line.decode("utf-8"))
-            except ProtocolError:
-                raise
-            except (ValueError, TypeError, UnicodeDecodeError):
-                self.skipped += 1
-                continue
-            if event is not None:
-                events.append(event)
-        return events
-
-
 # ---------------------------------------------------------------------------
 # creating and finding runs
 
 
-def secure_mkdir(path: Path) -> None:
-    """Create ``path`` (and parents) with the run's folder readable by its owner only."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+def prepare_run(cfg: RunConfig, runs_dir: Path | str | None = None, resume: Path | str | None = None,
+                folder: Path | str | None = None) -> RunDir:
+    """The folder a run trains in, with its config.toml written: the one writer of it. A new folder under
+    ``runs_dir`` (absolute, 0700, status "starting"); for a resume, the checkpoint's own folder when it is still
+    there (its config rewritten: epochs may have grown; its status starting again), else a new one; or ``folder``
+    as it is (a scratch folder of a rank that writes nothing else). ConfigError naming the folder if it cannot be
+    written, or if the run to resume is still going."""
+    if folder is not None:
+        run = RunDir(folder)
+        _write(run, cfg)
+        return run
+    run = run_of_checkpoint(resume) if resume is not None else None
+    if run is None:
+        return _new_run_dir(Path(runs_dir or "runs"), cfg)
+    if (state := run.state()) in LIVE_STATES:  # two resumes of one run would train twice into one folder
+        raise ConfigError(f"run {run.name} is {state}: it is already going (tui-trainer attach {run.path}); "
+                          "stop it before resuming it")
+    _write(run, cfg)
+    status = {k: v for k, v in run.read_status().items() if k not in ("pid", "proc_start", "reason", "ended", "message")}
+    run.replace_status({**status, "state": "starting", "epochs": cfg.train.epochs, "created": time.time()})
+    return run
 
 
-def create_run_dir(runs_dir: Path | str, cfg: RunConfig) -> RunDir:
-    """Make a fresh run directory (absolute, 0700) with its config and a "starting" status; ConfigError
-    naming the folder if it cannot be written."""
-    root = Path(runs_dir).expanduser().resolve()
+def run_of_checkpoint(checkpoint: Path | str) -> RunDir | None:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/x.pt``), if it is still there."""
+    run = RunDir(Path(checkpoint).resolve().parent.parent)
+    return run if run.config_path.is_file() else None
+
+
+def _new_run_dir(runs_dir: Path, cfg: RunConfig) -> RunDir:
+    root = runs_dir.expanduser().resolve()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in cfg.name) or "run"
     try:
@@ -360,7 +269,7 @@ def create_run_dir(runs_dir: Path | str, cfg: RunConfig) -> RunDir:
         os.chmod(path, 0o700)
         run = RunDir(path)
         run.checkpoints.mkdir()
-        write_config(run, cfg)
+        _write(run, cfg)
         run.write_status(state="starting", preset=cfg.name, epochs=cfg.train.epochs, epoch=0,
                          monitor=cfg.regularization.monitor, created=time.time())
     except OSError as exc:
@@ -369,9 +278,12 @@ def create_run_dir(runs_dir: Path | str, cfg: RunConfig) -> RunDir:
     return run
 
 
-def write_config(run: RunDir, cfg: RunConfig) -> None:
-    """config.toml of the run (rewritten on resume: epochs may have grown)."""
-    _atomic_write(run.config_path, to_toml(cfg))
+def _write(run: RunDir, cfg: RunConfig) -> None:
+    """config.toml of the run."""
+    try:
+        atomic_write(run.config_path, to_toml(cfg))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {run.config_path}: {exc.strerror or exc}") from None
 
 
 def list_runs(runs_dir: Path | str) -> list[RunDir]:
@@ -444,14 +356,3 @@ def summarize(run: RunDir) -> RunSummary:
                       monitor=str(status.get("monitor", "val_loss")), started=started, elapsed_s=elapsed,
                       reason=status.get("reason"))
 
-
-def read_events_checked(path: Path) -> list[Event]:
-    """Every whole event of a file (for readers that do not follow); ProtocolError on a newer protocol."""
-    try:
-        return EventReader(path).read()
-    except FileNotFoundError:
-        return []
-
-
-__all__ = ["EventReader", "EventWriter", "ProtocolError", "RunDir", "RunSummary", "create_run_dir", "list_runs",
-           "pid_alive", "resolve_run", "summarize"]

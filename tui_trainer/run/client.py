@@ -17,26 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui_trainer.config import ConfigError, RunConfig
-from tui_trainer.endpoint import EndpointError
-from tui_trainer.endpoint import send as send_command
-from tui_trainer.runs import LIVE_STATES, RunDir, create_run_dir, write_config
+from tui_trainer.config import RunConfig
+from tui_trainer.run.endpoint import EndpointError
+from tui_trainer.run.endpoint import send as send_command
+from tui_trainer.run.folder import LIVE_STATES, RunDir, prepare_run
 
 START_TIMEOUT = 600.0  # seconds a run may spend loading data and building its model before it trains
-
-
-def checkpoint_run_dir(checkpoint: Path) -> RunDir | None:
-    """The run folder a checkpoint belongs to (``<run>/checkpoints/x.pt``), if it is still there."""
-    run = RunDir(Path(checkpoint).resolve().parent.parent)
-    return run if run.config_path.is_file() else None
 
 
 class RunHandle:
     """A client's hold on one run (started here or attached to)."""
 
-    def __init__(self, run: RunDir, process: subprocess.Popen | None = None, ends_before: int = 0) -> None:
+    def __init__(self, run: RunDir, process: subprocess.Popen | None = None, resumed: bool = False) -> None:
         self.run, self.process = run, process
-        self.ends_before = ends_before  # RunFinished events already in the folder (a resume goes on after them)
+        self.resumed = resumed  # launched to continue its run from a checkpoint (its folder holds earlier sessions)
 
     @property
     def path(self) -> Path:
@@ -146,23 +140,12 @@ def start(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = N
     """Create the run directory and launch the run process (torchrun when ``cfg.train.nproc`` > 1 or several
     nodes); ConfigError (nothing started) if the runs directory cannot be written. ``resume``: a checkpoint;
     the run continues in its own folder. ``paused``: it takes one step, then holds (step on with "step")."""
-    run = checkpoint_run_dir(resume) if resume is not None else None
-    ends_before = 0
-    if run is not None:
-        if (state := run.state()) in LIVE_STATES:  # two resumes of one run would train twice into one folder
-            raise ConfigError(f"run {run.name} is {state}: it is already going (tui-trainer attach {run.path}); "
-                              "stop it before resuming it")
-        ends_before = run.count_events("RunFinished")
-        write_config(run, cfg)
-        status = {k: v for k, v in run.read_status().items() if k not in ("pid", "proc_start", "reason", "ended", "message")}
-        run.replace_status({**status, "state": "starting", "created": time.time()})
-    else:
-        run = create_run_dir(runs_dir, cfg)
+    run = prepare_run(cfg, runs_dir, resume)
     cmd = run_command(run.path, resume, cfg.train.nproc, nodes, paused)
     with open(run.log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                    close_fds=True, cwd=os.getcwd(), env=env)
-    return RunHandle(run, process, ends_before)
+    return RunHandle(run, process, resumed=resume is not None)
 
 
 def attach(run: RunDir) -> RunHandle:

@@ -8,11 +8,11 @@ files with torchvision and checks them; a file that is present but damaged is fo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tui_trainer.config import RunConfig
+from tui_trainer.config.paths import dataset_cache_dir
+from tui_trainer.config.schema import RunConfig
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package puts its .gz files."""
@@ -29,13 +29,7 @@ TORCHVISION_FILES: dict[str, tuple[str, ...]] = {
 
 def cache_dir(cfg: RunConfig) -> Path:
     """Where datasets are looked for and downloaded."""
-    if cfg.data.cache_dir:
-        return Path(cfg.data.cache_dir).expanduser()
-    home = os.environ.get("TUI_TRAINER_HOME")
-    if home:
-        return Path(home) / "datasets"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tui-trainer" / "datasets"
+    return dataset_cache_dir(cfg.data.cache_dir)
 
 
 def debian_fashion_mnist() -> bool:

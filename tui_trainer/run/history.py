@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tui_trainer.events import (
+from tui_trainer.run.events import (
     Boundary,
     CheckpointSaved,
     ClassResults,
@@ -29,8 +29,8 @@ from tui_trainer.events import (
     decode,
     encode,
 )
-from tui_trainer.formats import format_number
-from tui_trainer.smoothing import RunningMean
+from tui_trainer.run.formats import format_number
+from tui_trainer.run.smoothing import RunningMean
 
 
 def hms(seconds: float) -> str:
@@ -101,6 +101,8 @@ class RunHistory:
         self.rows: list[dict] = []  # metrics rows, as in metrics.jsonl
         self.step_n: list[int] = []
         self.step_x: list[float] = []
+        self.step_lr: list[float] = []  # the learning rate at each log interval
+        self.step_elapsed: list[float] = []  # the run's training clock at each log interval
         self.step_loss = RunningMean(smoothing)
         self.grads: dict[str, tuple[list[float], list[float]]] = {}
         self.lr_marks: list[tuple[float, float]] = []
@@ -112,7 +114,6 @@ class RunHistory:
         self.params: ParamValues | None = None
         self.paused = False
         self.finished: RunFinished | None = None
-        self.ends = 0  # RunFinished events folded (a resumed run has one per earlier session)
         self.last_checkpoint: str | None = None
         self.device = ""
         self._session_start: tuple[float, float] | None = None  # (elapsed, done) when this process started
@@ -157,7 +158,6 @@ class RunHistory:
                     self.last_checkpoint = event.path
             case RunFinished():
                 self.finished = event
-                self.ends += 1
                 self.paused = False
                 if event.last_checkpoint:
                     self.last_checkpoint = event.last_checkpoint
@@ -182,7 +182,7 @@ class RunHistory:
                     self.rows.append(dict(row))
                     self.series.add(row)
         keep = sum(1 for n in self.step_n if n <= e.start_step)
-        del self.step_n[keep:], self.step_x[keep:]
+        del self.step_n[keep:], self.step_x[keep:], self.step_lr[keep:], self.step_elapsed[keep:]
         self.step_loss.truncate(keep)
         for xs, ys in self.grads.values():
             del xs[keep:], ys[keep:]
@@ -196,6 +196,8 @@ class RunHistory:
         x = e.epoch - 1 + e.batch / max(e.batches, 1)
         self.step_n.append(e.step)
         self.step_x.append(x)
+        self.step_lr.append(e.lr)
+        self.step_elapsed.append(e.elapsed_s)
         self.step_loss.add(e.loss)
         for layer in e.layers:
             xs, ys = self.grads.setdefault(layer.name, ([], []))
@@ -207,7 +209,8 @@ class RunHistory:
     # -- a snapshot of the fold (history.json: attaching to a long run reads it, not every event) ---------
 
     _EVENTS = ("started", "last_step", "boundary", "results", "params", "finished")
-    _PLAIN = ("rows", "step_n", "step_x", "lr_marks", "log", "alarms", "paused", "ends", "last_checkpoint", "device",
+    _PLAIN = ("rows", "step_n", "step_x", "step_lr", "step_elapsed", "lr_marks", "log", "alarms", "paused",
+              "last_checkpoint", "device",
               "_session_start")
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,7 +220,7 @@ class RunHistory:
         out.update({name: None if (e := getattr(self, name)) is None else encode(e) for name in self._EVENTS})
         out["series"] = vars(self.series)
         out["grads"] = self.grads
-        out["step_loss"] = {"beta": self.step_loss.beta, "avg": self.step_loss._avg, "values": self.step_loss.values}
+        out["step_loss"] = {"beta": self.step_loss.beta, "avg": self.step_loss.average, "values": self.step_loss.values}
         return out
 
     @classmethod
@@ -234,16 +237,11 @@ class RunHistory:
             setattr(history, name, None if data[name] is None else decode(data[name]))
         history.series = Series(**data["series"])
         history.grads = {k: (list(xs), list(ys)) for k, (xs, ys) in data["grads"].items()}
-        history.step_loss._avg = float(data["step_loss"]["avg"])
+        history.step_loss.average = float(data["step_loss"]["avg"])
         history.step_loss.values = list(data["step_loss"]["values"])
         return history
 
     # -- reading -----------------------------------------------------------------------
-
-    @property
-    def live(self) -> bool:
-        """Started and not finished."""
-        return self.started is not None and self.finished is None
 
     def done_epochs(self) -> float | None:
         """Epochs done, with the fraction of the current one (None before the first step)."""

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from tui_trainer.errors import ConfigError
-from tui_trainer.events import ProtocolError, RunStarted, StepLogged
-from tui_trainer.formats import format_column
-from tui_trainer.history import RunHistory, hms
-from tui_trainer.runs import EventReader, RunDir
+from tui_trainer.run.events import ProtocolError, RunStarted
+from tui_trainer.run.folder import RunDir
+from tui_trainer.run.follow import Folded, fold
+from tui_trainer.run.formats import format_column
+from tui_trainer.run.history import hms
 
 IGNORED_KEYS = ("description",)
 """Config keys never shown as a difference (free text)."""
@@ -92,21 +93,12 @@ def _read_config(run: RunDir) -> dict[str, Any]:
     return raw
 
 
-def _fold_events(run: RunDir) -> tuple[RunHistory, dict[int, StepLogged], int]:
-    """The run's events folded, its StepLogged events by step (a resume's replayed steps replace the
-    first ones), and how many lines were skipped."""
-    history, step_events = RunHistory(), {}
-    reader = EventReader(run.events_path)
+def _fold(run: RunDir) -> Folded:
+    """The run's events folded (from its history.json when usable: the one follower's fold)."""
     try:
-        for event in reader.read():
-            history.apply(event)
-            if isinstance(event, StepLogged):
-                step_events[event.step] = event
-    except FileNotFoundError:
-        pass
+        return fold(run)
     except ProtocolError as exc:
         raise CompareError(f"{run.name}: {exc}") from None
-    return history, step_events, reader.skipped
 
 
 def _task(started: RunStarted | None, rows: Sequence[dict], config: dict[str, Any]) -> str:
@@ -125,7 +117,7 @@ def load_run(path: RunDir | Path | str) -> RunData:
     if not run.path.is_dir():
         raise CompareError(f"{run.path} is not a run directory")
     config = _read_config(run)
-    history, step_events, skipped = _fold_events(run)
+    history, _offset, _events, skipped = _fold(run)
     # the events are the record; metrics.jsonl stands in where they lost epochs (gone, or a line torn)
     rows = max((tuple(history.rows), tuple(run.read_metrics())), key=len)
     status = run.read_status()
@@ -137,8 +129,7 @@ def load_run(path: RunDir | Path | str) -> RunData:
         elapsed = history.last_step.elapsed_s  # live or crashed: the clock of its last report
     if elapsed is None and rows:
         elapsed = sum(float(r.get("epoch_seconds") or 0.0) for r in rows)
-    steps = tuple((n, loss, step_events[n].lr, step_events[n].elapsed_s)
-                  for n, loss in zip(history.step_n, history.step_loss.values, strict=True))
+    steps = tuple(zip(history.step_n, history.step_loss.values, history.step_lr, history.step_elapsed, strict=True))
     epochs = int(config.get("train", {}).get("epochs") or status.get("epochs") or (started.epochs if started else 0))
     return RunData(name=run.name, path=run.path, config=config, rows=rows, status=status, state=run.state(status),
                    task=_task(started, rows, config), monitor=monitor, epochs=epochs, elapsed_s=elapsed,

@@ -53,8 +53,8 @@ from dataclasses import dataclass
 import torch
 
 from tui_trainer.config import RunConfig
-from tui_trainer.optim import build_optimizer, set_lr
-from tui_trainer.smoothing import RunningMean
+from tui_trainer.engine.optim import build_optimizer, set_lr
+from tui_trainer.run.smoothing import RunningMean
 
 SMALL_SET = 4096
 """Training sets up to this size (held as tensors) are scored on fixed samples after every sweep step ..."""

@@ -14,9 +14,9 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from tui_trainer.events import LayerHealth  # what a run says about a layer: stdlib, so the app reads it without torch
-from tui_trainer.formats import format_column
-from tui_trainer.losses import predicted_class
+from tui_trainer.engine.losses import predicted_class
+from tui_trainer.run.events import LayerHealth  # what a run says about a layer: stdlib, so the app reads it without torch
+from tui_trainer.run.formats import format_column
 
 VANISHING_RATIO = 1e-2  # first layer's gradient norm below 1% of the last layer's: two orders of magnitude
 EXPLODING_NORM = 1e3

@@ -23,8 +23,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tui_trainer.compare import RunData
 from tui_trainer.errors import ConfigError
+from tui_trainer.run.compare import RunData
 
 FORMATS = ("csv", "tensorboard")
 TENSORBOARD_MISSING = ("TensorBoard export needs tensorboardX: pip install 'tensorboardX>=2.6' "

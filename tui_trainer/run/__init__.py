@@ -1,0 +1,1 @@
+"""The run boundary (stdlib only)."""

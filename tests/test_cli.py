@@ -196,9 +196,9 @@ def test_second_interrupt_exits_at_once(tmp_path):
     # after the first signal the run would stop politely; a second one must end the process at once
     script = (
         "import time\n"
-        "from tui_trainer.cli.app import _install_stop_signals\n"
+        "from tui_trainer.cli.ways import install_stop_signals\n"
         "from tui_trainer.run.controls import Controls\n"
-        "c = Controls(); _install_stop_signals(c)\n"
+        "c = Controls(); install_stop_signals(c)\n"
         "print('ready', flush=True)\n"
         "while not c.stop_requested: time.sleep(0.01)\n"
         "print('stop requested', flush=True)\n"

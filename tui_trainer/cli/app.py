@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from tui_trainer.cli import ways
 from tui_trainer.cli.busy import PROGRESS_EVERY_S, Busy, ProgressLines
 from tui_trainer.cli.common import (
     DEFAULT_PRESET,
@@ -25,10 +23,9 @@ from tui_trainer.cli.common import (
     launch_ui,
     resume_config,
 )
-from tui_trainer.config import RunConfig, apply_overrides, list_presets, load_preset, preset_description
+from tui_trainer.cli.ways import run_as_rank, run_foreground, run_launched, run_other_node, start_detached
+from tui_trainer.config import apply_overrides, list_presets, load_preset, preset_description
 from tui_trainer.errors import USER_ERRORS, CheckpointError
-from tui_trainer.run.events import Reason
-from tui_trainer.run.folder import resume_hint
 from tui_trainer.run.formats import format_column, format_number
 from tui_trainer.run.history import end_line
 
@@ -49,179 +46,6 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="epochs to train (the total to reach on resume)")]
 RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="where run directories are (created)")]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="train in the background; print the run's folder and leave")]
-
-
-# ---------------------------------------------------------------------------
-# running in the foreground
-
-
-def _install_stop_signals(controls: Any) -> dict:
-    """First SIGINT/SIGTERM (and SIGHUP, unless nohup already ignores it): stop within one step and save.
-    A second one: exit at once."""
-    state = {"count": 0, "signal": None}
-
-    def handler(signum: int, _frame: Any) -> None:
-        state["count"] += 1
-        state["signal"] = signum
-        if state["count"] > 1:
-            os._exit(EXIT_INTERRUPTED)  # a second Ctrl+C: leave now (saves are atomic, nothing is torn)
-        controls.request_stop()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup: keep ignoring it, train on
-        signal.signal(signal.SIGHUP, handler)
-    return state
-
-
-def run_foreground(cfg: RunConfig, runs_dir: Path, resume: Path | None = None) -> int:
-    """Train in this process with console output and signal handling; returns the exit code."""
-    from tui_trainer.cli.console import ConsoleSink
-    from tui_trainer.run.controls import Controls
-    from tui_trainer.run.folder import prepare_run, run_of_checkpoint
-
-    fresh = resume is None or run_of_checkpoint(resume) is None  # a new folder: removed if nothing trains
-    run = prepare_run(cfg, runs_dir, resume)  # ConfigError (exit 2) before anything trains
-    controls = Controls()
-    state = _install_stop_signals(controls)
-    with Busy("loading torch, the data and the model…") as busy:  # cleared before the run's first line
-        from tui_trainer.runner import run_here
-
-        result = run_here(run, controls, resume, console=ConsoleSink(before_output=busy.stop))
-    if result.reason is Reason.INVALID:
-        if fresh:
-            shutil.rmtree(run.path, ignore_errors=True)  # nothing trained: leave nothing behind
-        fail(result.message)
-    if state["signal"] is not None and result.reason is Reason.STOPPED:
-        where = result.last_checkpoint or "(no checkpoint written)"
-        print(f"interrupted: {result.message}; saved {where}")
-        if result.last_checkpoint:
-            print(resume_hint(result.last_checkpoint))
-        return EXIT_INTERRUPTED
-    if result.ok:
-        best = (f", best {cfg.regularization.monitor} {format_number(result.best_metric)}"
-                if result.best_metric is not None else "")
-        print(f"done: {result.message}{best}; run directory {result.run_dir}")
-        return EXIT_OK
-    print(f"error: {result.message}", file=sys.stderr)
-    if result.last_checkpoint:
-        print(f"last good checkpoint: {result.last_checkpoint}", file=sys.stderr)
-    return EXIT_FAILED
-
-
-def run_launched(cfg: RunConfig, runs_dir: Path, nodes: Any, resume: Path | None = None) -> int:
-    """A data-parallel run in the foreground: torchrun starts the ranks (in a session of their own); this
-    process follows rank 0's events on the console. Ctrl+C (or SIGTERM) asks the run to stop and save."""
-    from tui_trainer.cli.console import ConsoleSink, follow_run
-    from tui_trainer.run import client as session
-    from tui_trainer.run.endpoint import EndpointError
-
-    handle = session.start(cfg, runs_dir, resume, nodes=nodes)
-    asked = {"signal": None}
-
-    def stop(signum: int, _frame: Any) -> None:
-        if asked["signal"] is not None:
-            os.killpg(handle.process.pid, signal.SIGKILL)  # a second Ctrl+C: end every rank now
-            return
-        asked["signal"] = signum
-        try:
-            handle.send("stop", timeout=2.0)
-        except EndpointError:
-            os.killpg(handle.process.pid, signal.SIGTERM)  # torchrun passes it to every rank: they stop and save
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, stop)
-    sink = ConsoleSink()
-    finished = follow_run(handle.run, sink)
-    sink.finish()
-    code = handle.process.wait()
-    status = handle.run.read_status()
-    reason = status.get("reason")
-    if reason == Reason.INVALID.value:
-        shutil.rmtree(handle.run.path, ignore_errors=True)
-        fail(status.get("message") or "invalid configuration")
-    if finished is None:
-        print(f"error: the ranks ended without finishing (torchrun exit code {code}); see {handle.run.log_path}",
-              file=sys.stderr)
-        return EXIT_FAILED
-    if asked["signal"] is not None and reason == Reason.STOPPED.value:
-        print(f"interrupted: {finished.message}; saved {finished.last_checkpoint}")
-        print(resume_hint(finished.last_checkpoint))
-        return EXIT_INTERRUPTED
-    if Reason(finished.reason).as_asked:
-        print(f"done: {finished.message}; run directory {handle.run.path}")
-        return EXIT_OK
-    print(f"error: {finished.message}", file=sys.stderr)
-    return EXIT_FAILED
-
-
-def run_as_rank(cfg: RunConfig, runs_dir: Path) -> int:
-    """One rank of ``torchrun ... -m tui_trainer train PRESET``: rank 0 makes the run's folder and prints the
-    progress; the others train and write nothing."""
-    from tui_trainer.cli.console import ConsoleSink
-    from tui_trainer.run.controls import Controls
-    from tui_trainer.run.folder import prepare_run
-    from tui_trainer.runner import join_world, run_here
-
-    main_rank = os.environ.get("RANK", "0") == "0"
-    with tempfile.TemporaryDirectory(prefix="tui-trainer-rank-") as tmp:
-        run = prepare_run(cfg, runs_dir) if main_rank else prepare_run(cfg, folder=tmp)
-        controls = Controls()
-        _install_stop_signals(controls)
-        world = join_world(run)
-        try:
-            result = run_here(run, controls, console=ConsoleSink() if main_rank else None, world=world)
-        finally:
-            world.close()
-    if main_rank:
-        print(f"{'done' if result.ok else 'error'}: {result.message}; run directory {run.path}")
-    return EXIT_OK if result.ok else EXIT_FAILED
-
-
-def run_other_node(cfg: RunConfig, nodes: Any) -> int:
-    """A machine other than node 0 of a several-node run: start its ranks and wait; they train and write
-    nothing (rank 0, on node 0, writes the run's folder)."""
-    from tui_trainer.run.client import run_command
-    from tui_trainer.run.folder import prepare_run
-
-    with tempfile.TemporaryDirectory(prefix="tui-trainer-node-") as tmp:
-        run = prepare_run(cfg, folder=tmp)
-        print(f"node {nodes.rank} of {nodes.count}: {cfg.train.nproc} rank(s) here; node 0 writes the run's folder")
-        proc = subprocess.run(run_command(run.path, None, cfg.train.nproc, nodes), check=False)
-    return EXIT_OK if proc.returncode == 0 else EXIT_FAILED
-
-
-def _wait_quietly(process: Any, timeout: float = 30.0) -> None:
-    """Wait for a run process that has said its last word to exit (it only closes its endpoint)."""
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def start_detached(cfg: RunConfig, runs_dir: Path, resume: Path | None = None, nodes: Any = None) -> int:
-    """Start the run process, print its folder at once, wait until it trains (or fails at setup) and leave."""
-    from tui_trainer.run import client as session
-
-    handle = session.start(cfg, runs_dir, resume, nodes=nodes)
-    run = handle.run
-    print(f"run folder {run.name}: {run.path}", flush=True)
-    with Busy("waiting for the run to start: its process loads torch and the data…"):
-        state = handle.wait_started()
-    if state in ("running", "paused", "finished", "stopped"):
-        print(f"started {run.name}")
-        print(f"  follow: tui-trainer attach {run.path}")
-        print(f"  stop:   tui-trainer stop {run.path}")
-        return EXIT_OK
-    status = run.read_status()
-    message = status.get("message") or f"the run process ended at start-up (see {run.log_path})"
-    if status.get("reason") == Reason.INVALID.value:
-        if resume is None:
-            _wait_quietly(handle.process)  # its last status write must not land in a half-removed folder
-            shutil.rmtree(run.path, ignore_errors=True)
-        fail(message)
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_FAILED
 
 
 # ---------------------------------------------------------------------------
@@ -261,7 +85,7 @@ def train(
 
     cfg = build_config(preset, [*(set_ or []), *([f"train.nproc={nproc}"] if nproc else [])], epochs, device, seed)
     if dry_run:
-        raise SystemExit(_dry_run(cfg))
+        raise SystemExit(ways.dry_run(cfg))
     if nnodes > 1 and not rdzv_endpoint:
         fail("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (node 0's address, the same on every machine)")
     if node_rank >= nnodes:
@@ -276,36 +100,6 @@ def train(
     if cfg.train.nproc > 1 or nnodes > 1:
         raise SystemExit(run_launched(cfg, runs_dir, nodes))
     raise SystemExit(run_foreground(cfg, runs_dir))
-
-
-def _dry_run(cfg: RunConfig) -> int:
-    """One step of ``cfg`` in a temporary folder, removed afterwards."""
-    from tui_trainer.cli.console import ConsoleSink
-    from tui_trainer.run.controls import Controls
-    from tui_trainer.run.events import StepLogged
-
-    cfg = apply_overrides(cfg, ["train.log_every=1", "train.diagnostics=false"])
-    controls = Controls()
-
-    class StopAfterOne(ConsoleSink):
-        def emit(self, event: Any) -> None:
-            super().emit(event)
-            if isinstance(event, StepLogged):
-                controls.request_stop()
-
-    # the spinner is cleared before the run's first line, and whatever happens
-    with Busy("loading torch, the data and the model…") as busy, \
-            tempfile.TemporaryDirectory(prefix="tui-trainer-dry-run-") as tmp:
-        from tui_trainer.engine import fit
-
-        result = fit(cfg, StopAfterOne(before_output=busy.stop), controls, runs_dir=tmp)
-    if result.reason is Reason.INVALID:
-        fail(result.message)
-    if result.reason not in (Reason.STOPPED, Reason.COMPLETED):  # a one-step preset completes before the stop
-        print(f"error: {result.message}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"dry run: one step of {cfg.name} trained; nothing kept")
-    return EXIT_OK
 
 
 @app.command()
@@ -387,19 +181,18 @@ def runs(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
     """The runs in a folder: live ones first, then newest first. On a terminal the columns that do not fit its
     width are left out whole (preset first, then started); in a pipe every column is printed."""
     from tui_trainer.cli.tables import render, runs_columns
-    from tui_trainer.run.folder import RunDir, list_runs, summarize
+    from tui_trainer.run.folder import RunDir, run_summaries
 
     root = runs_dir.expanduser()
     if root.exists() and not root.is_dir():
         fail(f"--runs-dir {root} is a file; allowed: a folder of runs (default: runs)")
     try:
-        rows = [summarize(r) for r in list_runs(root)]
+        rows = run_summaries(root)
     except OSError as exc:
         fail(f"--runs-dir {root} cannot be read ({exc.strerror or exc}); allowed: a readable folder of runs")
     if not rows:
         print(f"no runs in {root}")
         return
-    rows.sort(key=lambda r: (not r.live, -(r.started or 0)))
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None  # COLUMNS first, then the terminal
     for line in render(runs_columns(rows), width):
         print(line)
@@ -586,73 +379,9 @@ def lr_find_cmd(
 @app.command()
 def doctor(runs_dir: RunsOpt = DEFAULT_RUNS_DIR) -> None:
     """Check what training needs here (torch, device, datasets, runs directory) and say what to fix."""
-    problems = 0
+    from tui_trainer.cli.doctor import check
 
-    def report(ok: bool | None, what: str, fix: str = "") -> None:
-        nonlocal problems
-        mark = {True: "ok  ", False: "FAIL", None: "note"}[ok]
-        problems += ok is False
-        print(f"{mark}  {what}" + (f"  -> {fix}" if fix and ok is not True else ""))
-
-    # the checks that need no torch first: they print at once, while torch loads behind a spinner
-    from tui_trainer.config.datafiles import TORCHVISION_FILES, cache_dir, torchvision_place
-
-    try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        probe = runs_dir / ".doctor-probe"
-        probe.write_text("ok")
-        probe.unlink()
-        report(True, f"runs directory {runs_dir.resolve()} is writable")
-    except OSError as exc:
-        report(False, f"runs directory {runs_dir} is not writable ({exc.strerror})", "choose another with --runs-dir")
-    cache = cache_dir(RunConfig())
-    for name in TORCHVISION_FILES:  # the files torchvision opens, looked for without importing it (1.5 s)
-        place = torchvision_place(name, cache)
-        if place.here:
-            report(True, f"dataset {name} {place.where}")
-        else:
-            hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
-            report(None, f"dataset {name} not found offline (downloaded on first use if online)",
-                   f"{hint}put torchvision's files under {cache}")
-    try:
-        import textual
-        import textual_plotext  # noqa: F401
-
-        report(True, f"textual {textual.__version__} and textual-plotext for the app")
-    except ImportError as exc:
-        report(False, f"the app cannot start: {exc}", "pip install textual textual-plotext")
-    torch_failed: Exception | None = None
-    with Busy("loading torch…"):
-        try:
-            import torch
-        except Exception as exc:  # noqa: BLE001 - any import failure is the finding
-            torch_failed = exc
-    if torch_failed is not None:
-        report(False, f"torch cannot be imported ({type(torch_failed).__name__}: {torch_failed})",
-               "pip install 'torch>=2.10'")
-        raise SystemExit(EXIT_FAILED)
-    major_minor = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
-    report(major_minor >= (2, 10), f"torch {torch.__version__}",
-           "safe checkpoint loading needs torch >= 2.10: pip install -U torch")
-    from tui_trainer.engine.device import all_devices, memory_in_use, pick_device
-
-    with Busy("looking for devices…"):
-        found = all_devices()
-        device = pick_device("auto")
-        memory = memory_in_use(device) if device.type == "cuda" else None
-    for info in found:
-        report(True, f"device {info.describe()}")
-    if device.type == "cuda":
-        used, free = memory or (0, 0)
-        report(free > 2**30, f"cuda memory free: {free / 2**30:.1f} GiB", "another process holds the GPU: nvidia-smi")
-    else:
-        if torch.version.cuda:  # a CUDA build that sees no GPU: the driver or the environment hides it
-            fix = (f"torch is a CUDA {torch.version.cuda} build but sees no GPU: check the NVIDIA driver (nvidia-smi) and "
-                   "CUDA_VISIBLE_DEVICES")
-        else:
-            fix = "this torch is a CPU-only build: for CUDA install a CUDA build of torch"
-        report(None, f"no GPU found: training runs on {device.type}", fix)
-    raise SystemExit(EXIT_FAILED if problems else EXIT_OK)
+    raise SystemExit(check(runs_dir))
 
 
 @app.command()

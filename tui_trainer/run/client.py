@@ -9,6 +9,7 @@ Nothing here trains; a client that goes away leaves the run as it was.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,19 @@ class RunHandle:
                 said = f"{exc}; sent SIGTERM to {pid}"
                 break
         return self.wait(max(0.0, deadline - time.monotonic())), said
+
+    def discard(self, timeout: float = 30.0) -> None:
+        """Remove the folder of a run that never trained (it failed while setting up): wait for its process first,
+        so its last status write cannot land in a half-removed folder. Never for a resumed run (its folder holds
+        its earlier sessions)."""
+        if self.resumed:
+            return
+        if self.process is not None:
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def exited(self) -> int | None:
         """The run process's exit code if we started it and it has exited."""

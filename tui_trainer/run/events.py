@@ -32,6 +32,14 @@ class Reason(StrEnum):
     ERROR = "error"
     INVALID = "invalid"  # a config, data or checkpoint problem found while setting up: exit code 2
 
+    @classmethod
+    def parse(cls, text: str) -> Reason:
+        """The reason a file names; ERROR for one this version does not know (a newer run's, or garbage)."""
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.ERROR
+
     @property
     def as_asked(self) -> bool:
         """The run ended the way the user asked for (finished, early-stopped or stopped)."""

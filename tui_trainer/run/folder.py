@@ -356,3 +356,9 @@ def summarize(run: RunDir) -> RunSummary:
                       monitor=str(status.get("monitor", "val_loss")), started=started, elapsed_s=elapsed,
                       reason=status.get("reason"))
 
+
+
+def run_summaries(runs_dir: Path | str) -> list[RunSummary]:
+    """Every run under ``runs_dir`` as the runs list shows it: live ones first, then newest first (OSError if the
+    folder cannot be read)."""
+    return sorted((summarize(r) for r in list_runs(runs_dir)), key=lambda r: (not r.live, -(r.started or 0)))

@@ -61,7 +61,7 @@ def end_line(reason: str, message: str) -> str:
     """How a run ended, in one line that never says its reason twice: "finished: completed 20 epochs",
     "failed: <message>", "stopped in epoch 214 (213 complete), step 42600" (a message that starts with the
     state word is the whole line)."""
-    state = Reason(reason).state if reason in {r.value for r in Reason} else reason
+    state = Reason.parse(reason).state if reason in {r.value for r in Reason} else reason
     return message if message.split(" ", 1)[0].rstrip(":") == state else f"{state}: {message}"
 
 

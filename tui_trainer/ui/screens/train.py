@@ -9,7 +9,6 @@ process answers what needs torch (devices, parameter counts); the LR finder swee
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,8 +27,9 @@ from textual.worker import get_current_worker
 
 from tui_trainer.config import ConfigError, RunConfig, load_preset, to_toml
 from tui_trainer.errors import first_line
+from tui_trainer.run.client import RunHandle
 from tui_trainer.run.events import Reason, RunFinished
-from tui_trainer.run.folder import LIVE_STATES, RunDir, list_runs, resume_hint, summarize
+from tui_trainer.run.folder import LIVE_STATES, RunDir, resume_hint, run_summaries
 from tui_trainer.run.formats import format_number
 from tui_trainer.run.history import end_line
 from tui_trainer.ui.guard import Guarded
@@ -106,7 +106,7 @@ class TrainScreen(Guarded, Screen):
         super().__init__()
         self.cfg, self.runs_dir, self.resume_path, self.attach_path = cfg, Path(runs_dir), resume, attach
         self.chart_hz = chart_hz
-        self.handle: Any = None  # session.RunHandle of the run shown
+        self.handle: RunHandle | None = None  # the run shown
         self.starting = False  # a run process is being launched
         self._quit_when_started = False  # q was pressed while it was
         self.started_here: set[str] = set()  # runs this app launched fresh (removed if they fail at setup)
@@ -392,7 +392,7 @@ class TrainScreen(Guarded, Screen):
         self._run_ended(message.finished)
 
     def _run_ended(self, end: RunFinished) -> None:
-        reason = Reason(end.reason) if end.reason in {r.value for r in Reason} else Reason.ERROR
+        reason = Reason.parse(end.reason)
         if reason is Reason.INVALID and str(self.handle.path) in self.started_here and end.epoch == 0:
             self.workers.cancel_group(self, "follow")
             self._follow_id += 1
@@ -408,13 +408,8 @@ class TrainScreen(Guarded, Screen):
             self.app.screen.run_ended(reason.state)
 
     @work(thread=True, group="cleanup", exit_on_error=False, description="remove a run folder that trained nothing")
-    def _remove_run_folder(self, handle: Any) -> None:
-        if handle.process is not None:
-            try:
-                handle.process.wait(30)  # its last status write must not land in a half-removed folder
-            except subprocess.TimeoutExpired:
-                pass
-        shutil.rmtree(handle.path, ignore_errors=True)
+    def _remove_run_folder(self, handle: RunHandle) -> None:
+        handle.discard()
 
     def on_run_lost(self, message: RunLost) -> None:
         if self.handle is None or message.path != str(self.handle.path):
@@ -720,8 +715,7 @@ class TrainScreen(Guarded, Screen):
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False, description="list runs")
     def _list_runs(self, marked: frozenset[str]) -> None:
-        rows = [summarize(r) for r in list_runs(self.runs_dir)]
-        rows.sort(key=lambda r: (not r.live, -(r.started or 0)))
+        rows = run_summaries(self.runs_dir)
         self.app.call_from_thread(self.view.fill_runs, rows, marked)
 
     def action_mark_run(self) -> None:

@@ -2,7 +2,7 @@
 a run process of its own, (c) the app with `r` pressed: the same run process, followed by the app,
 which draws its charts live, (d) Lightning if installed.
 
-(b) and (c) are what the product ships: `session.start` launches `python -m tui_trainer.runner
+(b) and (c) are what the product ships: `run.client.start` launches `python -m tui_trainer.runner
 RUN_DIR`, which writes events.jsonl; in (c) the app (Textual's `run_test`, headless, 120x36)
 follows that file and redraws its charts. The engine no longer runs in the app's thread, so the
 old (c) is gone, and the old (e) (a training process beside the app) is now (c). Each mode trains
@@ -125,10 +125,10 @@ def run_rate(run) -> float:
 
 def engine_headless(cfg, runs: Path) -> float:
     """(b) The engine in a run process of its own (``python -m tui_trainer.runner RUN_DIR``, launched by
-    ``session.start`` exactly as the app launches it), with nothing else running: this process only waits."""
-    from tui_trainer.run import client as session
+    ``client.start`` exactly as the app launches it), with nothing else running: this process only waits."""
+    from tui_trainer.run import client
 
-    handle = session.start(cfg, runs)
+    handle = client.start(cfg, runs)
     handle.process.wait()
     return run_rate(handle.run)
 

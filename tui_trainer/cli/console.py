@@ -1,6 +1,6 @@
 """Console output of a run: a live progress line on a terminal, one plain line per event in a pipe.
 
-Folds events with ``history.RunHistory`` and prints ``history.describe`` lines, the same text
+Folds events with ``run.history.RunHistory`` and prints ``run.history.describe`` lines, the same text
 the app's log shows. The end of a run is left to the caller (one final line, stdout or stderr).
 """
 

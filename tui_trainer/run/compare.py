@@ -3,9 +3,9 @@
 Stdlib only (plotext is imported inside ``plot_curves``): ``tui-trainer compare`` answers without
 torch, and the app can reuse ``load_runs``, ``differing_keys``, ``label`` and ``compare_table``.
 A run is read from its directory: ``config.toml`` (raw TOML, so a run written by an older version
-still compares), ``events.jsonl`` folded by ``history.RunHistory`` (torn lines are skipped), and
-``metrics.jsonl`` when it holds more epochs than the events; ``status.json`` gives the state and the
-training time.
+still compares), ``events.jsonl`` folded by the one follower (``follow.fold``: from history.json when
+usable; torn lines are skipped), and ``metrics.jsonl`` when it holds more epochs than the events;
+``status.json`` gives the state and the training time.
 """
 
 from __future__ import annotations

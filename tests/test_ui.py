@@ -173,7 +173,8 @@ async def test_a_run_trains_in_its_own_process_and_the_charts_fold_its_events(tm
         await until(pilot, lambda: loss.replots >= 1 and not loss.dirty)
         assert not screen.live and not screen.setup.disabled and not screen.query_one("#start").disabled
         assert "finished: completed 3 epochs" in str(screen.query_one("#progress").render())
-        assert pilot.app.focused.id == "preset-select"  # focus is not lost when a run ends
+        await until(pilot, lambda: pilot.app.focused is not None)  # focus is not lost when a run ends
+        assert pilot.app.focused.id == "preset-select"
 
 
 async def test_save_and_stop_are_acknowledged_commands(tmp_path, monkeypatch):

@@ -167,6 +167,9 @@ class TrainConfig:
     amp: str = _f("none", "mixed precision autocast", choices=("none", "bf16"))
     channels_last: bool = _f(False, "channels_last memory format for CNNs")
     diagnostics: bool = _f(True, "per-layer gradient health, dead units and curve hints at each log interval")
+    threads: int = _f(0, "CPU threads of the run: 0 = share the cores this process may use among this user's live runs "
+                         "on this machine (re-balanced as runs start and end; a GPU run takes at most 2), N = exactly "
+                         "N, -1 = torch's own default (one per core, whatever else runs)", min=-1, max=4096)
     nproc: int = _f(1, "processes on this machine (one per GPU): more than 1 trains data parallel through torchrun; "
                        "data.batch_size is per process", min=1, max=256)
     sync_batch_norm: bool = _f(False, "data parallel: batch norm statistics over every process's batch (SyncBatchNorm)")

@@ -1,0 +1,76 @@
+"""Runs that share a machine: the thread policy, the registry of live runs, and a container's quota."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tui_trainer.engine.threads import GPU_THREADS, Registry, ThreadPolicy, _cgroup_quota, plan, usable_cores
+
+
+def test_the_cores_are_shared_equally_and_never_below_one():
+    assert plan(0, "cpu", 1, cores=8).threads == 8
+    assert plan(0, "cpu", 2, cores=8).threads == 4
+    assert plan(0, "cpu", 3, cores=8).threads == 2
+    assert plan(0, "cpu", 4, cores=2).threads == 1
+    assert plan(0, "cpu", 2, cores=2).describe() == "1 thread: 2 runs share 2 cores"
+    assert plan(0, "cpu", 1, cores=2).describe() == "2 threads: this run alone on 2 cores"
+
+
+def test_a_gpu_run_takes_the_threads_its_host_side_needs_and_a_pin_is_a_pin():
+    assert plan(0, "cuda", 1, cores=64).threads == GPU_THREADS
+    assert plan(0, "cuda", 64, cores=64).threads == 1
+    assert plan(3, "cpu", 5, cores=2).describe() == "3 threads: set by train.threads"
+    assert plan(-1, "cpu", 5, cores=6).threads == 6  # torch's own default: every core
+
+
+def test_a_containers_quota_bounds_the_cores(tmp_path):
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")
+    assert _cgroup_quota(cpu_max) == 2  # 1.5 cores of quota: 2 threads can use them
+    cpu_max.write_text("max 100000\n")
+    assert _cgroup_quota(cpu_max) is None
+    assert _cgroup_quota(tmp_path / "missing") is None
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+
+
+def test_the_registry_counts_live_processes_only_and_drops_the_dead(tmp_path):
+    registry = Registry(tmp_path / "live")
+    registry.join(tmp_path / "run-a", "cpu")
+    assert registry.count() == 1
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        (tmp_path / "live" / f"{other.pid}.json").write_text(json.dumps({"pid": other.pid, "proc_start": None}))
+        assert registry.count() == 2  # a second run is alive
+    finally:
+        other.communicate(b"")
+    assert registry.count() == 1  # it ended without leaving: its entry is stale and goes
+    assert not (tmp_path / "live" / f"{other.pid}.json").exists()
+    (tmp_path / "live" / "99999999.json").write_text(json.dumps({"pid": os.getpid(), "proc_start": "1"}))
+    assert registry.count() == 1  # our pid with another start time: a recycled pid, not a run
+    registry.leave()
+    assert not list((tmp_path / "live").glob("*.json"))
+
+
+def test_the_policy_rebalances_when_a_run_starts_or_ends(tmp_path, monkeypatch):
+    import tui_trainer.engine.threads as threads
+
+    registry = Registry(tmp_path / "live")
+    policy = ThreadPolicy(0, "cpu", registry, cores=2)
+    assert policy.start(tmp_path / "run").threads == 2
+    assert policy.rebalance() is None  # looked a moment ago: not again yet
+    monkeypatch.setattr(threads, "REBALANCE_EVERY", 0.0)
+    assert policy.rebalance() is None  # nothing changed
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        (tmp_path / "live" / f"{other.pid}.json").write_text(json.dumps({"pid": other.pid, "proc_start": None}))
+        new = policy.rebalance()
+        assert new is not None and new.describe() == "1 thread: 2 runs share 2 cores"
+    finally:
+        other.communicate(b"")
+    back = policy.rebalance()
+    assert back is not None and back.threads == 2
+    policy.stop()
+    assert not list((tmp_path / "live").glob("*.json"))

@@ -166,6 +166,9 @@ class Fit:
         self._used = self._count = 0  # steps and samples in the open log interval
         self._pending: list[Command] = []  # rank 0 under DDP: commands waiting for the next log interval
         self._last_boundary, self._boundary_epoch = -1e9, 0
+        # in-process (the Python API, no run process or recorder): this Fit prepares the folder, so it also says
+        # in status.json that the run ended; else it would read "starting" and refuse to be resumed for a minute
+        self._own_status = rundir is None and world.main
         if resume is not None:
             self._restore(resume)
             if rundir is None:  # in-process (no run process prepared it): the checkpoint's own folder, or a new one
@@ -494,6 +497,10 @@ class Fit:
                 self.sink.emit(LogMessage("warning", f"per-class results unavailable: {first_line(exc)}"))
         self.sink.emit(RunFinished(reason.value, message, self.epoch, self.step, self.stopper.best, str(self.rundir.path),
                                    str(self.last_checkpoint) if self.last_checkpoint else None, self.elapsed()))
+        if self._own_status:
+            self.rundir.write_status(state=reason.state, reason=reason.value, message=message, epoch=self.epoch,
+                                     ended=time.time(), elapsed_s=self.elapsed(), last_checkpoint=
+                                     str(self.last_checkpoint) if self.last_checkpoint else None)
         return FitResult(reason, message, self.epoch, self.step, self.stopper.best, self.rundir.path,
                          list(self.history), self.last_checkpoint, self.model)
 

@@ -157,16 +157,17 @@ def test_with_the_weights_held_still_the_logged_train_numbers_are_the_models_own
     assert [e.lr for e in sink.of(EpochEnded)] == [1e-7, 5e-8]
 
 
-def test_one_sgd_step_with_l1_and_gradient_clipping_is_the_step_written_by_hand(runs):
+@pytest.mark.parametrize("decay_biases", [False, True])
+def test_one_sgd_step_with_l1_and_gradient_clipping_is_the_step_written_by_hand(runs, decay_biases):
     cfg = tiny('optimizer.name="sgd"', "optimizer.lr=0.5", "regularization.l1=0.01", "regularization.grad_clip=0.05",
-               "train.log_every=1")
+               "train.log_every=1", f"regularization.decay_biases={str(decay_biases).lower()}")
     controls = Controls()
     result = fit(cfg, _ActAt(controls, 1, "stop"), controls, runs_dir=runs)
     assert result.reason == "stopped" and result.step == 1
     _device, data, model = prepare(cfg)
     xb, yb = next(iter(data.train.epoch(epoch_seed(cfg.train.seed, 1))))
     params = list(model.parameters())
-    l1 = sum(p.abs().sum() for p in params if p.dim() >= 2)  # weight matrices only (decay_biases is off)
+    l1 = sum(p.abs().sum() for p in params if p.dim() >= 2 or decay_biases)  # weight matrices, and biases if asked
     grads = torch.autograd.grad(F.cross_entropy(model(xb), yb) + 0.01 * l1, params)
     norm = torch.sqrt(sum((g * g).sum() for g in grads))
     assert norm > 0.05  # the clipping acts

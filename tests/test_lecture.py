@@ -72,7 +72,7 @@ def test_autograd_preset_reproduces_the_notes_gradients():
 
 
 def test_autograd_preset_takes_the_notes_sgd_step(runs):
-    from tui_trainer.run.events import ParamValues
+    from tui_trainer.run.events import ParamValues, StepLogged
 
     sink = ListSink()
     result = fit(lecture("lecture5-autograd"), sink, runs_dir=runs)
@@ -80,6 +80,11 @@ def test_autograd_preset_takes_the_notes_sgd_step(runs):
     # the step as the run reports it (the Gradients tab): each scalar's value, gradient and value after the step
     (step,) = sink.of(ParamValues)
     assert step.step == 1
+    _device, _data, start = prepare(lecture("lecture5-autograd"))
+    with torch.no_grad():  # one sample: the epoch's train loss is that sample's loss before the step
+        before = nn.MSELoss()(start(torch.tensor([[1.0]])), torch.tensor([[3.0]])).item()
+    assert result.history[0]["train_loss"] == pytest.approx(before, rel=1e-6) and before > 1
+    assert sink.of(StepLogged)[0].loss == pytest.approx(before, rel=1e-6)  # the live loss of a one-sample step
     assert [(name, value, round(grad, 4), round(after, 4)) for name, value, grad, after in step.params] == [
         ("layers.1.weight[0,0]", 1.0, -0.3480, 1.0348), ("layers.1.weight[1,0]", -1.0, -1.3032, -0.8697),
         ("layers.1.bias[0]", 1.0, -0.3480, 1.0348), ("layers.1.bias[1]", 2.0, -1.3032, 2.1303),

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny
+from tests.faulty_runner import install, use_in_run_processes
 from tests.test_cli import run_main
 from tests.test_ui import ready, training, until
 from tui_trainer.engine import fit
@@ -62,7 +63,7 @@ def test_a_checkpoint_that_does_not_match_its_architecture(capsys, tmp_path):
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_goes_on(runs, monkeypatch):
-    from tui_trainer.engine import loop as engine
+    from tui_trainer.engine import checkpoint as engine
 
     calls = {"n": 0}
     real_save = engine.save_checkpoint
@@ -96,7 +97,7 @@ def test_non_finite_loss_headless_exits_1_with_a_hint(capsys, tmp_path):
 
 
 def test_out_of_memory_headless_exits_1_with_the_batch_size(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "oom@1")
+    install("oom@1", monkeypatch)  # the foreground run trains in this process
     code, _out, err = run_main(capsys, "train", "spirals-mlp", "--runs-dir", str(tmp_path / "r"))
     assert code == 1 and "out of device memory at batch size 32" in err and "data.batch_size=16" in err
 
@@ -105,7 +106,7 @@ def test_out_of_memory_headless_exits_1_with_the_batch_size(capsys, tmp_path, mo
 async def test_app_shows_faults_and_unlocks_the_panels(tmp_path, monkeypatch, fault):
     cfg = tiny("optimizer.lr=100.0", 'optimizer.name="sgd"', "train.log_every=1", "train.epochs=50")
     if fault == "oom":
-        monkeypatch.setenv("TUI_TRAINER_FAULT", "oom@2")  # reaches the run process
+        use_in_run_processes(monkeypatch, "oom@2")  # reaches the run process
         cfg = tiny()
     async with training(cfg, tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
@@ -159,7 +160,7 @@ async def test_every_text_field_in_the_app_rejects_bad_input(tmp_path):
 
 
 async def test_ctrl_c_in_the_app_asks_and_can_stop_and_save(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("ctrl+c")
@@ -172,7 +173,7 @@ async def test_ctrl_c_in_the_app_asks_and_can_stop_and_save(tmp_path, monkeypatc
 
 
 async def test_resizing_during_training_does_not_crash(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")  # the run is still training through every resize
+    use_in_run_processes(monkeypatch, "slow@0.005")  # the run is still training through every resize
     async with training(tiny("train.epochs=500", "data.n_samples=1000", "train.log_every=2"), tmp_path) as (pilot, screen, rec):
         chart = screen.query_one("#loss-chart")
         for size in ((80, 24), (60, 20), (160, 50), (80, 24)):
@@ -195,11 +196,12 @@ class PtyApp:
 
     def __init__(self, args: list[str], env: dict[str, str], cols: int = 120, rows: int = 36,
                  cwd: Path | None = None) -> None:
+        module = "tests.faulty_cli" if "TUI_TRAINER_FAULT" in env else "tui_trainer.cli"  # see tests/faulty_runner.py
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child
             if cwd is not None:
                 os.chdir(cwd)
-            os.execvpe(sys.executable, [sys.executable, "-m", "tui_trainer.cli", *args], env)
+            os.execvpe(sys.executable, [sys.executable, "-m", module, *args], env)
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.output = bytearray()
         self.reader = threading.Thread(target=self._drain, daemon=True)

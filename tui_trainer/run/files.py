@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -22,6 +23,15 @@ def atomic_write(path: Path, text: str, durable: bool = True) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
         raise
+
+
+def why_not_written(exc: OSError) -> str:
+    """The cause of a failed write in the words a person acts on ("no space left on the device")."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the device"
+    if exc.errno == errno.ENOENT:
+        return "its folder is gone"
+    return exc.strerror or str(exc)
 
 
 def json_lines(path: Path) -> Iterator[dict]:

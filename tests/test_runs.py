@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -250,6 +251,27 @@ def test_runs_lists_live_runs_first_and_resolves_names(tmp_path, capsys):
     finally:
         send(handle.run, "stop")
         handle.wait(30)
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced-while-paused"])
+def test_a_run_whose_folder_is_removed_stops_and_writes_nothing_more_there(tmp_path, how):
+    """Issue 20: after `rm -rf` of its runs folder a run trained on for minutes, made checkpoints/ and status.json
+    again (with no pid: `tui-trainer stop` called the live process crashed). Now it stops within a log interval
+    (while paused: at its next look at its commands) and writes nothing into the path."""
+    handle = start(tmp_path, "train.log_every=2")
+    run = handle.run
+    wait_for(lambda: events_of(run, StepLogged), what="a step")
+    if how == "replaced-while-paused":
+        assert send(run, "pause")["ok"]
+    shutil.rmtree(tmp_path / "runs")
+    if how == "replaced-while-paused":
+        run.path.mkdir(parents=True)  # another folder at its path (a copy put back, another tool's)
+        (run.path / "theirs.txt").write_text("not the run's")
+    assert handle.process.wait(timeout=30) == 1  # it would train 1000 epochs (minutes) if it went on
+    if how == "removed":
+        assert not (tmp_path / "runs").exists()
+    else:
+        assert [p.name for p in run.path.iterdir()] == ["theirs.txt"]
 
 
 def test_nohup_keeps_a_foreground_run_training_through_a_hang_up(tmp_path):

@@ -185,7 +185,7 @@ class Checkpoints:
 
     def kept(self) -> str:
         """The last good checkpoint, for a run that has to end without writing one."""
-        latest = max(self.written.items(), key=lambda item: item[1][1], default=None)
+        latest = max(self.written.items(), key=lambda item: (item[1][1], item[0].name == "last.pt"), default=None)
         if latest is not None:
             path, (epoch, step) = latest
             return f"the last good checkpoint is {path} (epoch {epoch}, step {step})"

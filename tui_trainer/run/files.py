@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from collections.abc import Iterator
@@ -26,11 +25,7 @@ def atomic_write(path: Path, text: str, durable: bool = True) -> None:
 
 
 def why_not_written(exc: OSError) -> str:
-    """The cause of a failed write in the words a person acts on ("no space left on the device")."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "no space left on the device"
-    if exc.errno == errno.ENOENT:
-        return "its folder is gone"
+    """The cause of a failed write as the system says it ("No space left on device")."""
     return exc.strerror or str(exc)
 
 

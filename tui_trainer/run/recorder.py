@@ -23,6 +23,7 @@ drops the snapshot) and the run goes on.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -175,15 +176,31 @@ class RunRecorder:
                 self._events - self._snap_events >= self.SNAPSHOT_EVENTS or self.run.snapshot_path.exists()):
             self._snapshot()  # before the status says it ended: a watcher that sees the end finds it
         self._ended = True
-        self._write_status(**final)
+        if not self._write_status(**final) and self.lost is None:
+            self._status_in_place(final)
+
+    def _status_in_place(self, final: dict[str, Any]) -> None:
+        """The outcome of a run whose record failed (a full disk), written over status.json itself when replacing
+        it failed: a new file needs a free block, the old one's blocks hold the few hundred bytes it takes. Not
+        atomic (a reader may meet it half-written and read it again), but the last word on why the run stopped."""
+        status = {**self.run.read_status(), **final}
+        try:
+            with open(self.run.status_path, "r+", encoding="utf-8") as fh:
+                fh.write(json.dumps(status, indent=1) + "\n")
+                fh.truncate()
+        except OSError:
+            pass
 
     # -- writing ------------------------------------------------------------------------
 
-    def _write_status(self, **changes: Any) -> None:
+    def _write_status(self, **changes: Any) -> bool:
+        """Whether status.json now holds ``changes`` (see ``_cannot_write`` for when it does not)."""
         try:
             self.run.write_status(**changes)
         except OSError as exc:
             self._cannot_write(self.run.status_path, exc, self._ended)
+            return False
+        return True
 
     def _cannot_write(self, path: Path, exc: OSError, ending: bool) -> None:
         """A write of the record failed: the folder is gone (RecordLost, nothing more), or the disk is full or

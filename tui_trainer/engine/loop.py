@@ -9,6 +9,8 @@ loop calls is not in it:
 * ``steering.Steering``: the commands (stop, save, set_lr, pause, resume, step) and the pause state;
 * ``checkpoint.Checkpoints``: the payload, writing it, restoring a fit from it;
 * ``dist.strategy``: the data-parallel rules (shard, wrap, seed each rank, share commands);
+* ``watch.Watch``: layer health and its alarms, the curve's hints, dead units, the decision boundary,
+  per-class results at the end;
 * ``progress.Progress``: where the run is, the epoch's totals, its rows and clock.
 
 The engine reports only through ``sink.emit(event)`` (the run process's recorder writes the folder;
@@ -35,14 +37,7 @@ from torch import nn
 from tui_trainer.config import RunConfig
 from tui_trainer.engine.checkpoint import Checkpoints, load_checkpoint
 from tui_trainer.engine.device import describe_device, memory_in_use
-from tui_trainer.engine.diagnostics import (
-    GradientMonitor,
-    curve_hints,
-    dead_units,
-    decision_grid,
-    gradient_alarms,
-    health_rows,
-)
+from tui_trainer.engine.diagnostics import GradientMonitor
 from tui_trainer.engine.dist import World, strategy
 from tui_trainer.engine.models import count_params, format_summary, layer_summary
 from tui_trainer.engine.optim import build_optimizer, build_schedule, current_lr
@@ -50,11 +45,10 @@ from tui_trainer.engine.parts import EarlyStopping, build_loss, epoch_seed, eval
 from tui_trainer.engine.progress import EpochTotals, Progress, StopRun
 from tui_trainer.engine.steering import Steering
 from tui_trainer.engine.steps import StepBody, capture_possible
+from tui_trainer.engine.watch import Watch
 from tui_trainer.errors import USER_ERRORS, first_line
 from tui_trainer.run.controls import Controls
 from tui_trainer.run.events import (
-    Boundary,
-    ClassResults,
     EpochEnded,
     Event,
     LogMessage,
@@ -200,11 +194,8 @@ class Fit:
                                        self.progress, sink, writes=self.world.main)
         self.steering = Steering(self.strategy.commands(controls), sink, self.progress, self.optimizer,
                                  len(self.data.train), save=self._save_now)
+        self.watch = Watch(cfg, self.model, self.data, monitor, self.world, sink, self.progress)
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.layers: tuple = ()  # the last interval's layer health rows (gradient statistics)
-        self.alarmed: set[str] = set()
-        self._probe: torch.Tensor | None = None
-        self._last_boundary, self._boundary_epoch = -1e9, 0
         self.folder: RunDir | None = None
         if resume is not None:
             self.checkpoints.restore(resume, resume_path)
@@ -264,7 +255,7 @@ class Fit:
         self.sink.emit(StepLogged(
             epoch=p.epoch + 1, step=p.step, batch=p.batch_in_epoch, batches=len(self.data.train), loss=mean,
             lr=current_lr(self.optimizer), samples_per_s=interval.rate_samples / max(now - interval.rate_since, 1e-9),
-            elapsed_s=p.clock.elapsed(), layers=self.layers, memory=memory, memory_ranks=memory_ranks))
+            elapsed_s=p.clock.elapsed(), layers=self.watch.layers, memory=memory, memory_ranks=memory_ranks))
         interval.rate_since, interval.rate_samples = now, 0
         self.steering.at_interval()  # under DDP every rank acts on rank 0's commands here, at the same step
 
@@ -281,19 +272,16 @@ class Fit:
                           "learning rate or set regularization.grad_clip")
         is_best = self.stopper.update(val_acc if self.stopper.monitor == "val_acc" else val_loss, p.epoch)
         self.schedule.step_epoch(val_loss)
-        dead = self._dead_units()
+        dead = self.watch.dead_units()
         row = EpochEnded(epoch=p.epoch, step=p.step, train_loss=totals.train_loss, val_loss=val_loss,
                          train_acc=train_acc, val_acc=val_acc, lr=current_lr(self.optimizer),
                          epoch_seconds=totals.seconds + (time.perf_counter() - t_val),
                          samples_per_s=totals.count / max(totals.seconds, 1e-9), is_best=is_best,
-                         grad_norms=tuple((r.name, r.grad_norm) for r in self.layers), dead_units=tuple(dead.items()))
+                         grad_norms=tuple((r.name, r.grad_norm) for r in self.watch.layers), dead_units=tuple(dead.items()))
         p.totals = EpochTotals()
         p.rows.append(row.metrics())
         self.sink.emit(row)  # the recorder writes it to events.jsonl and metrics.jsonl
-        if self.body.monitor is not None:
-            self._alarm(curve_hints(p.rows), where=f"after epoch {p.epoch}")
-            if self._shows_boundary() and self._boundary_due():
-                self._emit_boundary()
+        self.watch.after_epoch()
         self._save_epoch_checkpoints(is_best)
         reg = self.cfg.regularization
         return reg.early_stopping and self.stopper.should_stop
@@ -334,10 +322,9 @@ class Fit:
         count = int(count)
         rest = values[4:]
         if health is not None:
-            names = body.monitor.names
-            self.layers = health_rows(names, [rest[3 * i: 3 * i + 3] for i in range(len(names))])
-            rest = rest[3 * len(names):]
-            self._alarm(gradient_alarms(self.layers, self.cfg.model.activation))
+            n_health = 3 * len(body.monitor.names)  # (layers, 3)
+            self.watch.layer_health(rest[:n_health])
+            rest = rest[n_health:]
         if table is not None:
             n = len(rest) // 3
             names = body.param_names()
@@ -369,42 +356,6 @@ class Fit:
             self.checkpoints.save("best", payload=dict(payload, kind="best"))
         self.checkpoints.save("last", payload=payload)
 
-    def _alarm(self, alarms: list[tuple[str, str]], where: str | None = None) -> None:
-        """Emit each kind of alarm or hint once per run."""
-        for kind, text in alarms:
-            if kind not in self.alarmed:
-                self.alarmed.add(kind)
-                p = self.progress
-                self.sink.emit(LogMessage("warning", f"{where or f'epoch {p.epoch + 1}, step {p.step}'}: {text}"))
-
-    def _dead_units(self) -> dict[str, float]:
-        if self.body.monitor is None:
-            return {}
-        if self._probe is None:  # one validation batch, taken once and kept on the device
-            self._probe = next(iter(self.data.val.epoch(0)))[0]
-        return dead_units(self.model, self._probe)  # curve_hints reads them from the rows and decides
-
-    def _shows_boundary(self) -> bool:
-        """A 2-D classifier watched by diagnostics: its decision boundary is drawn."""
-        return self.body.monitor is not None and self.data.input_shape == (2,) and self.data.task == "classification"
-
-    def _boundary_due(self) -> bool:
-        """A decision boundary at most once a second of training, and after the last epoch: on a preset whose
-        epochs take 20-70 ms, computing and writing one every epoch cost 3% of the run (RESULTS.md)."""
-        now = time.perf_counter()
-        if self.progress.epoch >= self.cfg.train.epochs or now - self._last_boundary >= 1.0:
-            self._last_boundary = now
-            return True
-        return False
-
-    def _emit_boundary(self) -> None:
-        val = self.data.val
-        if not hasattr(val, "x"):
-            return
-        xr, yr, classes, points = decision_grid(self.model, val.x, val.y)
-        self._boundary_epoch = self.progress.epoch
-        self.sink.emit(Boundary(self.progress.epoch, xr, yr, 64, 24, tuple(classes), tuple(map(tuple, points))))
-
     # -- how a fit ends ---------------------------------------------------------------
 
     def _early_stop(self) -> FitResult:
@@ -434,32 +385,13 @@ class Fit:
     def _finish(self, reason: Reason, message: str) -> FitResult:
         p = self.progress
         try:
-            self._final_reports(reason)
+            self.watch.at_end(reason)
         except RecordLost as lost:
             reason, message = Reason.ERROR, self._lost_message(lost)
         self.sink.emit(RunFinished(reason.value, message, p.epoch, p.step, self.stopper.best, str(self.folder.path),
                                    str(self.checkpoints.last) if self.checkpoints.last else None, p.clock.elapsed()))
         return FitResult(reason, message, p.epoch, p.step, self.stopper.best, self.folder.path,
                          list(p.rows), self.checkpoints.last, self.model)
-
-    def _final_reports(self, reason: Reason) -> None:
-        """What a run that ended as asked shows last: the boundary it ended with, its per-class results."""
-        epoch = self.progress.epoch
-        if reason.as_asked and self._shows_boundary() and epoch and self._boundary_epoch != epoch:
-            self._emit_boundary()  # the boundary the run ended with (early stopped, stopped)
-        if reason.as_asked and self.data.task == "classification" and epoch:
-            try:
-                self._emit_class_results()
-            except RecordLost:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a report must never turn a finished run into a failure
-                self.sink.emit(LogMessage("warning", f"per-class results unavailable: {first_line(exc)}"))
-
-    def _emit_class_results(self) -> None:
-        from tui_trainer.engine.report import class_report, format_class_report
-
-        report = class_report(self.model, self.data, self.world)
-        self.sink.emit(ClassResults(report.class_names, report.confusion, format_class_report(report)))
 
     def _oom_message(self) -> str:
         self.optimizer.zero_grad(set_to_none=True)

@@ -12,6 +12,7 @@ from textual.app import App
 from textual.pilot import OutOfBounds
 
 from tests.conftest import tiny
+from tests.faulty_runner import use_in_run_processes
 from tests.test_ui import ready, until
 from tui_trainer.config import apply_overrides, load_preset
 from tui_trainer.ui.app import make_app
@@ -146,7 +147,7 @@ async def test_monkey_keys_clicks_and_resizes_before_during_and_after_training(t
 
     if preset.startswith("fashion") and not (real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
         overrides = (*overrides, 'data.dataset="spirals"', 'model.arch="mlp"')  # no image data here: same pokes
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     cfg = apply_overrides(load_preset(preset), [*overrides, 'train.device="cpu"'])
     rng = random.Random(f"{preset}-7")
     app = make_app(cfg, tmp_path / "runs")

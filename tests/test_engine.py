@@ -222,20 +222,20 @@ def test_no_host_sync_inside_training_steps_on_any_device(runs, monkeypatch):
     original = Fit.train_epoch
 
     def watched_epoch(self):
-        runner = self.step_runner
+        train_step = self.train_step
 
         def step(*args):
             inside_step[0] = True
             try:
-                runner(*args)
+                train_step(*args)
             finally:
                 inside_step[0] = False
 
-        self.step_runner = step
+        self.train_step = step
         try:
             original(self)
         finally:
-            self.step_runner = runner
+            self.train_step = train_step
 
     monkeypatch.setattr(Fit, "train_epoch", watched_epoch)
     marks: list[tuple[str, int]] = []
@@ -402,7 +402,7 @@ def test_two_epochs_then_resume_to_four_equals_four_straight(runs, extra):
     cfg = tiny("train.epochs=4", *extra)
     resumed = fit(cfg, ListSink(), resume_path=half.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.run_dir == half.run_dir
-    assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)
+    assert resumed.rows[-1]["val_loss"] == pytest.approx(straight.rows[-1]["val_loss"], rel=1e-6)
     rows = (half.run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3, 4]
 
@@ -412,7 +412,7 @@ def test_resume_extends_a_one_cycle_schedule_to_the_new_horizon(runs):
     resumed = fit(tiny("train.epochs=4", 'optimizer.schedule="one-cycle"'), ListSink(),
                   resume_path=half.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.reason == "completed" and resumed.epoch == 4
-    lrs = [row["lr"] for row in resumed.history]
+    lrs = [row["lr"] for row in resumed.rows]
     assert lrs[-1] < lrs[1]  # annealing towards the end of the longer cycle
 
 
@@ -425,16 +425,16 @@ def test_resume_from_a_mid_epoch_stop_matches_a_straight_run(runs):
     resumed = fit(tiny("train.epochs=2", "train.log_every=1"), ListSink(),
                   resume_path=stopped.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.step == straight.step
-    assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)
-    assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"], rel=1e-6)
+    assert resumed.rows[-1]["val_loss"] == pytest.approx(straight.rows[-1]["val_loss"], rel=1e-6)
+    assert resumed.rows[-1]["train_loss"] == pytest.approx(straight.rows[-1]["train_loss"], rel=1e-6)
 
 
 def test_seeded_runs_are_deterministic_on_cpu(runs):
     a = fit(tiny(), ListSink(), runs_dir=runs)
     b = fit(tiny(), ListSink(), runs_dir=runs)
-    assert a.history[-1]["val_loss"] == b.history[-1]["val_loss"]
+    assert a.rows[-1]["val_loss"] == b.rows[-1]["val_loss"]
     c = fit(tiny("train.seed=1"), ListSink(), runs_dir=runs)
-    assert c.history[-1]["val_loss"] != a.history[-1]["val_loss"]
+    assert c.rows[-1]["val_loss"] != a.rows[-1]["val_loss"]
 
 
 class DivergeInEpoch2(ListSink):
@@ -498,7 +498,7 @@ def test_learning_rate_change_during_a_run(runs):
 
     sink = Changer()
     result = fit(tiny("train.log_every=1"), sink, controls, runs_dir=runs)
-    assert result.history[-1]["lr"] == pytest.approx(0.0005)
+    assert result.rows[-1]["lr"] == pytest.approx(0.0005)
     assert sink.of(LrChanged) == [LrChanged(epoch=1, step=2, x=0.2, lr=0.0005)]
     assert sink.command.wait(0) == {"ok": True, "message": "learning rate set to 0.0005 in epoch 1 (0 complete), step 2"}
     assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["optimizer"]["param_groups"][0]["lr"] == 0.0005
@@ -516,7 +516,7 @@ def test_engine_imports_no_ui_libraries():
 def test_compile_option_trains_or_falls_back_cleanly(runs, monkeypatch):
     sink = ListSink()
     result = fit(tiny("train.compile=true", "train.epochs=1"), sink, runs_dir=runs)
-    assert result.reason == "completed" and result.history[-1]["val_loss"] < 0.75
+    assert result.reason == "completed" and result.rows[-1]["val_loss"] < 0.75
     # a capture failure (as on a device without graph support) falls back to eager and says so
     import tui_trainer.engine.steps as steps_mod
 
@@ -547,9 +547,9 @@ def test_no_device_to_host_sync_inside_training_steps(runs, monkeypatch):
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
-            self.step_runner(*first, 0, True)
+            self.train_step(*first, 0, True)
             for i, (xb, yb) in zip(range(1, 50), batches, strict=False):
-                self.step_runner(xb, yb, i % 1000, i % 10 == 0)  # gradient statistics stay on the device too
+                self.train_step(xb, yb, i % 1000, i % 10 == 0)  # gradient statistics stay on the device too
         finally:
             torch.cuda.set_sync_debug_mode("default")
         return original(self)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny
+from tests.faulty_runner import use_in_run_processes
 from tui_trainer.config import load_preset
 from tui_trainer.engine.checkpoint import load_checkpoint
 from tui_trainer.errors import ConfigError
@@ -178,7 +179,7 @@ async def test_a_run_trains_in_its_own_process_and_the_charts_fold_its_events(tm
 
 
 async def test_save_and_stop_are_acknowledged_commands(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(EpochEnded))
         assert screen.live and screen.setup.disabled  # panels are locked while training
@@ -203,7 +204,7 @@ async def test_save_and_stop_are_acknowledged_commands(tmp_path, monkeypatch):
 
 
 async def test_quit_asks_and_detach_leaves_the_run_training(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("q")
@@ -220,7 +221,7 @@ async def test_quit_asks_and_detach_leaves_the_run_training(tmp_path, monkeypatc
 
 
 async def test_quit_dialog_can_stop_the_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("ctrl+q")  # the same path as q
@@ -232,7 +233,7 @@ async def test_quit_dialog_can_stop_the_run(tmp_path, monkeypatch):
 
 
 async def test_the_quit_question_follows_a_run_that_ends_while_it_is_open(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("q")
@@ -248,7 +249,7 @@ async def test_the_quit_question_follows_a_run_that_ends_while_it_is_open(tmp_pa
 
 
 async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock_the_panels(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(EpochEnded))
         await pilot.press("s")
@@ -334,7 +335,7 @@ async def test_resume_from_a_checkpoint_takes_its_config_and_continues_the_curve
 
 
 async def test_learning_rate_change_is_sent_marked_and_saved(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("l")
@@ -356,7 +357,7 @@ async def test_learning_rate_change_is_sent_marked_and_saved(tmp_path, monkeypat
 
 
 async def test_pause_and_one_step_at_a_time_show_every_parameter(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     cfg = tiny("model.hidden=[3]", "train.epochs=500", "train.log_every=50")  # 2-3-2: 17 parameters
     async with training(cfg, tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
@@ -382,7 +383,7 @@ async def test_pause_and_one_step_at_a_time_show_every_parameter(tmp_path, monke
 
 
 async def test_an_error_in_the_run_is_shown_and_unlocks_the_panels(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "error@3")
+    use_in_run_processes(monkeypatch, "error@3")
     async with training(tiny(), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
         await pilot.pause()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,9 @@ class Controls:
         self._queue: collections.deque[Command] = collections.deque()
         self._wake = threading.Condition()
         self.stop_requested = False  # set by send("stop"), read by whoever waits on the run
+        self.check: Callable[[], None] | None = None
+        """Run after each ``wait`` (the engine, paused): the run process checks that its folder is still there
+        (what it raises ends the run, as it would from the sink, where a running fit meets the same check)."""
 
     def send(self, name: str, **args: Any) -> Command:
         """Queue a command (validated: CommandError if malformed)."""
@@ -100,3 +104,5 @@ class Controls:
         with self._wake:
             if not self._queue:
                 self._wake.wait(timeout)
+        if self.check is not None:
+            self.check()

@@ -231,6 +231,17 @@ class Sink(Protocol):
         ...
 
 
+class RecordLost(Exception):  # noqa: N818 - a condition, not an error of the engine's
+    """Raised by a sink that can no longer write the run's record: its folder was removed or replaced while it
+    trained, or events.jsonl or status.json could not be written (a full disk). The engine ends the run at once
+    (no further checkpoint), with ``message`` as its reason; the sink then records the end as far as it still can
+    and never raises for it. ``folder_kept``: False when the folder itself is gone (no checkpoint to offer)."""
+
+    def __init__(self, message: str, folder_kept: bool = True) -> None:
+        super().__init__(message)
+        self.message, self.folder_kept = message, folder_kept
+
+
 class ListSink:
     """Keeps every event (tests, benchmarks)."""
 

@@ -15,9 +15,9 @@ from tui_trainer.cli.launch import app_options_as_ui
 from tui_trainer.config import load_preset
 from tui_trainer.run.events import Boundary
 from tui_trainer.ui.app import make_app
-from tui_trainer.ui.screens.train import lr_progress_text
 from tui_trainer.ui.widgets.boundary import render_boundary
 from tui_trainer.ui.widgets.charts import SeriesChart, fit_legend
+from tui_trainer.ui.widgets.lrfinder import lr_progress_text
 from tui_trainer.ui.widgets.panels import EXPERT, PANELS, shown
 from tui_trainer.ui.widgets.runview import RunView
 
@@ -36,7 +36,7 @@ async def test_typing_a_preset_name_into_the_open_list_picks_it_and_starts_nothi
         await pilot.press("enter")
         await until(pilot, lambda: screen.setup.cfg.name == "fashion-mnist-mlp")
         await pilot.pause()
-        assert screen.handle is None and not screen.starting and screen.lr_process is None
+        assert screen.handle is None and not screen.starting and screen.view.lr_finder.process is None
         assert app.screen is screen  # no learning-rate dialog (l), no help
         assert not (tmp_path / "runs").exists()  # no run was started (r)
         assert app.sub_title == "fashion-mnist-mlp"
@@ -120,7 +120,7 @@ async def test_the_footer_says_what_p_does_and_f_during_a_run_says_why_it_waits(
         assert str(screen.query_one("#pause").label) == "Resume"
         await pilot.press("f")
         await until(pilot, lambda: any("sweeps before a run" in str(n.message) for n in app._notifications))
-        assert screen.lr_process is None
+        assert screen.view.lr_finder.process is None
         await pilot.press("p")
         await until(pilot, lambda: not screen.view.history.paused)
         await pilot.pause()

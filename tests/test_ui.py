@@ -417,12 +417,12 @@ async def test_lr_finder_runs_in_a_child_process_and_applies(tmp_path):
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
         await pilot.press("f")
-        await until(pilot, lambda: screen.lr_suggestion is not None, timeout=120)
+        await until(pilot, lambda: screen.view.lr_finder.suggestion is not None, timeout=120)
         assert screen.query_one("#tabs").active == "tab-lr"
         assert screen.query_one("#lr-chart", SeriesChart).series["loss"][0]
         await pilot.press("a")
         await pilot.pause()
-        assert screen.setup.config().optimizer.lr == pytest.approx(float(f"{screen.lr_suggestion:.3g}"))
+        assert screen.setup.config().optimizer.lr == pytest.approx(float(f"{screen.view.lr_finder.suggestion:.3g}"))
         assert "suggested lr:" in log_text(screen)
 
 

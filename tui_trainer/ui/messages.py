@@ -51,7 +51,7 @@ class FollowerMessage(Message, bubble=False):
 
 
 @dataclass
-class RunEvents(FollowerMessage):
+class RunEvents(FollowerMessage, bubble=False):
     """A batch of a run's events, in order, read from its events.jsonl."""
 
     events: tuple[Event, ...]
@@ -59,7 +59,7 @@ class RunEvents(FollowerMessage):
 
 
 @dataclass
-class RunSnapshot(FollowerMessage):
+class RunSnapshot(FollowerMessage, bubble=False):
     """A run's whole history so far, folded from its history.json and the events after it (the follower no
     longer touches it); the events after it come as RunEvents."""
 
@@ -67,14 +67,14 @@ class RunSnapshot(FollowerMessage):
 
 
 @dataclass
-class RunEnded(FollowerMessage):
+class RunEnded(FollowerMessage, bubble=False):
     """The followed run has ended: its last session wrote this RunFinished and its status is no longer live."""
 
     finished: RunFinished
 
 
 @dataclass
-class RunLost(FollowerMessage):
+class RunLost(FollowerMessage, bubble=False):
     """The followed run cannot be read any more (its folder was deleted, a newer protocol) or its
     process is gone without an end (``crashed``)."""
 

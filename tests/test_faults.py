@@ -25,7 +25,7 @@ import pytest
 from tests.conftest import tiny
 from tests.faulty_runner import install, use_in_run_processes
 from tests.test_cli import run_main
-from tests.test_ui import ready, training, until
+from tests.test_ui import faking, ready, training, until
 from tui_trainer.engine import fit
 from tui_trainer.engine.checkpoint import load_checkpoint, save_checkpoint
 from tui_trainer.errors import CheckpointError
@@ -298,14 +298,16 @@ async def test_ctrl_c_in_the_app_asks_and_can_stop_and_save(tmp_path, monkeypatc
     assert load_checkpoint(end.last_checkpoint)["step"] == end.step
 
 
-async def test_resizing_during_training_does_not_crash(tmp_path, monkeypatch):
-    use_in_run_processes(monkeypatch, "slow@0.005")  # the run is still training through every resize
-    async with training(tiny("train.epochs=500", "data.n_samples=1000", "train.log_every=2"), tmp_path) as (pilot, screen, rec):
+async def test_resizing_during_training_does_not_crash(tmp_path):
+    """Resizes while a run's steps arrive (a fake run: tests/fakes.py; the steps are written between resizes)."""
+    async with faking(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec, run):
         chart = screen.query_one("#loss-chart")
         for size in ((80, 24), (60, 20), (160, 50), (80, 24)):
-            await until(pilot, lambda n=len(rec.of(StepLogged)): len(rec.of(StepLogged)) > n)
-            await pilot.resize_terminal(*size)
+            n = len(rec.of(StepLogged))
+            run.step(2)
+            await until(pilot, lambda n=n: len(rec.of(StepLogged)) > n and not chart.dirty)  # the new steps drawn
             replots = chart.replots
+            await pilot.resize_terminal(*size)
             await until(pilot, lambda r=replots: chart.replots > r and not chart.dirty)  # redrawn at the new size
             await pilot.pause()
             assert screen.size == size and chart.failed is None

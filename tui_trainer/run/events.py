@@ -138,6 +138,11 @@ class EpochEnded:
         return row
 
 
+ROW_KEYS = frozenset({"epoch", "step", "train_loss", "val_loss", "train_acc", "val_acc", "lr", "epoch_seconds",
+                      "samples_per_s", "grad_norms", "dead_relu"})
+"""The columns of a metrics row the tool writes itself (any other is a user's loop's own scalar, ``EpochEnded.extra``)."""
+
+
 @dataclass(frozen=True)
 class CheckpointSaved:
     """A checkpoint file was written (kind: last, best, manual)."""

@@ -27,14 +27,12 @@ from pathlib import Path
 
 from tui_trainer.errors import ConfigError
 from tui_trainer.run.compare import RunData
+from tui_trainer.run.events import ROW_KEYS
 
 FORMATS = ("csv", "tensorboard")
 TENSORBOARD_MISSING = ("TensorBoard export needs tensorboardX: pip install 'tensorboardX>=2.6' "
                        "(in a clone of tui-trainer: pip install '.[tensorboard]')")
 EVENT_PREFIX = "events.out.tfevents."
-ROW_KEYS = frozenset({"epoch", "step", "train_loss", "val_loss", "train_acc", "val_acc", "lr", "epoch_seconds",
-                      "samples_per_s", "grad_norms", "dead_relu"})
-"""The columns of a metrics row the tool writes itself (any other is a user's loop's own scalar)."""
 
 
 class ExportError(ConfigError):

@@ -147,6 +147,7 @@ class Run:
         self._best: float | None = None
         self._lr = math.nan  # the last learning rate known (the optimizer's, or one the loop logged)
         self._warned: set[str] = set()
+        self._numbers: set[str] = set()  # names logged as numbers so far (a name keeps one type)
         self._t0 = self._t_point = self._t_epoch = time.perf_counter()
         self._paused_s = 0.0
         self._step_point = 0  # the step of the last point written (samples/s over the interval)
@@ -191,7 +192,7 @@ class Run:
             raise TrackError(f"run.log: step {step} after step {self._step}: steps only go forward (count them on "
                              "across epochs; a loop that starts again is a new run)")
         self._step = step
-        due = step >= self._next or self._steps_allowed >= 0
+        due = self.due(step)
         if due:
             self._write_point(step, metrics)
         if self._share is None:
@@ -200,6 +201,11 @@ class Run:
                 self._poll(commands)
         elif due:  # under DDP the ranks meet only at the log interval, where every rank calls log
             self._poll(self._commands())
+
+    def due(self, step: int) -> bool:
+        """Whether ``log(step, ...)`` writes a point: the first call of a log interval (every call while stepping
+        with ``n``). A loop whose numbers cost something to gather (a framework's metrics) asks first."""
+        return step >= self._next or self._steps_allowed >= 0
 
     def check(self) -> bool:
         """Act on the commands sent since the last call (a paused loop waits here until resumed, or for one step
@@ -265,28 +271,33 @@ class Run:
     # -- numbers ---------------------------------------------------------------------------------
 
     def _number(self, where: str, name: str, value: Any) -> float | None:
-        """``value`` as a float; None (after a warning) when it is not finite; TrackError when it is not a number.
-        A tensor is read here: ``.item()`` is a host sync, at the log interval (the loop's choice)."""
-        if isinstance(value, bool) or isinstance(value, (str, bytes)):
-            raise TrackError(f"{where}: {name} must be a number or a one-element tensor, not {type(value).__name__}")
-        if not isinstance(value, (int, float)):
-            item = getattr(value, "item", None)
-            if item is None:
-                raise TrackError(f"{where}: {name} must be a number or a one-element tensor, not "
-                                 f"{type(value).__name__}")
+        """``value`` as a float; None (after a warning) when it is not finite; TrackError when it is not a number
+        (naming the kind the name was logged as before: a name keeps one type). A tensor is read here: ``.item()``
+        is a host sync, at the log interval (the loop's choice)."""
+        kind = type(value).__name__
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, (bool, str, bytes)) or not hasattr(value, "item"):
+            raise TrackError(self._not_a_number(where, name, kind))
+        else:
             try:
-                value = item()
+                item = value.item()  # host sync: on the steps that are written, the loop's choice
             except (ValueError, RuntimeError):
-                size = getattr(value, "shape", "?")
-                raise TrackError(f"{where}: {name} has shape {tuple(size) if size != '?' else size}: log one number "
-                                 "(a 0-d tensor, or .mean() of it)") from None
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TrackError(f"{where}: {name} holds a {type(value).__name__}, not a number")
-        number = float(value)
+                raise TrackError(f"{where}: {name} is a {kind} of shape {tuple(getattr(value, 'shape', ()))}: log one "
+                                 "number (a 0-d tensor, or .mean() of it)") from None
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                raise TrackError(self._not_a_number(where, name, f"{kind} of {type(item).__name__}"))
+            number = float(item)
+        self._numbers.add(name)
         if not math.isfinite(number):
             self._warn_once(name, f"{where}: {name} is {number}: left out (later values of {name} are written)")
             return None
         return number
+
+    def _not_a_number(self, where: str, name: str, kind: str) -> str:
+        if name in self._numbers:
+            return f"{where}: {name} was logged as a number before, now as a {kind}: a name keeps one type"
+        return f"{where}: {name} must be a number or a one-element tensor, not a {kind}"
 
     def _warn_once(self, key: str, text: str) -> None:
         if key in self._warned:

@@ -237,7 +237,8 @@ def describe_checkpoint(ck: Mapping[str, Any], path: str | Path) -> str:
     metrics = " ".join(f"{k} {last[k]:.4g}" for k in ("val_loss", "val_acc") if isinstance(last.get(k), (int, float)))
     script = Path(str(ck.get("script") or "your loop")).name
     return "\n".join([
-        f"{path}: epoch {ck.get('epoch')} step {ck.get('step')}, saved by your own loop ({script}) through "
+        f"{path}: epoch {ck.get('epochs_done', ck.get('epoch'))} step {ck.get('step')}, saved by your own loop "
+        f"({script}) through "
         "tui_trainer.run.track",
         f"weights: {weights:,} in {len(tensors)} tensors, {'all finite' if finite else 'SOME NOT FINITE'}"
         + (f"; its last epoch: {metrics}" if metrics else ""),

@@ -318,7 +318,11 @@ class TrainScreen(Guarded, Screen):
     def attach(self, run: RunDir) -> None:
         """Show a run started elsewhere (live: its history, then live; ended: read-only)."""
         try:
-            self.setup.load(load_preset(str(run.config_path)))
+            if run.source == "track":  # a user's own loop: its config is its own, not a preset's
+                self.view.log_line(f"{run.name} is your own loop's run: its config is in {run.config_path}; the "
+                                   "panels keep theirs")
+            else:
+                self.setup.load(load_preset(str(run.config_path)))
         except ConfigError as exc:
             self.view.log_line(f"the run's config cannot be shown in the panels: {exc}", "warning")
         self._show_run(self.client.attach(run))
@@ -503,6 +507,10 @@ class TrainScreen(Guarded, Screen):
         """Continue the run shown from its last good checkpoint (a crashed or stopped run)."""
         if self.live or self.handle is None:
             return
+        if self.handle.run.source == "track":
+            self.notify("u resumes the runs tui-trainer trains; this one is your own loop's: go on from your script",
+                        severity="warning")
+            return
         checkpoint = self.handle.run.last_good_checkpoint()
         if checkpoint is None:
             self.notify("this run wrote no checkpoint to resume from", severity="warning")
@@ -529,6 +537,8 @@ class TrainScreen(Guarded, Screen):
 
     def action_lr_find(self) -> None:
         """Sweep the learning rate on a fresh copy of the panels' model, in a child process."""
+        if self.handle is not None and self.handle.run.source == "track":  # said once, then the sweep goes on
+            self.notify("the LR finder sweeps the panels' preset model, never your own loop's", severity="warning")
         finder = self.view.lr_finder
         if finder.sweeping:
             self.notify("the LR finder is sweeping: its progress is in the LR find tab")

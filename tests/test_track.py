@@ -490,7 +490,7 @@ def test_the_lightning_example_is_steered_on_every_rank_at_the_same_step(tmp_pat
         ck = load_checkpoint(reply["path"])  # Lightning's own checkpoint, with what evaluate reads
         assert ck["source"] == "track" and "state_dict" in ck and ck["model"].keys() == ck["state_dict"].keys()
         code, out, err = run_main(capsys, "evaluate", reply["path"])
-        assert code == 0 and "saved by your own loop (lightning_loop.py)" in out, err
+        assert code == 0 and "saved by your own loop (probe.py)" in out, err  # the script that ran (it wraps the example)
         assert send(run, "stop")["ok"]
         assert proc.wait(180) == 0, (tmp_path / "lit.log").read_text()[-3000:]
     finally:
@@ -499,7 +499,7 @@ def test_the_lightning_example_is_steered_on_every_rank_at_the_same_step(tmp_pat
     assert run.state() == "stopped" and run.last.is_file() and len(list_runs(runs)) == 1  # rank 0 alone writes
     events = clean_events(run)
     started = next(e for e in events if isinstance(e, RunStarted))
-    assert started.world_size == devices and started.preset == "lightning_loop.py"
+    assert started.world_size == devices and started.preset == "probe.py"
     steps = [e for e in events if isinstance(e, StepLogged)]
     assert next(s for s in steps if s.step > lr_step).lr == 0.0042 and steps[-1].layers
     ranks = [[json.loads(line) for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()]

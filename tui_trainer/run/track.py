@@ -362,7 +362,6 @@ class Run:
                          samples / max(seconds, 1e-9), best, extra=tuple(numbers.items()))
         self._rows.append(row.metrics())
         if self._record is not None:
-            self._record.append_metrics(row.metrics())
             self._emit(row)
 
     def elapsed(self) -> float:

@@ -3,7 +3,7 @@
 ``Record`` is what rank 0 of the loop writes: a folder made by ``folder.new_run_folder`` (or one given), locked
 for this process (``flock``: the kernel drops the lock when the process dies, and a second writer is told instead
 of mixing its lines into events.jsonl), config.toml (the loop's config under ``[config]``, ``source = "track"``),
-events.jsonl through the tool's own ``RunRecorder``, metrics.jsonl, status.json with this process's pid (a killed
+events.jsonl and metrics.jsonl through the tool's own ``RunRecorder``, status.json with this process's pid (a killed
 loop reads as crashed), and the control endpoint (``endpoint.py``). Also here: the loop's config as plain TOML
 values, the exception that ends a script (so a run it ends reads as failed), and what ``evaluate`` says of a
 checkpoint of a user's loop. Stdlib only.
@@ -88,16 +88,6 @@ class Record:
                 return
             try:
                 self.recorder.emit(event)
-            except OSError as exc:
-                self._broken(exc)
-
-    def append_metrics(self, row: dict) -> None:
-        """One epoch's row of metrics.jsonl."""
-        with self._lock:
-            if self.broken:
-                return
-            try:
-                self.run.append_metrics(row)
             except OSError as exc:
                 self._broken(exc)
 

@@ -43,7 +43,7 @@ from tui_trainer.engine.optim import build_optimizer, build_schedule, current_lr
 from tui_trainer.engine.parts import EarlyStopping, build_loss, epoch_seed, evaluate, prepare
 from tui_trainer.engine.steps import EagerRunner, FaultyRunner, StepBody, capture_possible, choose_runner
 from tui_trainer.errors import USER_ERRORS, CheckpointError, first_line
-from tui_trainer.run.controls import Command, Controls
+from tui_trainer.run.controls import Command, Controls, stopped_message
 from tui_trainer.run.events import (
     Boundary,
     CheckpointSaved,
@@ -308,7 +308,7 @@ class Fit:
         match command.name:
             case "stop":
                 command.ack(True, f"stopping {where}; saving last.pt")
-                raise _Stop(Reason.STOPPED, f"stopped {where}")
+                raise _Stop(Reason.STOPPED, stopped_message(where, command.args.get("why")))
             case "save":
                 self._sync_partial()
                 path = self.save("manual")

@@ -127,7 +127,7 @@ def leave_running(folder: SweepDir, process: Any) -> int:
     return EXIT_OK
 
 
-def follow_on_console(folder: SweepDir, stop_on_interrupt: bool) -> int:
+def follow_on_console(folder: SweepDir, stop_on_interrupt: bool, offset: int = 0) -> int:
     """Print the sweep's lines until it ends. Ctrl+C (or SIGTERM): stop the sweep, its trials saving last.pt, and
     go on printing until it has stopped (``stop_on_interrupt``; attach only leaves); a second Ctrl+C leaves it
     stopping. A dropped terminal ends only this process: the sweep goes on."""
@@ -150,7 +150,7 @@ def follow_on_console(folder: SweepDir, stop_on_interrupt: bool) -> int:
         signal.signal(sig, interrupt)
     last: dict[str, Any] = {}
     try:
-        for event in follow_sweep(folder):
+        for event in follow_sweep(folder, offset=offset):
             text = line(event)
             if text:
                 print(text, flush=True)
@@ -293,11 +293,12 @@ def resume(folder: SweepDir, detach: bool) -> int:
     state = folder.state()
     if state in LIVE or folder.locked():
         fail(f"sweep {folder.name} is {state}: it is already going (tui-trainer attach {folder.path})")
+    offset = folder.events_path.stat().st_size if folder.events_path.exists() else 0  # its history was said
     process = launch(folder)
     print(f"resuming sweep {folder.name}: {folder.path}", flush=True)
     if detach:
         return leave_running(folder, process)
-    return follow_on_console(folder, stop_on_interrupt=True)
+    return follow_on_console(folder, stop_on_interrupt=True, offset=offset)
 
 
 def export(folder: SweepDir, output: Path | None) -> int:

@@ -29,7 +29,9 @@ QUIET = 1.0
 
 
 def launch(sweep: SweepDir) -> subprocess.Popen:
-    """Start the sweep process on ``sweep`` (new or resumed)."""
+    """Start the sweep process on ``sweep`` (new or resumed). Its status says "starting" until the process writes
+    its own (a follower that looks meanwhile does not take an earlier end for this one's)."""
+    sweep.write_status(state="starting", created=time.time(), pid=None, ended=None)
     with open(sweep.log_path, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "tui_trainer.sweep", str(sweep.path)], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True, close_fds=True, cwd=os.getcwd())
@@ -54,11 +56,11 @@ def wait_started(sweep: SweepDir, process: subprocess.Popen, timeout: float = ST
         time.sleep(0.1)  # a file another process writes: nothing to wait on but time
 
 
-def follow_sweep(sweep: SweepDir, cancelled: Callable[[], bool] = lambda: False,
-                 period: float = 0.25) -> Iterator[dict[str, Any]]:
-    """The sweep's events from the start, then as they come, until its process has ended (an ``ended`` event, or
-    a ``crashed`` one made up here when its process is gone without one) or ``cancelled()``."""
-    offset, quiet_since, last_end = 0, time.monotonic(), None
+def follow_sweep(sweep: SweepDir, cancelled: Callable[[], bool] = lambda: False, period: float = 0.25,
+                 offset: int = 0) -> Iterator[dict[str, Any]]:
+    """The sweep's events from byte ``offset`` (the start), then as they come, until its process has ended (an
+    ``ended`` event, or a ``crashed`` one made up here when its process is gone without one) or ``cancelled()``."""
+    quiet_since, last_end = time.monotonic(), None
     while not cancelled():
         events, offset = read_events(sweep.events_path, offset)
         for event in events:
@@ -131,8 +133,9 @@ def _trial_line(event: dict[str, Any]) -> str:
     number, state = event["number"], event.get("state")
     if state == "running":
         params = " ".join(f"{k}={_short(v)}" for k, v in (event.get("params") or {}).items())
-        how = "" if event.get("how") in (None, "new") else f" ({event['how']})"
-        return f"trial {number} started on {event.get('slot')}: {params}{how}"
+        if event.get("how") not in (None, "new"):
+            return f"trial {number} taken back on {event.get('slot')} ({event['how']}): {params}"
+        return f"trial {number} started on {event.get('slot')}: {params}"
     if state == "pruning":
         return f"trial {number} {event.get('reason')}: stopping it"
     if state == "complete":

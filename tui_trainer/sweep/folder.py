@@ -115,7 +115,7 @@ class SweepDir:
         state = str(status.get("state", "crashed"))
         if state not in LIVE:
             return state
-        if "pid" not in status:  # created, its process not yet started: give it a minute
+        if not status.get("pid"):  # created, its process not yet started: give it a minute
             return state if time.time() - float(status.get("created", 0)) < 60 else "crashed"
         if status.get("host") == socket.gethostname() and not pid_alive(int(status["pid"]), status.get("proc_start")):
             return "crashed"

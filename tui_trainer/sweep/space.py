@@ -245,6 +245,10 @@ def _range(key: str, kind: str, low: float | int, high: float | int, log: bool, 
             raise ConfigError(f"{text!r}: a log range takes no step (Optuna samples it continuously)")
         if step <= 0 or step > high - low:
             raise ConfigError(f"{text!r}: STEP must be > 0 and at most HIGH - LOW")
+        steps = (high - low) / step
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):  # Optuna would quietly cut HIGH down to a multiple
+            raise ConfigError(f"{text!r}: HIGH - LOW must be a multiple of STEP (e.g. {low:g}..{low + int(steps) * step:g}"
+                              f":{step:g})")
     if whole:
         return Param(key, "int", int(low), int(high), log, None if step is None else int(step))
     return Param(key, "float", float(low), float(high), log, None if step is None else float(step))

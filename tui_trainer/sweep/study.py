@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,9 @@ SPACE_ATTR = "tui_trainer"
 """The study's user attribute holding what makes it one sweep (SweepSpec.space_key)."""
 CONNECT_TIMEOUT = 10
 """Seconds a database URL gets to answer before the sweep says it cannot be reached."""
+SCHEMA_RACES = 3
+"""Tries at opening a database whose tables another worker may be creating at the same moment (both create them
+on a fresh database; one loses with a duplicate-key error, then finds them made)."""
 
 
 def optuna_module() -> Any:
@@ -68,15 +72,20 @@ def open_storage(spec: SweepSpec, sweep: SweepDir | None) -> BaseStorage:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if spec.storage.startswith("postgresql"):
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
-    try:
-        return RDBStorage(spec.storage, engine_kwargs=kwargs)
-    except ImportError as exc:
-        raise ConfigError(f"--storage {shown_url(spec.storage)}: its database driver is missing ({exc.name or exc}); "
-                          "for PostgreSQL: pip install 'tui-trainer[postgres]'") from None
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors: one line, whatever they are
-        if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
-            exc = exc.__cause__
-        raise ConfigError(f"--storage {shown_url(spec.storage)}: cannot reach it: {first_line(exc, 160)}") from None
+    for attempt in range(SCHEMA_RACES):
+        try:
+            return RDBStorage(spec.storage, engine_kwargs=kwargs)
+        except ImportError as exc:
+            raise ConfigError(f"--storage {shown_url(spec.storage)}: its database driver is missing "
+                              f"({first_line(exc, 100)}); for PostgreSQL: pip install 'tui-trainer[postgres]'") from None
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors: one line, whatever they are
+            cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ else exc
+            unreachable = type(cause).__name__ == "OperationalError" or not isinstance(cause, Exception)
+            if unreachable or attempt == SCHEMA_RACES - 1:
+                raise ConfigError(f"--storage {shown_url(spec.storage)}: cannot reach it: {first_line(cause, 160)}"
+                                  ) from None
+            time.sleep(0.5 + attempt)  # another worker creating Optuna's tables at the same moment: once they exist
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def check_study(spec: SweepSpec, storage: BaseStorage) -> bool:
@@ -120,21 +129,25 @@ def open_study(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
     """The study, created or joined (its space checked); ConfigError when it holds another space."""
     optuna = optuna_module()
     study = optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
-                                sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=True)
+                                pruner=make_pruner(spec), load_if_exists=True)
     theirs = study.user_attrs.get(SPACE_ATTR)
+    existing = len(study.get_trials(deepcopy=False))
     if theirs is None:
-        _check_space(spec, None, len(study.get_trials(deepcopy=False)))
+        _check_space(spec, None, existing)
         study.set_user_attr(SPACE_ATTR, spec.space_key())
     else:
         _check_space(spec, theirs, 0)
+    study.sampler = make_sampler(spec, existing)
     return study
 
 
-def make_sampler(spec: SweepSpec) -> Any:
+def make_sampler(spec: SweepSpec, existing: int = 0) -> Any:
     """TPE with the constant liar (Optuna's advice for trials that run in parallel: a running trial counts as a
-    poor one, so two workers do not sample the same point)."""
+    poor one, so two workers do not sample the same point). A seeded sampler is seeded past the trials the study
+    already has: a resumed sweep does not draw its first points again."""
     optuna = optuna_module()
-    return optuna.samplers.TPESampler(seed=spec.sampler_seed, constant_liar=True)
+    seed = None if spec.sampler_seed is None else spec.sampler_seed + existing
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(spec: SweepSpec) -> Any:

@@ -296,7 +296,8 @@ class Sweeper:
         for t in self.study.get_trials(deepcopy=False):
             word = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(t.state.name, t.state.name.lower())
             counts[word] = counts.get(word, 0) + 1
-        return counts
+        order = ("complete", "pruned", "failed", "running", "waiting")
+        return dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
     def write_status(self, **extra: Any) -> None:
         """Counts, the running trials and the best one, for ``sweeps`` and the app."""
@@ -311,9 +312,10 @@ class Sweeper:
         told = ", ".join(f"{n} {k}" for k, n in counts.items())
         if self.stopping:
             left = sorted(self.active)
-            still = f"; trials {left} were still stopping" if left else ""
-            return "stopped", (f"stopped: {told}{still}; each interrupted trial saved last.pt; resume with: "
-                               f"tui-trainer resume {self.sweep.path}")
+            still = f" (trials {left} were still stopping)" if left else ""
+            ended = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "running") or "none ended yet"
+            return "stopped", (f"{counts.get('running', 0)} trial(s) interrupted{still}, each saving last.pt; "
+                               f"trials ended: {ended}; resume with: tui-trainer resume {self.sweep.path}")
         if self.gave_up:
             return "failed", self.gave_up
         best = self.best()

@@ -26,7 +26,7 @@ from tui_trainer.sweep.slots import Slot
 
 PRUNED_AT = "pruned at epoch"
 """How a pruned trial's run says why it stopped: "pruned at epoch 3"."""
-SWEEP_STOPPED = "the sweep was stopped"
+SWEEP_STOPPED = "stopped with its sweep"
 """How a trial stopped with its sweep says why."""
 
 

@@ -243,6 +243,14 @@ def test_a_sweep_prunes_through_the_trials_endpoint_and_its_best_trains_again_al
     listing = cli("runs", "--runs-dir", str(sweep.trials))
     pruned_rows = [ln for ln in listing.stdout.splitlines() if "pruned at epoch 1" in ln]
     assert len(pruned_rows) == 2 and all("-t002" in r or "-t003" in r for r in pruned_rows), listing.stdout
+    # the trials are ordinary runs to compare; the study is a CSV
+    compared = cli("compare", str(run_of(sweep, 0).path), str(run_of(sweep, 2).path))
+    assert compared.returncode == 0 and "lr=" in compared.stdout, compared.stderr
+    exported = cli("export", str(sweep.path), "-o", str(tmp_path / "study.csv"))
+    assert exported.returncode == 0, exported.stderr
+    rows = (tmp_path / "study.csv").read_text().splitlines()
+    assert rows[0].startswith("number,state,val_loss,optimizer.lr,epochs,reason")
+    assert [r.split(",")[1] for r in rows[1:]] == ["complete", "complete", "pruned", "pruned"]
     # the best: printed, saved as a preset when the sweep ended, and trained again to the same result
     best = sweep.read_status()["best"]
     assert best["number"] in (0, 1) and f"best trial {best['number']}: val_loss" in proc.stdout
@@ -352,6 +360,37 @@ def test_stop_sweep_saves_every_trial_and_resume_goes_on_and_one_folder_has_one_
     assert len(list(sweep.trials.iterdir())) == 2
     for number in (0, 1):
         assert [r["epoch"] for r in run_of(sweep, number).read_metrics()] == list(range(1, 151))
+
+
+def test_a_dropped_terminal_leaves_the_sweep_running_and_attach_follows_it_to_its_end(tmp_path):
+    """The foreground `sweep` gets SIGHUP (its terminal closed) while a trial trains: it ends, the sweep process
+    (a session of its own) does not; `attach SWEEP` then follows it to the end."""
+    sweeps = tmp_path / "sweeps"
+    param, seed = _epochs_seed([100, 3])
+    front = subprocess.Popen([sys.executable, "-m", "tui_trainer", "sweep", "spirals-mlp", "--param", param,
+                              "--sampler-seed", seed, "--trials", "2", "--parallel", "1", "--prune", "none", *TINY,
+                              "--sweeps-dir", str(sweeps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sweep = wait_for(lambda: list_sweeps(sweeps) and list_sweeps(sweeps)[0], what="the sweep's folder")
+        wait_for(lambda: running(sweep, {0}), what="trial 0 training")
+        front.send_signal(signal.SIGHUP)
+        assert front.wait(30) == -signal.SIGHUP
+    finally:
+        front.kill()
+    assert sweep.state() == "running"
+    followed = cli("attach", str(sweep.path))
+    assert followed.returncode == 0, followed.stderr
+    assert "trial 0 complete" in followed.stdout and "finished: 2 complete" in followed.stdout
+    assert sweep.state() == "finished"
+
+
+def test_a_journal_line_torn_by_a_kill_is_cut_before_the_sweep_goes_on(tmp_path):
+    from tui_trainer.sweep.process import repair_journal
+
+    journal = tmp_path / "journal.log"
+    journal.write_bytes(b'{"op_code": 0}\n{"op_code": 4, "stu')
+    assert repair_journal(journal) and journal.read_bytes() == b'{"op_code": 0}\n'
+    assert not repair_journal(journal) and not repair_journal(tmp_path / "missing.log")
 
 
 def test_the_sweep_imports_neither_torch_nor_a_front_end():

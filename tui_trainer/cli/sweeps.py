@@ -183,7 +183,9 @@ def hints(folder: SweepDir, running: bool = False) -> list[str]:
     if best and best.get("run") and not running:
         out.append(f"  train the best again: tui-trainer train {Path(best['run']) / 'config.toml'}")
         out.append(f"  save it as a preset:  tui-trainer sweeps {folder.path} --save-best NAME")
-    storage = spec.storage or str(folder.journal_path)
+    from tui_trainer.sweep.study import shown_url
+
+    storage = shown_url(spec.storage) if spec.storage else str(folder.journal_path)  # never a password on screen
     out.append(f"  dashboard: optuna-dashboard {storage}   (pip install optuna-dashboard)")
     return out
 
@@ -293,6 +295,10 @@ def resume(folder: SweepDir, detach: bool) -> int:
     state = folder.state()
     if state in LIVE or folder.locked():
         fail(f"sweep {folder.name} is {state}: it is already going (tui-trainer attach {folder.path})")
+    if state == "finished":
+        status = folder.read_status()
+        fail(f"sweep {folder.name} has finished ({status.get('done', '?')}/{status.get('trials', '?')} trials): "
+             f"nothing to resume; its trials: tui-trainer sweeps {folder.path}")
     offset = folder.events_path.stat().st_size if folder.events_path.exists() else 0  # its history was said
     process = launch(folder)
     print(f"resuming sweep {folder.name}: {folder.path}", flush=True)

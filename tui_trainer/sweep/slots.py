@@ -2,8 +2,8 @@
 the CPU with a share of its cores. Stdlib only: the sweep process never imports torch.
 
 * GPUs: one trial per GPU by default (``--per-gpu N`` for N), each trial seeing only its GPU through
-  ``CUDA_VISIBLE_DEVICES`` (so ``train.device = "auto"`` picks it as ``cuda:0``). The GPUs are those the sweep may
-  see: ``CUDA_VISIBLE_DEVICES`` when it is set, else what ``nvidia-smi`` lists.
+  ``CUDA_VISIBLE_DEVICES`` (so ``train.device = "auto"`` picks it as ``cuda:0``) and at most 2 CPU threads. The GPUs
+  are those the sweep may see: ``CUDA_VISIBLE_DEVICES`` when it is set, else what ``nvidia-smi`` lists.
 * CPU: at most one trial per usable core, each with ``OMP_NUM_THREADS`` = cores // parallel, so trials do not fight
   for the cores (benchmarks/RESULTS.md, "Runs that share a machine": two runs with torch's default threads on 2
   cores did a fifth of the work of one). The run process's own thread policy (``train.threads = 0``, issue 26)
@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui_trainer.errors import ConfigError
+
+GPU_THREADS = 2
+"""CPU threads a trial on a GPU takes at most (the host side of its steps and its data), as engine/threads.py's."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ def plan_slots(device: str, parallel: int | None, per_gpu: int | None, gpus: lis
             raise ConfigError(f"--parallel {parallel}: {len(gpus)} GPU(s) x {per_gpu} trial(s) per GPU make "
                               f"{len(room)} slots; allowed: 1..{len(room)} (or raise --per-gpu)")
         chosen = room[:parallel or len(room)]
-        return [Slot(i, s.gpu) for i, s in enumerate(chosen)]
+        threads = min(GPU_THREADS, max(1, (cores or usable_cores()) // len(chosen)))
+        return [Slot(i, s.gpu, threads) for i, s in enumerate(chosen)]
     if per_gpu is not None:
         raise ConfigError("--per-gpu: no GPU is visible here (or train.device is cpu); trials run on the CPU, "
                           "--parallel of them")

@@ -151,7 +151,7 @@ def attach_times(run: RunDir, epochs: int, size: tuple[int, int] = (120, 36), ti
     """Open the app on ``run``; seconds from app start to: first frame, folded, replotted, painted."""
     from textual.events import Ready
 
-    from tui_trainer.ui import follow as follow_module
+    from tui_trainer.run import follow as follow_module
     from tui_trainer.ui.app import make_app
     from tui_trainer.ui.messages import RunEvents, RunSnapshot
 

@@ -46,7 +46,7 @@ def final_metric(history: list[dict]) -> str:
 def train(cfg, runs: Path) -> str:
     """Final metric of one training run of ``cfg``."""
     result = fit(apply_overrides(cfg, ["train.diagnostics=false"]), ListSink(), runs_dir=runs)
-    return f"{final_metric(result.history)}, {len(result.history)} epochs"
+    return f"{final_metric(result.rows)}, {len(result.rows)} epochs"
 
 
 def main() -> None:

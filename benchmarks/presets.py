@@ -37,6 +37,7 @@ from benchmarks import offline  # noqa: E402
 from tui_trainer.config import SYNTHETIC_DATASETS, apply_overrides, load_preset  # noqa: E402
 from tui_trainer.engine import Controls, Fit  # noqa: E402
 from tui_trainer.run.events import EpochEnded, ListSink, RunStarted  # noqa: E402
+from tui_trainer.run.folder import prepare_run  # noqa: E402
 
 PRESETS = ROOT / "presets"
 offline.install()  # no downloads: synthetic data of the real shape where a dataset is not on disk
@@ -100,9 +101,9 @@ def run_preset(name: str, args: argparse.Namespace, scratch: Path) -> dict:
     sink = ListSink()
     t0 = time.perf_counter()
     # fit() without its error mapping: the benchmark wants the traceback, and the set-up Fit (its data, ready time)
-    run = Fit(cfg, sink, Controls(), None, None, scratch / "runs")
+    run = Fit(cfg, sink, Controls())
     ready_at = time.perf_counter()
-    result = run.run()
+    result = run.run(prepare_run(cfg, scratch / "runs"))
     wall = time.perf_counter() - t0
     if cfg.data.dataset in offline.synthetic_names:
         source = "synthetic, same shape"

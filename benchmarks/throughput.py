@@ -111,9 +111,7 @@ def lecture_loop(cfg, device: torch.device) -> float:
 def run_rate(run) -> float:
     """Steady-state training samples/s of a finished run, from its own events.jsonl; exits (with the end of
     its run.log) if the run did not complete."""
-    from tui_trainer.run.folder import read_events_checked
-
-    events = read_events_checked(run.events_path)
+    events, _offset = run.read_events()
     ends = [e for e in events if isinstance(e, RunFinished)]
     epochs = [e for e in events if isinstance(e, EpochEnded)]
     if not ends or ends[-1].reason != "completed" or not epochs:

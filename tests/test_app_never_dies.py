@@ -12,6 +12,7 @@ from textual.app import App
 from textual.pilot import OutOfBounds
 
 from tests.conftest import tiny
+from tests.faulty_runner import use_in_run_processes
 from tests.test_ui import ready, until
 from tui_trainer.config import apply_overrides, load_preset
 from tui_trainer.ui.app import make_app
@@ -101,6 +102,25 @@ async def test_an_exception_in_a_view_is_a_notification_and_the_app_goes_on(tmp_
     assert "ZeroDivisionError: a bug in a view" in error_log().read_text()
 
 
+async def test_a_worker_that_fails_is_a_notification_and_the_app_goes_on(tmp_path, monkeypatch):
+    """Workers are exit_on_error=False: a failure would otherwise pass in silence."""
+    from tui_trainer.ui.widgets import runs
+
+    def unreadable(runs_dir):
+        raise PermissionError(f"[Errno 13] Permission denied: '{runs_dir}'")
+
+    app = make_app(tiny(), tmp_path / "runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        monkeypatch.setattr(runs, "run_summaries", unreadable)
+        await pilot.press("8")  # the Runs tab lists the runs folder in a worker
+        await until(pilot, lambda: any("list runs" in str(n.message) for n in app._notifications))
+        note = next(str(n.message) for n in app._notifications if "list runs" in str(n.message))
+        assert "RunsTab: list runs: PermissionError: [Errno 13] Permission denied" in note, note
+        await pilot.press("1")
+        assert app.is_running and screen.view.active_tab == "tab-charts"
+
+
 KEYS = ["r", "s", "c", "p", "n", "a", "u", "e", "l", "escape", "?", "escape", "tab", "shift+tab", "left", "right", "up",
         "down", "enter", "space", "x", "0", "7", "-", "1", "2", "3", "4", "5", "6", "7", "8", "q", "escape", "f1",
         "escape", "home", "end", "pageup", "pagedown", "backspace", "ctrl+q", "escape"]
@@ -146,7 +166,7 @@ async def test_monkey_keys_clicks_and_resizes_before_during_and_after_training(t
 
     if preset.startswith("fashion") and not (real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
         overrides = (*overrides, 'data.dataset="spirals"', 'model.arch="mlp"')  # no image data here: same pokes
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     cfg = apply_overrides(load_preset(preset), [*overrides, 'train.device="cpu"'])
     rng = random.Random(f"{preset}-7")
     app = make_app(cfg, tmp_path / "runs")

@@ -64,7 +64,7 @@ def test_captured_steps_train_like_eager_ones(runs, optimizer):
         sink = ListSink()
         result = fit(tiny(*common, f"train.compile={compile_}"), sink, runs_dir=runs)
         assert result.reason == "completed", result.message
-        histories.append(result.history)
+        histories.append(result.rows)
         logs.append([m.text for m in sink.of(LogMessage)])
     assert CAPTURED in logs[1] and not any("capture failed" in t for t in logs[1])
     eager, captured = histories
@@ -78,7 +78,7 @@ def test_captured_steps_train_like_eager_ones(runs, optimizer):
 def test_replayed_steps_do_not_sync_with_the_host(runs, monkeypatch):
     from tui_trainer.engine import capture
 
-    original = capture.CapturedStep.run
+    original = capture.StepGraph.run
     replays = []
 
     def guarded(self, xb, yb, slot):
@@ -89,7 +89,7 @@ def test_replayed_steps_do_not_sync_with_the_host(runs, monkeypatch):
             torch.cuda.set_sync_debug_mode("default")
         replays.append(slot)
 
-    monkeypatch.setattr(capture.CapturedStep, "run", guarded)
+    monkeypatch.setattr(capture.StepGraph, "run", guarded)
     result = fit(tiny('train.device="cuda"', "train.compile=true", "train.log_every=50",
                                     "data.n_samples=4000", "train.epochs=1"), ListSink(), runs_dir=runs)
     assert result.reason == "completed", result.message

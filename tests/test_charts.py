@@ -94,6 +94,11 @@ async def test_a_log_axis_spaces_decades_evenly():
         assert near(dots, cell_of(grid, x, math.log10(y), (1, 4), (0, 3))), (x, y, "\n".join(grid))
     # on a linear axis 10 and 100 would sit on the bottom rows, next to 1
     assert not near(dots, cell_of(grid, 2, 10 / 1000 * 3, (1, 4), (0, 3)), slack=0)
+    chart = SeriesChart("loss", "loss")
+    chart.ylog = True
+    chart.set_series("val", [1, 2], [1.0, 100.0])  # two values are enough for a log axis
+    ticks = [float(line.split("┤")[0]) for line in await drawn(chart, (50, 16)) if "┤" in line]
+    assert 10.0 in ticks and ticks[0] == 100.0 and ticks[-1] == 1.0, ticks
 
 
 async def test_a_learning_rate_change_is_a_labelled_vertical_line_at_its_step():

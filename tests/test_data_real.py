@@ -59,7 +59,7 @@ def test_fashion_mnist_from_idx_files_in_the_cache(tmp_path, runs):
     assert data.train.n_samples == 200 and data.val.n_samples == 50 and data.input_shape == (1, 28, 28)
     assert data.class_names[9] == "Ankle boot" and isinstance(data.train, TensorBatches)
     result = fit(cfg, ListSink(), runs_dir=runs)
-    assert result.history[-1]["val_acc"] >= 0.9
+    assert result.rows[-1]["val_acc"] >= 0.9
 
 
 def test_fashion_mnist_falls_back_to_debian_files(tmp_path, monkeypatch):
@@ -154,7 +154,7 @@ def test_imagefolder_cnn_learns_a_generated_two_class_folder(tmp_path, runs, res
     assert data.class_names == ["eva", "not_eva"] and data.input_shape == (3, 16, 16)
     assert (data.train.n_samples, data.val.n_samples) == (24, 12)
     result = fit(cfg, ListSink(), runs_dir=runs)
-    assert result.reason == "completed" and result.history[-1]["val_acc"] == 1.0
+    assert result.reason == "completed" and result.rows[-1]["val_acc"] == 1.0
 
 
 def test_imagefolder_without_split_folders_is_split_by_val_fraction(tmp_path):
@@ -218,7 +218,7 @@ def test_csv_classification_standardises_with_train_statistics(tmp_path, runs):
     assert torch.allclose(data.train.x.mean(0), torch.zeros(3), atol=1e-4)
     assert torch.allclose(data.train.x.std(0), torch.ones(3), atol=1e-4)
     assert peek_shape(cfg) == ((3,), 2)
-    assert fit(cfg, ListSink(), runs_dir=runs).history[-1]["val_acc"] >= 0.9
+    assert fit(cfg, ListSink(), runs_dir=runs).rows[-1]["val_acc"] >= 0.9
 
 
 def test_csv_regression_is_inferred_and_string_labels_are_classes(tmp_path):
@@ -283,7 +283,7 @@ def test_real_fashion_mnist_mlp_one_epoch(runs, tmp_path):
     cfg = apply_overrides(load_preset("fashion-mnist-mlp"), ["train.epochs=1", 'train.device="cpu"',
                                                               f'data.cache_dir="{tmp_path / "cache"}"'])
     result = fit(cfg, ListSink(), runs_dir=runs)
-    assert result.history[-1]["val_acc"] >= 0.80
+    assert result.rows[-1]["val_acc"] >= 0.80
 
 
 def test_peek_shape_without_loading(tmp_path):
@@ -300,4 +300,4 @@ def test_streaming_path_resume_equals_a_straight_run(tmp_path, runs):
     first = fit(folder_cfg(root, "train.epochs=1", *extra), ListSink(), runs_dir=runs)
     resumed = fit(folder_cfg(root, "train.epochs=3", *extra), ListSink(),
                   resume_path=first.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
-    assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)
+    assert resumed.rows[-1]["val_loss"] == pytest.approx(straight.rows[-1]["val_loss"], rel=1e-6)

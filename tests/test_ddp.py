@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import faulty_runner
 from tests.conftest import tiny
 from tests.test_cli import run_main
 from tests.test_engine import assert_step_losses_average_to_train_loss
@@ -58,7 +59,7 @@ def test_two_ranks_at_32_give_the_steps_of_one_process_at_64(tmp_path):
 
 def start_two(tmp_path: Path, *extra: str, env: dict | None = None) -> session.RunHandle:
     cfg = tiny("train.epochs=1000", "train.nproc=2", "train.log_every=2", *extra)
-    handle = session.start(cfg, tmp_path / "runs", env={**os.environ, "TUI_TRAINER_FAULT": "slow@0.01", **(env or {})})
+    handle = faulty_runner.start(cfg, tmp_path / "runs", "slow@0.01", env=env)
     assert handle.wait_started(timeout=120) == "running", handle.run.log_path.read_text()
     return handle
 
@@ -88,7 +89,7 @@ def _ranks(handle: session.RunHandle) -> list[int]:
     """The runner processes torchrun started."""
     out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
     return [int(line.split()[0]) for line in out.splitlines()[1:]
-            if int(line.split()[1]) == handle.process.pid and "tui_trainer.runner" in line]
+            if int(line.split()[1]) == handle.process.pid and faulty_runner.MODULE in line]
 
 
 def test_a_rank_killed_ends_every_rank_with_a_clear_reason(tmp_path):

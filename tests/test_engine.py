@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from tui_trainer.run.events import (
     ListSink,
     LogMessage,
     LrChanged,
+    Paused,
     RunFinished,
     RunStarted,
     StepLogged,
@@ -128,40 +130,45 @@ def test_logged_validation_numbers_equal_an_independent_evaluation_on_the_valida
 
 
 def test_with_the_weights_held_still_the_logged_train_numbers_are_the_models_own(runs):
-    """At a learning rate of 1e-12 the model does not move, so what the run logs for the training split (each
+    """At a learning rate of 1e-7 the model does not move (to 5 digits), so what the run logs for the training split (each
     interval's loss, the epoch's loss and accuracy) can be recomputed here, batch by batch, from the first weights."""
-    cfg = tiny('optimizer.name="sgd"', "optimizer.lr=1e-12", "train.epochs=1", "train.log_every=3", "data.batch_size=48")
+    cfg = tiny('optimizer.name="sgd"', "optimizer.lr=1e-7", "train.epochs=2", "train.log_every=3", "data.batch_size=48",
+               'optimizer.schedule="plateau"', "optimizer.plateau_patience=0")
     sink = ListSink()
     fit(cfg, sink, runs_dir=runs)
     _device, data, model = prepare(cfg)
-    sums, hits, sizes = [], 0, []
-    with torch.no_grad():
-        for xb, yb in data.train.epoch(epoch_seed(cfg.train.seed, 1)):
-            out = model(xb)
-            sums.append(F.cross_entropy(out, yb, reduction="sum").item())
-            hits += (out.argmax(1) == yb).sum().item()
-            sizes.append(len(yb))
-    assert sizes == [48] * 6 + [32]
-    steps = sink.of(StepLogged)
-    assert [s.batch for s in steps] == [3, 6, 7]
-    for step, lo in zip(steps, (0, 3, 6), strict=True):
-        hi = step.batch
-        assert step.loss == pytest.approx(sum(sums[lo:hi]) / sum(sizes[lo:hi]), rel=1e-5), step
-    (end,) = sink.of(EpochEnded)
-    assert end.train_loss == pytest.approx(sum(sums) / 320, rel=1e-5)
-    assert end.train_acc == hits / 320
+    for epoch in (1, 2):  # each epoch's own order, and its own totals (nothing carried over from the one before)
+        sums, hits, sizes = [], 0, []
+        with torch.no_grad():
+            for xb, yb in data.train.epoch(epoch_seed(cfg.train.seed, epoch)):
+                out = model(xb)
+                sums.append(F.cross_entropy(out, yb, reduction="sum").item())
+                hits += (out.argmax(1) == yb).sum().item()
+                sizes.append(len(yb))
+        assert sizes == [48] * 6 + [32]
+        steps = [s for s in sink.of(StepLogged) if s.epoch == epoch]
+        assert [s.batch for s in steps] == [3, 6, 7]
+        for step, lo in zip(steps, (0, 3, 6), strict=True):
+            hi = step.batch
+            assert step.loss == pytest.approx(sum(sums[lo:hi]) / sum(sizes[lo:hi]), rel=1e-5), step
+        end = sink.of(EpochEnded)[epoch - 1]
+        assert end.train_loss == pytest.approx(sum(sums) / 320, rel=1e-5)
+        assert end.train_acc == hits / 320
+    # the validation loss stayed flat: the plateau schedule, fed it after each epoch, halved the rate once
+    assert [e.lr for e in sink.of(EpochEnded)] == [1e-7, 5e-8]
 
 
-def test_one_sgd_step_with_l1_and_gradient_clipping_is_the_step_written_by_hand(runs):
+@pytest.mark.parametrize("decay_biases", [False, True])
+def test_one_sgd_step_with_l1_and_gradient_clipping_is_the_step_written_by_hand(runs, decay_biases):
     cfg = tiny('optimizer.name="sgd"', "optimizer.lr=0.5", "regularization.l1=0.01", "regularization.grad_clip=0.05",
-               "train.log_every=1")
+               "train.log_every=1", f"regularization.decay_biases={str(decay_biases).lower()}")
     controls = Controls()
     result = fit(cfg, _ActAt(controls, 1, "stop"), controls, runs_dir=runs)
     assert result.reason == "stopped" and result.step == 1
     _device, data, model = prepare(cfg)
     xb, yb = next(iter(data.train.epoch(epoch_seed(cfg.train.seed, 1))))
     params = list(model.parameters())
-    l1 = sum(p.abs().sum() for p in params if p.dim() >= 2)  # weight matrices only (decay_biases is off)
+    l1 = sum(p.abs().sum() for p in params if p.dim() >= 2 or decay_biases)  # weight matrices, and biases if asked
     grads = torch.autograd.grad(F.cross_entropy(model(xb), yb) + 0.01 * l1, params)
     norm = torch.sqrt(sum((g * g).sum() for g in grads))
     assert norm > 0.05  # the clipping acts
@@ -215,20 +222,20 @@ def test_no_host_sync_inside_training_steps_on_any_device(runs, monkeypatch):
     original = Fit.train_epoch
 
     def watched_epoch(self):
-        runner = self.step_runner
+        train_step = self.train_step
 
         def step(*args):
             inside_step[0] = True
             try:
-                runner(*args)
+                train_step(*args)
             finally:
                 inside_step[0] = False
 
-        self.step_runner = step
+        self.train_step = step
         try:
             original(self)
         finally:
-            self.step_runner = runner
+            self.train_step = train_step
 
     monkeypatch.setattr(Fit, "train_epoch", watched_epoch)
     marks: list[tuple[str, int]] = []
@@ -257,8 +264,64 @@ def test_regression_toy_fits_and_early_stops(runs):
     result = fit(load_preset("regression-toy"), sink, runs_dir=runs)
     assert result.reason == "early_stopped"
     ends = sink.of(EpochEnded)
-    assert ends[-1].val_acc is None and min(e.val_loss for e in ends) < 1.0
-    assert "did not improve for 3 epochs" in result.message
+    assert all(e.val_acc is None and e.train_acc is None for e in ends) and min(e.val_loss for e in ends) < 1.0
+    best = min(ends, key=lambda e: e.val_loss)
+    assert result.message == (f"early stop at epoch {ends[-1].epoch}: val_loss did not improve for 3 epochs "
+                              f"(best {best.val_loss:.4g} at epoch {best.epoch}); best weights restored")
+
+
+def test_best_follows_the_monitored_metric(runs):
+    for monitor in ("val_loss", "val_acc"):
+        sink = ListSink()
+        fit(tiny("train.epochs=6", f'regularization.monitor="{monitor}"', "optimizer.lr=0.003"), sink, runs_dir=runs)
+        ends = sink.of(EpochEnded)
+        values = [e.val_acc if monitor == "val_acc" else -e.val_loss for e in ends]  # higher is better
+        assert [e.is_best for e in ends] == [v > max(values[:i], default=-math.inf) for i, v in enumerate(values)]
+        assert len(set(e.is_best for e in ends)) == 2, monitor  # some epochs improved, some did not
+
+
+def test_a_single_step_while_paused_is_logged_at_once_whatever_the_log_interval(runs):
+    controls = Controls()
+
+    class GoOn(ListSink):
+        def emit(self, event) -> None:
+            super().emit(event)
+            if isinstance(event, Paused) and event.paused and event.step == 1:
+                controls.send("resume")  # held again after the single step: go on
+
+    controls.send("pause")
+    controls.send("step")  # as the run process's --paused does: held before the first step, then one step
+    sink = GoOn()
+    result = fit(tiny("train.epochs=1", "train.log_every=100"), sink, controls, runs_dir=runs)
+    assert result.reason == "completed"
+    assert [s.step for s in sink.of(StepLogged)] == [1, 10]  # the single step, then the epoch's end
+    assert [(p.paused, p.step) for p in sink.of(Paused)] == [(True, 0), (True, 1), (False, 1)]
+
+
+def test_a_metrics_file_that_cannot_be_written_is_an_error_line_and_the_run_goes_on(runs, monkeypatch):
+    import errno
+
+    from tui_trainer.run.folder import RunDir
+
+    def full(self, row):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RunDir, "append_metrics", full)
+    sink = ListSink()
+    result = fit(tiny(), sink, runs_dir=runs)
+    assert result.reason == "completed" and result.epoch == 2
+    errors = [(m.level, m.text) for m in sink.of(LogMessage) if m.level == "error"]
+    assert errors == [("error", f"could not append to {result.run_dir / 'metrics.jsonl'}: No space left on device")] * 2
+
+
+def test_a_validation_loss_that_goes_non_finite_stops_the_run_with_a_hint(runs, monkeypatch):
+    import tui_trainer.engine.loop as loop
+
+    monkeypatch.setattr(loop, "evaluate", lambda *args, **kwargs: (math.inf, 0.5))
+    result = fit(tiny(), ListSink(), runs_dir=runs)
+    assert result.reason == "non_finite_loss"
+    assert result.message == ("validation loss became non-finite at epoch 1: lower the learning rate or set "
+                              "regularization.grad_clip")
 
 
 def test_early_stopping_fires_on_a_crafted_plateau(runs):
@@ -339,7 +402,7 @@ def test_two_epochs_then_resume_to_four_equals_four_straight(runs, extra):
     cfg = tiny("train.epochs=4", *extra)
     resumed = fit(cfg, ListSink(), resume_path=half.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.run_dir == half.run_dir
-    assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)
+    assert resumed.rows[-1]["val_loss"] == pytest.approx(straight.rows[-1]["val_loss"], rel=1e-6)
     rows = (half.run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3, 4]
 
@@ -349,7 +412,7 @@ def test_resume_extends_a_one_cycle_schedule_to_the_new_horizon(runs):
     resumed = fit(tiny("train.epochs=4", 'optimizer.schedule="one-cycle"'), ListSink(),
                   resume_path=half.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.reason == "completed" and resumed.epoch == 4
-    lrs = [row["lr"] for row in resumed.history]
+    lrs = [row["lr"] for row in resumed.rows]
     assert lrs[-1] < lrs[1]  # annealing towards the end of the longer cycle
 
 
@@ -362,16 +425,16 @@ def test_resume_from_a_mid_epoch_stop_matches_a_straight_run(runs):
     resumed = fit(tiny("train.epochs=2", "train.log_every=1"), ListSink(),
                   resume_path=stopped.run_dir / "checkpoints" / "last.pt", runs_dir=runs)
     assert resumed.step == straight.step
-    assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)
-    assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"], rel=1e-6)
+    assert resumed.rows[-1]["val_loss"] == pytest.approx(straight.rows[-1]["val_loss"], rel=1e-6)
+    assert resumed.rows[-1]["train_loss"] == pytest.approx(straight.rows[-1]["train_loss"], rel=1e-6)
 
 
 def test_seeded_runs_are_deterministic_on_cpu(runs):
     a = fit(tiny(), ListSink(), runs_dir=runs)
     b = fit(tiny(), ListSink(), runs_dir=runs)
-    assert a.history[-1]["val_loss"] == b.history[-1]["val_loss"]
+    assert a.rows[-1]["val_loss"] == b.rows[-1]["val_loss"]
     c = fit(tiny("train.seed=1"), ListSink(), runs_dir=runs)
-    assert c.history[-1]["val_loss"] != a.history[-1]["val_loss"]
+    assert c.rows[-1]["val_loss"] != a.rows[-1]["val_loss"]
 
 
 class DivergeInEpoch2(ListSink):
@@ -435,7 +498,7 @@ def test_learning_rate_change_during_a_run(runs):
 
     sink = Changer()
     result = fit(tiny("train.log_every=1"), sink, controls, runs_dir=runs)
-    assert result.history[-1]["lr"] == pytest.approx(0.0005)
+    assert result.rows[-1]["lr"] == pytest.approx(0.0005)
     assert sink.of(LrChanged) == [LrChanged(epoch=1, step=2, x=0.2, lr=0.0005)]
     assert sink.command.wait(0) == {"ok": True, "message": "learning rate set to 0.0005 in epoch 1 (0 complete), step 2"}
     assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["optimizer"]["param_groups"][0]["lr"] == 0.0005
@@ -453,7 +516,7 @@ def test_engine_imports_no_ui_libraries():
 def test_compile_option_trains_or_falls_back_cleanly(runs, monkeypatch):
     sink = ListSink()
     result = fit(tiny("train.compile=true", "train.epochs=1"), sink, runs_dir=runs)
-    assert result.reason == "completed" and result.history[-1]["val_loss"] < 0.75
+    assert result.reason == "completed" and result.rows[-1]["val_loss"] < 0.75
     # a capture failure (as on a device without graph support) falls back to eager and says so
     import tui_trainer.engine.steps as steps_mod
 
@@ -484,9 +547,9 @@ def test_no_device_to_host_sync_inside_training_steps(runs, monkeypatch):
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
-            self.step_runner(*first, 0, True)
+            self.train_step(*first, 0, True)
             for i, (xb, yb) in zip(range(1, 50), batches, strict=False):
-                self.step_runner(xb, yb, i % 1000, i % 10 == 0)  # gradient statistics stay on the device too
+                self.train_step(xb, yb, i % 1000, i % 10 == 0)  # gradient statistics stay on the device too
         finally:
             torch.cuda.set_sync_debug_mode("default")
         return original(self)

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -85,7 +86,8 @@ def test_header_and_unknown_kinds_and_newer_protocols():
     assert decode(header()) is None
     assert json.loads(header())["protocol"] == PROTOCOL
     assert decode(json.dumps({"type": "SomethingNew", "x": 1})) is None  # a newer run's extra kinds are skipped
-    with pytest.raises(ProtocolError, match=f"protocol {PROTOCOL + 1}, this tui-trainer reads up to {PROTOCOL}"):
+    with pytest.raises(ProtocolError, match=f"protocol {PROTOCOL + 1}, this tui-trainer reads up to {PROTOCOL}: "
+                                            "upgrade tui-trainer to read this run$"):
         decode(json.dumps({"type": "header", "protocol": PROTOCOL + 1}))
 
 
@@ -251,10 +253,12 @@ def test_events_jsonl_holds_exactly_the_stream_the_engine_emitted(tmp_path):
     cfg = tiny("train.epochs=3", "train.log_every=3")  # 320 samples in batches of 32: steps 3, 6, 9, 10 an epoch
     run = prepare_run(cfg, tmp_path / "runs")
     seen, recorder = ListSink(), RunRecorder(run)
+    t0 = time.perf_counter()
     try:
         result = fit(cfg, TeeSink(seen, recorder), run_dir=run)
     finally:
         recorder.close()
+    wall = time.perf_counter() - t0
     assert result.reason == "completed"
     on_disk, _offset = run.read_events()
     assert len(on_disk) == len(seen.events) >= 20
@@ -269,3 +273,87 @@ def test_events_jsonl_holds_exactly_the_stream_the_engine_emitted(tmp_path):
     order = [(e.epoch, 0 if isinstance(e, StepLogged) else 1) for e in on_disk if isinstance(e, (StepLogged, EpochEnded))]
     assert order == sorted(order)
     assert on_disk[-1].epoch == 3 and on_disk[-1].step == 30
+    lines = run.events_path.read_text().splitlines()  # one line per event (and the header), compact
+    assert len(lines) == len(on_disk) + 1 and all(line.startswith("{\"type\":\"") for line in lines[1:])
+    assert [json.loads(line)["type"] for line in lines[1:]] == [type(e).__name__ for e in on_disk]
+    check_fields(on_disk, wall)
+
+
+def check_fields(events: list, wall: float) -> None:
+    """What the progress line, the charts and the Grads tab read from a 3-epoch tiny spirals run: each field set, and
+    set to what it means."""
+    steps = [e for e in events if isinstance(e, StepLogged)]
+    ends = [e for e in events if isinstance(e, EpochEnded)]
+    layers = ["layers.1", "layers.3", "layers.5"]  # the 2-64-64-2 network's Linear layers
+    assert all(s.batches == 10 and s.lr == 0.01 and s.memory is None for s in steps)  # no device memory off CUDA
+    assert all([h.name for h in s.layers] == layers for s in steps)  # gradient health at every interval
+    elapsed = [s.elapsed_s for s in steps]
+    assert elapsed == sorted(elapsed) and 0 < elapsed[0] and elapsed[-1] <= events[-1].elapsed_s <= wall
+    best = math.inf
+    for end in ends:
+        assert end.step == end.epoch * 10 and 0 <= end.train_acc <= 1 and 0 <= end.val_acc <= 1
+        assert end.is_best == (end.val_loss < best)
+        best = min(best, end.val_loss)
+        assert [name for name, _norm in end.grad_norms] == layers
+        assert [name for name, _share in end.dead_units] == ["layers.2", "layers.4"]  # after each ReLU
+        # the epoch's speed, from the engine's epoch clock, agrees with its intervals' speeds (their own clock):
+        # the intervals tile the epoch's training time
+        mine = [s for s in steps if s.epoch == end.epoch]
+        samples = [min(s.batch * 32, 320) - min(p * 32, 320) for s, p in zip(mine, [0] + [m.batch for m in mine],
+                                                                                strict=False)]
+        seconds = sum(n / s.samples_per_s for n, s in zip(samples, mine, strict=True))
+        assert 320 / end.samples_per_s == pytest.approx(seconds, rel=0.25), (end, mine)
+        assert 320 / end.samples_per_s < end.epoch_seconds < wall  # training, then validation, within the run
+    boundaries = [e for e in events if isinstance(e, Boundary)]
+    # a 2-D classifier's decision boundary: after epoch 1 (the first is always due), and the one it ended with
+    assert boundaries and boundaries[0].epoch == 1 and boundaries[-1].epoch == 3
+
+
+def test_the_reader_goes_on_from_where_it_stopped_and_skips_what_it_cannot_read(tmp_path):
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path)
+    assert path.read_text() == header() + "\n" and writer.offset == path.stat().st_size
+    reader = EventReader(path)
+    for i, event in enumerate(EVERY_EVENT[:3]):  # three reads, each of what was appended since the last
+        writer.emit(event)
+        assert writer.offset == path.stat().st_size
+        assert reader.read() == [event], i
+    writer.close()
+    with open(path, "a", encoding="utf-8") as fh:  # two lines no reader can use, a blank one, then an event
+        fh.write("not json\n[1, 2]\n\n" + encode(EVERY_EVENT[3]) + "\n")
+    assert reader.read() == [EVERY_EVENT[3]] and reader.skipped == 2
+    small = EventReader(path)
+    first = small.read(max_bytes=len(header()) + 2)  # the header and the start of the next line only
+    assert first == [] and small.whole_offset == len(header()) + 1
+    assert small.read() == EVERY_EVENT[:4]
+
+
+def test_a_writer_reopened_on_a_run_goes_on_after_its_last_whole_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path)
+    writer.emit(EVERY_EVENT[0])
+    writer.close()
+    size = path.stat().st_size
+    again = EventWriter(path)  # a resumed run: no second header, and its offset is the file's end
+    assert again.offset == size and path.stat().st_size == size
+    again.emit(EVERY_EVENT[1])
+    again.close()
+    with open(path, "ab") as fh:
+        fh.write(b'{"type":"StepLogged","epoch":1,"st')  # killed mid-line
+    torn = EventWriter(path)  # the next writer ends the torn line first
+    torn.emit(EVERY_EVENT[2])
+    torn.close()
+    assert torn.offset == path.stat().st_size
+    lines = path.read_text().splitlines()
+    assert lines[0] == header() and lines.count(header()) == 1 and len(lines) == 5
+    reader = EventReader(path)
+    assert reader.read() == EVERY_EVENT[:3] and reader.skipped == 1
+
+
+def test_a_line_with_fields_this_version_does_not_know_still_decodes():
+    row = json.loads(encode(EVERY_EVENT[3]))  # an EpochEnded
+    newer = {"type": row.pop("type"), "from_a_newer_version": 1, **row}  # an unknown field before the known ones
+    assert decode(json.dumps(newer)) == EVERY_EVENT[3]
+    assert decode('{"epoch": 1}') is None  # no type: not an event this version knows
+    with pytest.raises(ValueError, match="not an event"):
+        decode("[1, 2]")

@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
 import pty
 import re
+import shutil
 import signal
 import struct
+import subprocess
 import sys
 import termios
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import tiny
+from tests.faulty_runner import install, use_in_run_processes
 from tests.test_cli import run_main
-from tests.test_ui import ready, training, until
+from tests.test_ui import faking, ready, training, until
 from tui_trainer.engine import fit
 from tui_trainer.engine.checkpoint import load_checkpoint, save_checkpoint
 from tui_trainer.errors import CheckpointError
-from tui_trainer.run.events import ListSink, LogMessage, RunFinished, StepLogged
+from tui_trainer.run.eventlog import EventReader
+from tui_trainer.run.events import EpochEnded, ListSink, LogMessage, RunFinished, RunStarted, StepLogged, TeeSink
+from tui_trainer.run.folder import RunDir, prepare_run
+from tui_trainer.run.history import position
+from tui_trainer.run.recorder import RunRecorder
 from tui_trainer.ui.app import make_app
 from tui_trainer.ui.widgets.fields import ConfigField
 
@@ -62,7 +72,7 @@ def test_a_checkpoint_that_does_not_match_its_architecture(capsys, tmp_path):
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_goes_on(runs, monkeypatch):
-    from tui_trainer.engine import loop as engine
+    from tui_trainer.engine import checkpoint as engine
 
     calls = {"n": 0}
     real_save = engine.save_checkpoint
@@ -84,6 +94,123 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_goes_on(runs, m
         load_checkpoint(path)  # every file there is complete; no temp file is left behind
 
 
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``path`` for the block, a real full disk (root only: the test is skipped where
+    mounting is not allowed; ``test_an_event_log_that_cannot_be_written_...`` simulates the same failure)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _fill(folder: Path, leave: int) -> None:
+    """Fill the filesystem of ``folder`` until about ``leave`` bytes are free."""
+    free = shutil.disk_usage(folder).free
+    (folder / "filler").write_bytes(b"x" * max(free - leave, 0))
+
+
+def test_a_checkpoint_that_does_not_fit_on_the_disk_names_the_cause_and_the_run_trains_on(tmp_path):
+    """Issue 20: torch's zip writer turned "No space left on device" into "RuntimeError: [enforce fail at
+    inline_container.cc:672] . unexpected pos ...", which ended the run as failed."""
+    cfg = tiny("train.epochs=3")
+    run = prepare_run(cfg, tmp_path / "runs")
+    sink = ListSink()
+    with small_filesystem(run.checkpoints, "16k"):  # a checkpoint of this net is about 50 KB: none fits
+        recorder = RunRecorder(run)
+        try:
+            result = fit(cfg, TeeSink(recorder, sink), run_dir=run)
+        finally:
+            recorder.close()
+        left = sorted(p.name for p in run.checkpoints.iterdir())
+    assert result.reason == "completed" and result.epoch == 3, result.message
+    errors = [m.text for m in sink.of(LogMessage) if m.level == "error"]
+    bests = sum(e.is_best for e in sink.of(EpochEnded))
+    assert len(errors) == 3 + bests  # last.pt at every epoch, best.pt at each new best: each said, none fatal
+    assert all(re.fullmatch(rf"could not write {run.checkpoints}/(best|last)\.pt: No space left on device; "
+                            r"there is no (best|last)\.pt yet", e) for e in errors), errors
+    assert left == [] and result.last_checkpoint is None  # no torn file, no temp file left behind
+
+
+def test_a_full_disk_under_the_event_log_stops_the_run_with_its_last_good_checkpoint(capsys, tmp_path):
+    """Issue 20's report: spirals-mlp on a 600 KB filesystem. Checkpoints that do not fit are said and the run
+    trains on; once events.jsonl cannot be written the run stops, says why and what it kept, and exits 1."""
+    disk = tmp_path / "disk"
+    with small_filesystem(disk, "600k"):
+        _fill(disk, 200_000)  # room for the folder, two checkpoints (~50 KB each) and some epochs of events
+        code, out, err = run_main(capsys, "train", "spirals-mlp", "--runs-dir", str(disk / "runs"), "--epochs", "1000",
+                                  "--set", "data.n_samples=400", "--set", "train.log_every=1")
+        run = RunDir(next((disk / "runs").iterdir()))
+        reader = EventReader(run.events_path)
+        events = reader.read()
+        last = load_checkpoint(run.last)
+        status = run.read_status()
+    assert code == 1 and "Traceback" not in err + out and "RuntimeError" not in err + out
+    line = next(ln for ln in err.splitlines() if ln.startswith("error: in ") or ln.startswith("error: after "))
+    assert status["state"] == "failed" and f"error: {status['message']}" == line  # written over the old status.json
+    assert f"cannot write {run.events_path}: No space left on device" in line or \
+        f"cannot write {run.status_path}: No space left on device" in line, line
+    assert re.search(rf"the last good checkpoint is {run.checkpoints}/(last|best|manual)\S*\.pt \(epoch \d+", line), line
+    assert 0 < last["epoch"] < 1000
+    assert reader.skipped == 0 and len(events) > 10  # events.jsonl ends on a whole line: nothing torn was left
+
+
+def test_an_event_log_that_cannot_be_written_stops_the_run_cleanly(runs, monkeypatch):
+    """The same without a small filesystem: the 40th line of events.jsonl hits a full disk part-way."""
+    from tui_trainer.run.eventlog import EventWriter
+
+    cfg = tiny("train.epochs=50", "train.log_every=1")
+    run = prepare_run(cfg, runs)
+    real_write, lines = EventWriter._write, [0]
+
+    def full_from_line_40(self, text):
+        lines[0] += 1
+        if lines[0] >= 40:
+            self._fh.write(text.encode()[:7])  # the start of the line reached the disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(self, text)
+
+    monkeypatch.setattr(EventWriter, "_write", full_from_line_40)
+    sink, recorder = ListSink(), RunRecorder(run)
+    try:
+        result = fit(cfg, TeeSink(recorder, sink), run_dir=run)
+    finally:
+        recorder.close()
+    kept = load_checkpoint(run.last)
+    assert result.reason == "error" and 0 < result.epoch < 50
+    where = position(result.epoch, result.step - 10 * result.epoch, result.step)  # 10 steps an epoch
+    assert result.message == (f"{where}: cannot write {run.events_path}: No space left on device; the last good "
+                              f"checkpoint is {run.last} (epoch {kept['epoch']}, step {kept['step']})")
+    assert sink.of(RunFinished)[-1].message == result.message  # the caller's sink still hears the end
+    reader = EventReader(run.events_path)
+    assert len(reader.read()) == 38 and reader.skipped == 0  # the header and 38 events; the torn 39th was cut
+    assert run.read_status()["state"] == "failed"  # status.json could still be written: it says why
+
+
+def test_a_fit_whose_folder_is_removed_stops_at_its_next_log_interval_and_makes_nothing_again(runs):
+    """Issue 20: a run whose folder was removed trained on, making checkpoints/ and status.json again."""
+
+    class RemovedAtStep4(ListSink):
+        def emit(self, event) -> None:
+            super().emit(event)
+            if isinstance(event, StepLogged) and event.step == 4:
+                shutil.rmtree(runs)  # rm -rf of the run's parent
+
+    sink = RemovedAtStep4()
+    result = fit(tiny("train.epochs=50", "train.log_every=2"), sink, runs_dir=runs)
+    folder = sink.of(RunStarted)[0].run_dir
+    assert result.reason == "error" and result.step == 6, result.message  # at the next log interval
+    assert result.message == (f"in epoch 1 (0 complete), step 6: its folder {folder} was removed while it trained; "
+                              "nothing more is written there")
+    assert not runs.exists()  # no checkpoints/, status.json or events.jsonl made again
+    assert sink.of(RunFinished)[-1].message == result.message
+
+
 # -- non-finite loss and out of memory in the CLI and the app ---------------------------------
 
 
@@ -96,7 +223,7 @@ def test_non_finite_loss_headless_exits_1_with_a_hint(capsys, tmp_path):
 
 
 def test_out_of_memory_headless_exits_1_with_the_batch_size(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "oom@1")
+    install("oom@1", monkeypatch)  # the foreground run trains in this process
     code, _out, err = run_main(capsys, "train", "spirals-mlp", "--runs-dir", str(tmp_path / "r"))
     assert code == 1 and "out of device memory at batch size 32" in err and "data.batch_size=16" in err
 
@@ -105,7 +232,7 @@ def test_out_of_memory_headless_exits_1_with_the_batch_size(capsys, tmp_path, mo
 async def test_app_shows_faults_and_unlocks_the_panels(tmp_path, monkeypatch, fault):
     cfg = tiny("optimizer.lr=100.0", 'optimizer.name="sgd"', "train.log_every=1", "train.epochs=50")
     if fault == "oom":
-        monkeypatch.setenv("TUI_TRAINER_FAULT", "oom@2")  # reaches the run process
+        use_in_run_processes(monkeypatch, "oom@2")  # reaches the run process
         cfg = tiny()
     async with training(cfg, tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
@@ -159,7 +286,7 @@ async def test_every_text_field_in_the_app_rejects_bad_input(tmp_path):
 
 
 async def test_ctrl_c_in_the_app_asks_and_can_stop_and_save(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("ctrl+c")
@@ -171,14 +298,16 @@ async def test_ctrl_c_in_the_app_asks_and_can_stop_and_save(tmp_path, monkeypatc
     assert load_checkpoint(end.last_checkpoint)["step"] == end.step
 
 
-async def test_resizing_during_training_does_not_crash(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")  # the run is still training through every resize
-    async with training(tiny("train.epochs=500", "data.n_samples=1000", "train.log_every=2"), tmp_path) as (pilot, screen, rec):
+async def test_resizing_during_training_does_not_crash(tmp_path):
+    """Resizes while a run's steps arrive (a fake run: tests/fakes.py; the steps are written between resizes)."""
+    async with faking(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec, run):
         chart = screen.query_one("#loss-chart")
         for size in ((80, 24), (60, 20), (160, 50), (80, 24)):
-            await until(pilot, lambda n=len(rec.of(StepLogged)): len(rec.of(StepLogged)) > n)
-            await pilot.resize_terminal(*size)
+            n = len(rec.of(StepLogged))
+            run.step(2)
+            await until(pilot, lambda n=n: len(rec.of(StepLogged)) > n and not chart.dirty)  # the new steps drawn
             replots = chart.replots
+            await pilot.resize_terminal(*size)
             await until(pilot, lambda r=replots: chart.replots > r and not chart.dirty)  # redrawn at the new size
             await pilot.pause()
             assert screen.size == size and chart.failed is None
@@ -195,11 +324,12 @@ class PtyApp:
 
     def __init__(self, args: list[str], env: dict[str, str], cols: int = 120, rows: int = 36,
                  cwd: Path | None = None) -> None:
+        module = "tests.faulty_cli" if "TUI_TRAINER_FAULT" in env else "tui_trainer.cli"  # see tests/faulty_runner.py
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child
             if cwd is not None:
                 os.chdir(cwd)
-            os.execvpe(sys.executable, [sys.executable, "-m", "tui_trainer.cli", *args], env)
+            os.execvpe(sys.executable, [sys.executable, "-m", module, *args], env)
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.output = bytearray()
         self.reader = threading.Thread(target=self._drain, daemon=True)

@@ -10,14 +10,15 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, screen_text, tiny
+from tests.fakes import FakeClient
 from tests.test_ui import ready, until
 from tui_trainer.cli.launch import app_options_as_ui
 from tui_trainer.config import load_preset
 from tui_trainer.run.events import Boundary
 from tui_trainer.ui.app import make_app
-from tui_trainer.ui.screens.train import lr_progress_text
 from tui_trainer.ui.widgets.boundary import render_boundary
 from tui_trainer.ui.widgets.charts import SeriesChart, fit_legend
+from tui_trainer.ui.widgets.lrfinder import lr_progress_text
 from tui_trainer.ui.widgets.panels import EXPERT, PANELS, shown
 from tui_trainer.ui.widgets.runview import RunView
 
@@ -36,7 +37,7 @@ async def test_typing_a_preset_name_into_the_open_list_picks_it_and_starts_nothi
         await pilot.press("enter")
         await until(pilot, lambda: screen.setup.cfg.name == "fashion-mnist-mlp")
         await pilot.pause()
-        assert screen.handle is None and not screen.starting and screen.lr_process is None
+        assert screen.handle is None and not screen.starting and screen.view.lr_finder.process is None
         assert app.screen is screen  # no learning-rate dialog (l), no help
         assert not (tmp_path / "runs").exists()  # no run was started (r)
         assert app.sub_title == "fashion-mnist-mlp"
@@ -109,24 +110,28 @@ async def test_sixty_by_twenty_shows_one_readable_chart_at_a_time_and_the_help_k
 
 
 async def test_the_footer_says_what_p_does_and_f_during_a_run_says_why_it_waits(tmp_path):
-    app = make_app(tiny("train.epochs=50"), tmp_path / "runs")
+    """n, p and s steer a fake run (tests/fakes.py), which writes the events a run writes for them."""
+    client = FakeClient()
+    app = make_app(tiny("train.epochs=50"), tmp_path / "runs", client=client)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
         await pilot.press("n")  # no run: start one held after its first step
-        await until(pilot, lambda: screen.view.history.paused and screen.live, timeout=60)
+        await until(pilot, lambda: screen.view.history.paused and screen.live)
+        assert client.runs and client.last.step_no == 1
         await pilot.pause()
         footer = screen_text(app).splitlines()[-1]
         assert "p Resume" in footer and "p Pause" not in footer
         assert str(screen.query_one("#pause").label) == "Resume"
         await pilot.press("f")
         await until(pilot, lambda: any("sweeps before a run" in str(n.message) for n in app._notifications))
-        assert screen.lr_process is None
+        assert screen.view.lr_finder.process is None
         await pilot.press("p")
         await until(pilot, lambda: not screen.view.history.paused)
         await pilot.pause()
-        assert "p Pause" in screen_text(app).splitlines()[-1]
+        assert "p Pause" in screen_text(app).splitlines()[-1] and str(screen.query_one("#pause").label) == "Pause"
         await pilot.press("s")
-        await until(pilot, lambda: not screen.live, timeout=60)
+        await until(pilot, lambda: not screen.live)
+        assert screen.handle.sent == ["resume", "stop"] and screen.handle.state() == "stopped"
 
 
 async def test_w_with_no_run_shown_writes_into_the_runs_folder(tmp_path):

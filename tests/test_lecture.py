@@ -67,12 +67,12 @@ def test_autograd_preset_reproduces_the_notes_gradients():
         ("layers.1.weight[0,0]", 1.0, -0.3480), ("layers.1.weight[1,0]", -1.0, -1.3032),
         ("layers.1.bias[0]", 1.0, -0.3480), ("layers.1.bias[1]", 2.0, -1.3032),
         ("layers.3.weight[0,0]", 1.0, -2.9191), ("layers.3.weight[0,1]", 2.0, -2.4229),
-        ("layers.3.bias[0]", -1.0, -3.3142),
+        ("layers.3.bias", -1.0, -3.3142),  # one value: named as the Gradients tab names it (engine/params.py)
     ]
 
 
 def test_autograd_preset_takes_the_notes_sgd_step(runs):
-    from tui_trainer.run.events import ParamValues
+    from tui_trainer.run.events import ParamValues, StepLogged
 
     sink = ListSink()
     result = fit(lecture("lecture5-autograd"), sink, runs_dir=runs)
@@ -80,6 +80,11 @@ def test_autograd_preset_takes_the_notes_sgd_step(runs):
     # the step as the run reports it (the Gradients tab): each scalar's value, gradient and value after the step
     (step,) = sink.of(ParamValues)
     assert step.step == 1
+    _device, _data, start = prepare(lecture("lecture5-autograd"))
+    with torch.no_grad():  # one sample: the epoch's train loss is that sample's loss before the step
+        before = nn.MSELoss()(start(torch.tensor([[1.0]])), torch.tensor([[3.0]])).item()
+    assert result.history[0]["train_loss"] == pytest.approx(before, rel=1e-6) and before > 1
+    assert sink.of(StepLogged)[0].loss == pytest.approx(before, rel=1e-6)  # the live loss of a one-sample step
     assert [(name, value, round(grad, 4), round(after, 4)) for name, value, grad, after in step.params] == [
         ("layers.1.weight[0,0]", 1.0, -0.3480, 1.0348), ("layers.1.weight[1,0]", -1.0, -1.3032, -0.8697),
         ("layers.1.bias[0]", 1.0, -0.3480, 1.0348), ("layers.1.bias[1]", 2.0, -1.3032, 2.1303),
@@ -230,7 +235,7 @@ def test_lecture_fashion_mlp_first_epoch_is_in_the_notes_regime(runs, tmp_path, 
     0.67-0.75; the notes print 2.3524 and 0.7495. The bounds are that spread and a margin; the standardised preset's
     epoch 1 (0.5437 and 0.8296) is far outside them."""
     cfg = lecture("lecture6-fashion-mnist-mlp", "train.epochs=1", f'data.cache_dir="{tmp_path / "cache"}"')
-    first = fit(cfg, ListSink(), runs_dir=runs).history[0]
+    first = fit(cfg, ListSink(), runs_dir=runs).rows[0]
     assert 2.0 <= first["train_loss"] <= 3.2, first
     assert 0.55 <= first["train_acc"] <= 0.80, first
 
@@ -240,7 +245,7 @@ def test_lecture_fashion_mlp_first_epoch_is_in_the_notes_regime(runs, tmp_path, 
 @pytest.mark.timeout(1800)
 def test_lecture_fashion_mlp_five_epochs_match_the_notes(runs, tmp_path, one_thread):
     cfg = lecture("lecture6-fashion-mnist-mlp", f'data.cache_dir="{tmp_path / "cache"}"')
-    fifth = fit(cfg, ListSink(), runs_dir=runs).history[4]
+    fifth = fit(cfg, ListSink(), runs_dir=runs).rows[4]
     # epoch 5 measured: tool 0.475-0.626 and 0.774-0.857 (seeds 0-6), plain PyTorch 0.476-0.600 and 0.790-0.856;
     # the notes: 0.4758 and 0.8550
     assert 0.40 <= fifth["train_loss"] <= 0.70 and 0.76 <= fifth["train_acc"] <= 0.88, fifth
@@ -325,7 +330,7 @@ def test_mnist_preset_scales_as_normalize_half_and_trains_with_nll(monkeypatch, 
     nll, ce = F.nll_loss(out, data.val.y).item(), F.cross_entropy(out, data.val.y).item()
     assert sink.of(EpochEnded)[-1].val_loss == pytest.approx(nll, rel=1e-5) and nll == pytest.approx(ce, rel=1e-5)
     # random labels: one epoch of SGD at 0.003 stays near chance, -log(1/10)
-    assert result.history[0]["train_loss"] == pytest.approx(2.3026, abs=0.15)
+    assert result.rows[0]["train_loss"] == pytest.approx(2.3026, abs=0.15)
 
 
 def test_missing_mnist_says_where_to_put_the_files(monkeypatch, tmp_path):
@@ -374,7 +379,7 @@ def test_binary_head_on_moons_learns_and_reports(runs):
     sink = ListSink()
     cfg = tiny("train.epochs=8", "model.head=\"binary\"", preset="moons-mlp")
     result = fit(cfg, sink, runs_dir=runs)
-    assert result.history[-1]["val_acc"] >= 0.85
+    assert result.rows[-1]["val_acc"] >= 0.85
     assert result.model.layers[-1].out_features == 1
     logits = torch.tensor([[-2.0], [0.5], [3.0]])
     assert predicted_class(logits).tolist() == [0, 1, 1] and int(count_correct(logits, torch.tensor([0, 0, 1]))) == 2

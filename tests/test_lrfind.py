@@ -64,11 +64,11 @@ def test_constant_baseline_is_the_loss_of_predicting_the_class_frequencies_or_th
 
 def test_lr_find_leaves_training_untouched_and_suggests_for_a_learnable_problem(runs):
     cfg = tiny("data.n_samples=2000", preset="moons-mlp")
-    before = fit(cfg, ListSink(), runs_dir=runs).history[-1]["val_loss"]
+    before = fit(cfg, ListSink(), runs_dir=runs).rows[-1]["val_loss"]
     result = lr_find(cfg, steps=100)
     assert len(result.lrs) >= 50 and result.suggestion is not None and result.reason is None
     assert 1e-3 < result.suggestion < 0.5
-    after = fit(cfg, ListSink(), runs_dir=runs).history[-1]["val_loss"]
+    after = fit(cfg, ListSink(), runs_dir=runs).rows[-1]["val_loss"]
     assert before == after  # the sweep used its own model, optimizer and data order
 
 
@@ -115,7 +115,7 @@ def test_lr_find_on_the_default_preset_suggests_a_rate_that_trains_it(runs):
     assert [p.steps for p, _ in seen if p.step == 1] == [100, 400, 1600] and seen[-1][0].steps_done <= 2100
     assert 1e-3 <= result.suggestion <= 2e-2  # spirals-mlp trains to 1.000 from 0.003 to 0.01, 0.95 at 0.03
     trained = fit(apply_overrides(cfg, [f"optimizer.lr={result.suggestion:.3g}"]), ListSink(), runs_dir=runs)
-    assert trained.history[-1]["val_acc"] >= 0.95
+    assert trained.rows[-1]["val_acc"] >= 0.95
 
 
 def test_lr_find_scores_small_sets_on_fixed_samples_so_batch_size_one_gives_a_usable_rate():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tui_trainer.config import ConfigError, ModelConfig
-from tui_trainer.engine.models import CNN, ResNet, build_model, count_params, format_summary, summarize
+from tui_trainer.engine.models import CNN, ResNet, build_model, count_params, format_summary, layer_summary
 
 
 def _forward_backward(model: torch.nn.Module, shape: tuple[int, ...], out: int) -> None:
@@ -24,7 +24,7 @@ def test_cnn_blocks_and_head(pool):
     model = build_model(cfg, (1, 28, 28), 10)
     assert isinstance(model, CNN)
     _forward_backward(model, (1, 28, 28), 10)
-    rows = summarize(model, (1, 28, 28))
+    rows = layer_summary(model, (1, 28, 28))
     side = 7 if pool != "none" else 28
     flatten = next(r for r in rows if r.kind == "Flatten")
     assert flatten.output_shape == (16 * side * side,)
@@ -79,7 +79,7 @@ def test_torchvision_backbones_get_a_new_head_and_freeze(name):
     x = torch.randn(4, 3, 32, 32)
     model(x).sum().backward()
     assert head.weight.grad is not None
-    assert "(frozen)" in format_summary(summarize(model, (3, 32, 32)), model)
+    assert "(frozen)" in format_summary(layer_summary(model, (3, 32, 32)), model)
 
 
 def test_models_reject_flat_data_for_image_architectures():

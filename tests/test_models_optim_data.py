@@ -17,7 +17,7 @@ from tui_trainer.config import (
 )
 from tui_trainer.data import LoaderBatches, TensorBatches, load_data
 from tui_trainer.data.synthetic import make_classification, make_regression_toy
-from tui_trainer.engine.models import MLP, build_model, count_params, format_summary, summarize
+from tui_trainer.engine.models import MLP, build_model, count_params, format_summary, layer_summary
 from tui_trainer.engine.optim import build_optimizer, build_schedule, l1_penalty, param_groups
 
 CPU = torch.device("cpu")
@@ -71,7 +71,7 @@ def test_loader_batches_feed_the_same_samples():
 def test_lecture_mlp_parameter_count():
     model = MLP(784, [512, 512], 10)
     assert count_params(model) == (669_706, 669_706)
-    rows = summarize(model, (1, 28, 28))
+    rows = layer_summary(model, (1, 28, 28))
     assert rows[0].output_shape == (784,) and rows[-1].output_shape == (10,)
     assert "total params: 669,706" in format_summary(rows, model)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import faulty_runner
 from tests.conftest import tiny
 from tests.test_cli import run_main
 from tui_trainer.errors import ConfigError
@@ -23,11 +25,11 @@ from tui_trainer.run.events import EpochEnded, RunFinished, RunStarted, StepLogg
 from tui_trainer.run.folder import RunDir, list_runs, resolve_run, summarize
 
 pytestmark = pytest.mark.timeout(180)
-SLOW = {"TUI_TRAINER_FAULT": "slow@0.01"}  # runs that last without burning the 2 cores
+SLOW = "slow@0.01"  # runs that last without burning the 2 cores (tests/faulty_runner.py)
 
 
-def start(tmp_path: Path, *overrides: str, env: dict | None = None) -> session.RunHandle:
-    handle = session.start(tiny("train.epochs=1000", *overrides), tmp_path / "runs", env={**os.environ, **(env or SLOW)})
+def start(tmp_path: Path, *overrides: str) -> session.RunHandle:
+    handle = faulty_runner.start(tiny("train.epochs=1000", *overrides), tmp_path / "runs", SLOW)
     assert handle.wait_started(timeout=120) == "running", handle.run.log_path.read_text()
     return handle
 
@@ -251,10 +253,31 @@ def test_runs_lists_live_runs_first_and_resolves_names(tmp_path, capsys):
         handle.wait(30)
 
 
+@pytest.mark.parametrize("how", ["removed", "replaced-while-paused"])
+def test_a_run_whose_folder_is_removed_stops_and_writes_nothing_more_there(tmp_path, how):
+    """Issue 20: after `rm -rf` of its runs folder a run trained on for minutes, made checkpoints/ and status.json
+    again (with no pid: `tui-trainer stop` called the live process crashed). Now it stops within a log interval
+    (while paused: at its next look at its commands) and writes nothing into the path."""
+    handle = start(tmp_path, "train.log_every=2")
+    run = handle.run
+    wait_for(lambda: events_of(run, StepLogged), what="a step")
+    if how == "replaced-while-paused":
+        assert send(run, "pause")["ok"]
+    shutil.rmtree(tmp_path / "runs")
+    if how == "replaced-while-paused":
+        run.path.mkdir(parents=True)  # another folder at its path (a copy put back, another tool's)
+        (run.path / "theirs.txt").write_text("not the run's")
+    assert handle.process.wait(timeout=30) == 1  # it would train 1000 epochs (minutes) if it went on
+    if how == "removed":
+        assert not (tmp_path / "runs").exists()
+    else:
+        assert [p.name for p in run.path.iterdir()] == ["theirs.txt"]
+
+
 def test_nohup_keeps_a_foreground_run_training_through_a_hang_up(tmp_path):
     """`nohup tui-trainer train ... &`: SIGHUP is already ignored when it starts, and stays ignored."""
-    env = {**os.environ, **SLOW, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(["nohup", sys.executable, "-m", "tui_trainer.cli", "train", "spirals-mlp", "--epochs",
+    env = {**os.environ, faulty_runner.FAULT_ENV: SLOW, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(["nohup", sys.executable, "-m", "tests.faulty_cli", "train", "spirals-mlp", "--epochs",
                              "1000", "--runs-dir", str(tmp_path / "runs")], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
     run = wait_for(lambda: list_runs(tmp_path / "runs"), what="a run folder")[0]

@@ -14,84 +14,19 @@ When a screen changes on purpose, look at the report of what changed, then regen
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import tiny
+from tests.fakes import write_run
 from tests.test_ui import ready, until
-from tui_trainer.config import RunConfig
-from tui_trainer.run.eventlog import EventWriter
-from tui_trainer.run.events import (
-    CheckpointSaved,
-    EpochEnded,
-    LayerHealth,
-    RunFinished,
-    RunStarted,
-    StepLogged,
-)
-from tui_trainer.run.folder import RunDir, prepare_run
+from tui_trainer.run.events import StepLogged
+from tui_trainer.run.folder import RunDir
 from tui_trainer.ui.app import make_app
 from tui_trainer.ui.widgets.charts import SeriesChart
 
 pytestmark = pytest.mark.timeout(120)
-STARTED = 1_767_225_600.0  # 2026-01-01 00:00 UTC: every time in a status file counts from here
-BATCHES, LOG_EVERY, SAMPLES = 10, 5, 320  # 320 training samples in batches of 32, logged twice an epoch
-
-
-def write_run(runs: Path, name: str, cfg: RunConfig, epochs_done: int, finished: bool, lr_scale: float = 1.0) -> RunDir:
-    """A run folder as a run process leaves it, from made-up numbers: ``epochs_done`` epochs of falling loss,
-    and half of the next one unless ``finished``."""
-    run = RunDir(runs / name)
-    run.checkpoints.mkdir(parents=True)
-    prepare_run(cfg, folder=run.path)
-    writer = EventWriter(run.events_path)
-    epochs = cfg.train.epochs
-    writer.emit(RunStarted(
-        run_dir=str(run.path), device="cpu: 2 cores (snapshot)", n_params=4482, n_trainable=4482, epochs=epochs,
-        start_epoch=0, steps_per_epoch=BATCHES, train_samples=SAMPLES, val_samples=80, task="classification",
-        summary="(model summary)", preset=cfg.name))
-    seconds = 0.0
-    best = math.inf
-    for epoch in range(1, epochs_done + 2):
-        last = epoch == epochs_done + 1
-        if last and finished:
-            break
-        for batch in range(LOG_EVERY, BATCHES + 1, LOG_EVERY):
-            if last and batch > LOG_EVERY:
-                break
-            x = epoch - 1 + batch / BATCHES
-            seconds += 0.25
-            writer.emit(StepLogged(
-                epoch=epoch, step=(epoch - 1) * BATCHES + batch, batch=batch, batches=BATCHES,
-                loss=round(0.7 * math.exp(-0.35 * lr_scale * x) + 0.05 * math.sin(3 * x) ** 2, 4), lr=0.01 * lr_scale,
-                samples_per_s=640.0, elapsed_s=seconds,
-                layers=(LayerHealth("layers.1", 0.5 / x, 4.0, 1e-3), LayerHealth("layers.3", 0.3 / x, 6.0, 8e-4))))
-        if last:
-            break
-        val_loss = round(0.65 * math.exp(-0.3 * lr_scale * epoch) + 0.04, 4)
-        end = EpochEnded(
-            epoch=epoch, step=epoch * BATCHES, train_loss=round(0.7 * math.exp(-0.35 * lr_scale * epoch) + 0.02, 4),
-            val_loss=val_loss, train_acc=round(min(0.5 + 0.08 * lr_scale * epoch, 0.99), 4),
-            val_acc=round(min(0.48 + 0.075 * lr_scale * epoch, 0.98), 4), lr=0.01 * lr_scale, epoch_seconds=0.5,
-            samples_per_s=640.0, is_best=val_loss < best)
-        best = min(best, val_loss)
-        writer.emit(end)
-        run.append_metrics(end.metrics())
-        writer.emit(CheckpointSaved(str(run.last), "last", epoch, epoch * BATCHES))
-    # another host: its state is read as written, its pid (above Linux's pid_max: no process) never looked up
-    status = {"state": "running", "host": "snapshot-host (not this machine)", "pid": 2**22 + 1, "preset": cfg.name,
-              "epochs": epochs, "epoch": epochs_done, "monitor": "val_loss", "best": best, "created": STARTED,
-              "started": STARTED, "updated": STARTED + seconds, "elapsed_s": seconds}
-    if finished:
-        end_event = RunFinished("completed", f"completed {epochs_done} epochs", epochs_done, epochs_done * BATCHES, best,
-                                str(run.path), str(run.last), seconds)
-        writer.emit(end_event)
-        status.update(state="finished", reason="completed", message=end_event.message, ended=STARTED + seconds)
-    writer.close()
-    run.replace_status(status)
-    return run
 
 
 @pytest.fixture(autouse=True)

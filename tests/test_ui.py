@@ -1,8 +1,10 @@
 """The app as a client of run processes, driven through App.run_test() and Pilot.
 
-Every run here is a real child process (``python -m tui_trainer.runner``); the app follows its
-events.jsonl and steers it through its control endpoint. Assertions are on the messages that
-reached the screen, the widgets, and the files the run wrote.
+Runs here are real child processes (``python -m tui_trainer.runner``) where the test is about the process
+(start, stop, save, detach, crash, resume, commands): the app follows its events.jsonl and steers it through its
+control endpoint. Tests of what the app draws from a run's events use a fake client (tests/fakes.py) that writes
+the run's folder itself, or a folder written beforehand: the same follower reads it, with no process to wait for.
+Assertions are on the messages that reached the screen, the widgets, and the files the run wrote.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny
+from tests.fakes import FakeClient, write_run
+from tests.faulty_runner import use_in_run_processes
 from tui_trainer.config import load_preset
 from tui_trainer.engine.checkpoint import load_checkpoint
 from tui_trainer.errors import ConfigError
@@ -80,6 +84,20 @@ async def training(cfg, tmp_path, size=(120, 36), **app_args):
         finally:
             if screen.handle is not None and screen.handle.state() in ("starting", "running", "paused"):
                 screen.handle.stop(timeout=60)  # asked again while it loads torch; SIGTERM if unreachable
+
+
+@contextlib.asynccontextmanager
+async def faking(cfg, tmp_path, size=(120, 36), layers=("layers.1", "layers.3")):
+    """The app on ``cfg`` with a fake client, ready, and 'r' pressed: yields (pilot, screen, recorder, the fake run
+    the app started), once the app follows it."""
+    rec = Recorder()
+    client = FakeClient(layers)
+    app = make_app(cfg, tmp_path / "runs", client=client)
+    async with app.run_test(size=size, message_hook=rec) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: screen.handle is not None and client.runs)
+        yield pilot, screen, rec, client.last
 
 
 def field(screen, dotted: str) -> ConfigField:
@@ -178,7 +196,7 @@ async def test_a_run_trains_in_its_own_process_and_the_charts_fold_its_events(tm
 
 
 async def test_save_and_stop_are_acknowledged_commands(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(EpochEnded))
         assert screen.live and screen.setup.disabled  # panels are locked while training
@@ -203,7 +221,7 @@ async def test_save_and_stop_are_acknowledged_commands(tmp_path, monkeypatch):
 
 
 async def test_quit_asks_and_detach_leaves_the_run_training(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("q")
@@ -220,7 +238,7 @@ async def test_quit_asks_and_detach_leaves_the_run_training(tmp_path, monkeypatc
 
 
 async def test_quit_dialog_can_stop_the_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("ctrl+q")  # the same path as q
@@ -232,7 +250,7 @@ async def test_quit_dialog_can_stop_the_run(tmp_path, monkeypatch):
 
 
 async def test_the_quit_question_follows_a_run_that_ends_while_it_is_open(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("q")
@@ -248,7 +266,7 @@ async def test_the_quit_question_follows_a_run_that_ends_while_it_is_open(tmp_pa
 
 
 async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock_the_panels(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(EpochEnded))
         await pilot.press("s")
@@ -334,7 +352,7 @@ async def test_resume_from_a_checkpoint_takes_its_config_and_continues_the_curve
 
 
 async def test_learning_rate_change_is_sent_marked_and_saved(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
         await pilot.press("l")
@@ -356,7 +374,7 @@ async def test_learning_rate_change_is_sent_marked_and_saved(tmp_path, monkeypat
 
 
 async def test_pause_and_one_step_at_a_time_show_every_parameter(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "slow@0.005")
+    use_in_run_processes(monkeypatch, "slow@0.005")
     cfg = tiny("model.hidden=[3]", "train.epochs=500", "train.log_every=50")  # 2-3-2: 17 parameters
     async with training(cfg, tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(StepLogged))
@@ -382,7 +400,7 @@ async def test_pause_and_one_step_at_a_time_show_every_parameter(tmp_path, monke
 
 
 async def test_an_error_in_the_run_is_shown_and_unlocks_the_panels(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUI_TRAINER_FAULT", "error@3")
+    use_in_run_processes(monkeypatch, "error@3")
     async with training(tiny(), tmp_path) as (pilot, screen, rec):
         await until(pilot, lambda: rec.of(RunFinished))
         await pilot.pause()
@@ -418,12 +436,12 @@ async def test_lr_finder_runs_in_a_child_process_and_applies(tmp_path):
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
         await pilot.press("f")
-        await until(pilot, lambda: screen.lr_suggestion is not None, timeout=120)
+        await until(pilot, lambda: screen.view.lr_finder.suggestion is not None, timeout=120)
         assert screen.query_one("#tabs").active == "tab-lr"
         assert screen.query_one("#lr-chart", SeriesChart).series["loss"][0]
         await pilot.press("a")
         await pilot.pause()
-        assert screen.setup.config().optimizer.lr == pytest.approx(float(f"{screen.lr_suggestion:.3g}"))
+        assert screen.setup.config().optimizer.lr == pytest.approx(float(f"{screen.view.lr_finder.suggestion:.3g}"))
         assert "suggested lr:" in log_text(screen)
 
 
@@ -476,13 +494,10 @@ async def test_small_terminal_keeps_everything_reachable(tmp_path):
         assert loss.y == acc.y and loss.width >= 38 and acc.right <= 80 and loss.height >= 14
 
 
-async def test_runs_tab_lists_runs_and_attaches_to_one(tmp_path, capsys):
-    from tests.test_cli import run_main
-
-    for lr in ("0.01", "0.05"):
-        code, _out, err = run_main(capsys, "train", "moons-mlp", "--epochs", "2", "--runs-dir", str(tmp_path / "runs"),
-                                   "--set", "data.n_samples=200", "--set", f"optimizer.lr={lr}")
-        assert code == 0, err
+async def test_runs_tab_lists_runs_and_attaches_to_one(tmp_path):
+    for hour, lr in ((0, "0.01"), (1, "0.05")):  # two finished moons-mlp runs, as run processes leave them
+        write_run(tmp_path / "runs", f"20260101-0{hour}0000-moons-mlp", tiny("train.epochs=2", f"optimizer.lr={lr}",
+                  preset="moons-mlp"), 2, finished=True, lr_scale=float(lr) / 0.01)
     app = make_app(tiny(), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
@@ -507,7 +522,9 @@ async def test_runs_tab_lists_runs_and_attaches_to_one(tmp_path, capsys):
         await until(pilot, lambda: screen.view.history.finished is not None)
         assert screen.handle.run.name == table.get_row_at(0)[4]
         await until(pilot, lambda: screen.query_one("#tabs").active == "tab-charts")
-        assert len(screen.query_one("#loss-chart", SeriesChart).series["val"][0]) == 2
+        loss = screen.query_one("#loss-chart", SeriesChart)
+        assert len(loss.series["val"][0]) == 2
+        await until(pilot, lambda: not loss.dirty)  # drawn since its tab came back
         await pilot.press("w")  # the view as an SVG, in the run's folder
         await until(pilot, lambda: list(screen.handle.path.glob("view-charts-*.svg")))
         svg = next(screen.handle.path.glob("view-charts-*.svg")).read_text()
@@ -541,6 +558,7 @@ def test_the_app_never_imports_torch_even_while_a_run_trains(tmp_path):
 import asyncio, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
 from tests.conftest import tiny
+from tests.fakes import FakeClient, write_run
 from tui_trainer.ui.app import make_app
 async def main():
     app = make_app(tiny("train.epochs=2"), {str(tmp_path / "runs")!r})
@@ -620,15 +638,40 @@ async def test_the_autograd_example_one_step_at_a_time_shows_the_notes_gradients
         assert screen.view.history.finished.reason == "completed"
 
 
+def test_a_2d_classifier_emits_what_the_insight_views_show(tmp_path):
+    """The run's side of the insight views (drawn below from a fake run): a decision boundary at most once a second
+    of training and at the end, the per-class results of every validation sample, gradients of every layer."""
+    from tui_trainer.engine import fit
+    from tui_trainer.run.events import Boundary, ClassResults, ListSink
+
+    sink = ListSink()
+    result = fit(tiny("train.epochs=4", "train.log_every=2", preset="moons-mlp"), sink, runs_dir=tmp_path / "runs")
+    assert result.reason == "completed"
+    epochs = [b.epoch for b in sink.of(Boundary)]
+    assert epochs[0] == 1 and epochs[-1] == 4 and epochs == sorted(set(epochs))
+    assert (sink.of(Boundary)[-1].cols, sink.of(Boundary)[-1].rows) == (64, 24)
+    results = sink.of(ClassResults)[0]
+    assert sum(map(sum, results.confusion)) == 80 and "per-class accuracy" in results.text
+    assert {layer.name for step in sink.of(StepLogged) for layer in step.layers} == {"layers.1", "layers.3", "layers.5"}
+
+
 async def test_insight_views_fill_and_fit_a_narrow_terminal(tmp_path):
+    from tui_trainer.engine.report import ClassReport, format_class_report
     from tui_trainer.run.events import Boundary, ClassResults
 
-    cfg = tiny("train.epochs=4", "train.log_every=2", preset="moons-mlp")
-    async with training(cfg, tmp_path, size=(80, 24)) as (pilot, screen, rec):
-        await until(pilot, lambda: rec.of(RunFinished))
+    cfg = tiny("train.epochs=4", preset="moons-mlp")
+    async with faking(cfg, tmp_path, size=(80, 24), layers=("layers.1", "layers.3", "layers.5")) as (
+            pilot, screen, rec, run):
+        for epoch in range(1, 5):  # what a run of moons-mlp writes (see the test above): a 64x24 grid an epoch
+            run.epoch()
+            run.emit(Boundary(epoch, (-1.5, 2.5), (-1.0, 1.5), 64, 24,
+                              tuple(int(c > 20 + 2 * r - epoch) for r in range(24) for c in range(64)),
+                              ((-1.0, 0.5, 0), (0.0, 1.0, 0), (1.0, -0.5, 1), (2.0, 0.0, 1), (0.5, 0.2, 1))))
+        report = ClassReport(("0", "1"), ((38, 2), (3, 37)))
+        run.emit(ClassResults(report.class_names, report.confusion, format_class_report(report)))
+        run.finish()
+        await until(pilot, lambda: rec.of(RunFinished) and not screen.live)
         await pilot.pause()
-        epochs = [b.epoch for b in rec.of(Boundary)]  # at most one a second of training, and the last
-        assert epochs[0] == 1 and epochs[-1] == 4 and epochs == sorted(set(epochs))
         await pilot.press("4")
         view = screen.query_one("#boundary")
         await until(pilot, lambda: "epoch 4: regions" in view.render().plain)
@@ -638,8 +681,6 @@ async def test_insight_views_fill_and_fit_a_narrow_terminal(tmp_path):
         assert all(len(row) <= view.size.width for row in grid)  # fitted to the pane, never a wrapped row
         assert len(grid[0]) == min(64, view.size.width) and any("o" in r or "x" in r for r in grid)
         assert view.region.bottom <= 23  # legend and grid above the footer: nothing to scroll to
-        results = rec.of(ClassResults)[0]
-        assert sum(map(sum, results.confusion)) == 80
         assert "per-class accuracy" in screen.query_one("#results").render().plain
         grad = screen.query_one("#grad-chart", SeriesChart)
         assert set(grad.series) == {"layers.1", "layers.3", "layers.5"}

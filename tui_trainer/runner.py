@@ -1,10 +1,14 @@
-"""The run process: ``python -m tui_trainer.runner RUN_DIR [--resume CKPT] [--paused]``.
+"""The run process: ``python -m tui_trainer.runner RUN_DIR [--resume CKPT] [--paused]``, the one seam where a
+run process meets the engine.
 
-Started by ``session.start`` in its own session with stdin closed and its stderr in run.log,
+Started by ``run.client.start`` in its own session with stdin closed and its stderr in run.log,
 so a closed terminal, an SSH drop or a crashed app leaves it training. It trains the config in
-RUN_DIR/config.toml, writes every event to events.jsonl and its state to status.json, and
-serves the control endpoint. SIGTERM and SIGINT stop it (it saves last.pt); SIGHUP is ignored.
-``run_here`` is the same run in the calling process: the foreground ``tui-trainer train``.
+RUN_DIR/config.toml through ``engine.fit``, whose events its ``RunRecorder`` writes (events.jsonl,
+metrics.jsonl, status.json), and serves the control endpoint. SIGTERM and SIGINT stop it (it saves
+last.pt); SIGHUP is ignored. A run whose folder is removed, or whose record cannot be written (a
+full disk), stops: the recorder says so to the engine (``RecordLost``), and nothing more is written
+into a folder that is no longer the run's. ``run_here`` is the same run in the calling process: the
+foreground ``tui-trainer train``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from tui_trainer.engine.loop import failed_setup
 from tui_trainer.errors import USER_ERRORS, first_line
 from tui_trainer.run.controls import Controls
 from tui_trainer.run.endpoint import ControlServer, EndpointError
-from tui_trainer.run.events import LogMessage, NullSink, Reason, RunFinished, Sink, TeeSink
+from tui_trainer.run.events import LogMessage, NullSink, Reason, RecordLost, RunFinished, Sink, TeeSink
 from tui_trainer.run.folder import RunDir, proc_start
 from tui_trainer.run.recorder import RunRecorder
 
@@ -38,16 +42,17 @@ def run_here(run: RunDir, controls: Controls, resume: Path | None = None, consol
     world = world or World()
     if not world.main:
         return fit(load_preset(str(run.config_path)), NullSink(), controls, run, resume, world=world)
-    run.write_status(state="starting", pid=os.getpid(), host=socket.gethostname(), proc_start=proc_start(os.getpid()),
-                     started=time.time(), ended=None, reason=None, message=None, control=None,
-                     launcher_pid=os.getppid() if world.distributed else None)
-    recorder = RunRecorder(run)
+    recorder = RunRecorder(run)  # first: it takes the folder's identity, to notice the folder removed or replaced
     sink: Sink = TeeSink(recorder, console) if console is not None else recorder
+    controls.check = recorder.check_folder  # while paused, the engine meets the check here instead of in the sink
     server = None
     try:
+        recorder.update_status(state="starting", pid=os.getpid(), host=socket.gethostname(),
+                               proc_start=proc_start(os.getpid()), started=time.time(), ended=None, reason=None,
+                               message=None, control=None, launcher_pid=os.getppid() if world.distributed else None)
         try:
             server = ControlServer(run, controls)
-            run.write_status(control=str(server.address))
+            recorder.update_status(control=str(server.address))
         except (OSError, EndpointError) as exc:  # the run still trains; it just cannot be steered from outside
             sink.emit(LogMessage("warning", f"no control endpoint ({exc}); stop this run with SIGTERM "
                                             f"(kill {os.getpid()})"))
@@ -56,10 +61,13 @@ def run_here(run: RunDir, controls: Controls, resume: Path | None = None, consol
         except USER_ERRORS as exc:  # config.toml edited by hand since the run was created
             return failed_setup(sink, run, Reason.INVALID, str(exc))
         return fit(cfg, sink, controls, run, resume, world=world)
+    except RecordLost as lost:  # before the engine began: its status could not be written
+        return failed_setup(sink, run, Reason.ERROR, lost.message)
     finally:
+        controls.check = None
         if server is not None:
             server.close(f"the run has ended ({run.state()})")
-            run.write_status(control=None)
+            recorder.update_status(control=None)
         recorder.close()
 
 

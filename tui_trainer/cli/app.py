@@ -273,6 +273,12 @@ def evaluate(
 
         busy.update(f"loading {checkpoint}…")
         ck = _load_ck(checkpoint)
+        if ck.get("source") == "track":  # a user's own loop: its model is not one the tool can build
+            from tui_trainer.run.track_record import describe_checkpoint
+
+            busy.stop()
+            print(describe_checkpoint(ck, checkpoint))
+            return
         cfg = config_from_checkpoint(ck)
         if device is not None:
             cfg = apply_overrides(cfg, [f'train.device="{device}"'])

@@ -41,8 +41,10 @@ def with_shortcuts(cfg: RunConfig, overrides: list[str] | None, epochs: int | No
 def launch_ui(preset: str, overrides: list[str], device: str | None, runs_dir: Path, resume_from: Path | None = None,
               attach: Path | None = None) -> None:
     """Validate the start-up arguments, then run the Textual app (imported only now)."""
-    if attach is not None:  # the panels show the run's own config
+    if attach is not None and not tracked(Path(attach)):  # the panels show the run's own config
         cfg = load_preset(str(Path(attach) / "config.toml"))
+    elif attach is not None:  # a user's own loop: its config is not a preset's; the panels keep theirs
+        cfg = build_config(preset, overrides, device=device)
     elif resume_from is not None:
         cfg = resume_config(resume_from, overrides, device)
     else:
@@ -64,11 +66,29 @@ def resume_config(checkpoint: Path, overrides: list[str] | None = None, device: 
     if checkpoint.is_dir():
         raise CheckpointError(not_a_checkpoint(checkpoint))
     run = run_of_checkpoint(checkpoint)
+    if run is not None and tracked(run.path):
+        raise CheckpointError(own_loop_checkpoint(checkpoint))
     if run is not None:
         cfg = load_preset(str(run.config_path))
     else:
         from tui_trainer.engine import config_from_checkpoint
         from tui_trainer.engine.checkpoint import load_checkpoint
 
-        cfg = config_from_checkpoint(load_checkpoint(checkpoint))
+        ck = load_checkpoint(checkpoint)
+        if ck.get("source") == "track":
+            raise CheckpointError(own_loop_checkpoint(checkpoint))
+        cfg = config_from_checkpoint(ck)
     return with_shortcuts(cfg, overrides, epochs, device)
+
+
+def tracked(run_path: Path) -> bool:
+    """The run in ``run_path`` was trained by a user's own loop (run/track.py), not by the tool's engine."""
+    from tui_trainer.run.folder import RunDir
+
+    return RunDir(run_path).source == "track"
+
+
+def own_loop_checkpoint(checkpoint: Path) -> str:
+    """Why a checkpoint of a user's own loop is not resumed here, and what to do instead (one line)."""
+    return (f"{checkpoint} was saved by your own training loop (run/track.py): tui-trainer resumes only the runs it "
+            "trains; go on from your script (load it with torch.load(path, weights_only=True))")

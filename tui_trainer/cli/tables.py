@@ -74,7 +74,8 @@ def runs_columns(rows: Sequence[RunSummary]) -> list[Column]:
         Column("preset", tuple(r.preset for r in rows), priority=1),
         Column("state", tuple(stop_why(r.message) or r.state if r.state == "stopped" else r.state for r in rows),
                priority=6),
-        Column("epoch", tuple(f"{r.epoch}/{r.epochs}" for r in rows), right=True, priority=5),
+        Column("epoch", tuple(f"{r.epoch}/{r.epochs}" if r.epochs else str(r.epoch) for r in rows), right=True,
+               priority=5),  # epochs 0: a user's own loop that did not say how many
         Column("best", tuple(f"{r.monitor} {b}" if r.best is not None else "-" for r, b in zip(rows, bests, strict=True)),
                right=True, priority=4),
         Column("started", tuple(started), priority=2),

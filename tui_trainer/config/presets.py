@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_trainer.config.paths import user_preset_dir
-from tui_trainer.config.schema import SECTIONS, RunConfig
+from tui_trainer.config.schema import RunConfig
 from tui_trainer.config.validate import did_you_mean, from_dict
 from tui_trainer.errors import ConfigError
 
@@ -91,13 +91,30 @@ def _toml_value(value: Any) -> str:
 
 def to_toml(cfg: RunConfig) -> str:
     """Serialise a config as a preset file that ``load_preset`` reads back to an equal config."""
-    raw = cfg.to_dict()
-    lines = [f"name = {_toml_value(raw['name'])}", f"description = {_toml_value(raw['description'])}"]
-    for section in SECTIONS:
-        lines.append("")
-        lines.append(f"[{section}]")
-        for key, value in raw[section].items():
-            lines.append(f"{key} = {_toml_value(value)}")
+    return dict_to_toml(cfg.to_dict())
+
+
+def _toml_key(key: str) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted."""
+    return key if key and all(c.isalnum() and c.isascii() or c in "-_" for c in key) else _toml_value(key)
+
+
+def dict_to_toml(raw: dict[str, Any]) -> str:
+    """Nested dicts of TOML values as a TOML document: the top level's plain keys first, then one ``[table]`` per
+    nested dict (in order, a blank line before each). Values ``_toml_value`` cannot write raise TypeError."""
+    lines: list[str] = []
+
+    def table(values: dict[str, Any], path: list[str]) -> None:
+        if path:
+            lines.extend(["", f"[{'.'.join(map(_toml_key, path))}]"])
+        for key, value in values.items():
+            if not isinstance(value, dict):
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        for key, value in values.items():
+            if isinstance(value, dict):
+                table(value, [*path, key])
+
+    table(raw, [])
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,10 @@
 """The training engine: ``fit(config, sink, controls, run_dir, resume_path) -> FitResult``.
 
-``loop.py`` is the loop (read it top to bottom), ``steps.py`` how one step runs, ``parts.py``
-the small pieces (setup, loss, validation, early stopping).
+``loop.py`` is the loop (read it top to bottom); what it calls: ``steps.py`` how one step runs,
+``steering.py`` the commands and the pause, ``checkpoint.py`` the checkpoints, ``dist.py`` the
+data-parallel strategy, ``watch.py`` diagnostics and hints, ``progress.py`` where a fit is;
+``parts.py`` the small pieces (setup, validation, seeds). The engine only emits events: the run
+folder's files are written by ``run/recorder.py`` (the loop writes checkpoints).
 """
 
 from __future__ import annotations

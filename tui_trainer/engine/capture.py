@@ -26,7 +26,7 @@ import torch
 WARM_UP_STEPS = 3  # eager steps on a side stream before capture (lazy init, autotuning, optimizer state)
 
 
-class CapturedStep:
+class StepGraph:
     """A recorded training step. ``body(x, y, slot)`` is the engine's step; ``slot`` a (1,) device tensor."""
 
     def __init__(self, body: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None], xb: torch.Tensor,

@@ -1,67 +1,67 @@
 """The training loop: ``fit(config, sink, controls, run_dir, resume_path) -> FitResult``.
 
-THE LOOP READS TOP TO BOTTOM IN CALL ORDER: ``fit`` sets up, then ``Fit.run`` trains epochs;
-an epoch is steps (controls polled before each, the interval flushed every ``log_every``), then
-``end_epoch`` (validate, record, checkpoint). Everything else is below it. The engine reports
-only through ``sink.emit(event)``, never prints, and never raises: every outcome, setup errors
-included, ends in one ``RunFinished`` with a ``Reason``.
+THE LOOP READS TOP TO BOTTOM IN CALL ORDER: ``fit`` sets up a ``Fit`` (data, model, optimizer, and the
+collaborators below), then ``Fit.run`` trains epochs: an epoch is steps (``Steering.before_step`` first,
+the interval flushed every ``log_every``), then ``end_epoch`` (validate, record, checkpoint). What the
+loop calls is not in it:
+
+* ``steps.choose_step``: how one step runs (eager, compiled forward, captured CUDA graph), chosen once;
+* ``steering.Steering``: the commands (stop, save, set_lr, pause, resume, step) and the pause state;
+* ``checkpoint.Checkpoints``: the payload, writing it, restoring a fit from it;
+* ``dist.strategy``: the data-parallel rules (shard, wrap, seed each rank, share commands);
+* ``watch.Watch``: layer health and its alarms, the curve's hints, dead units, the decision boundary,
+  per-class results at the end;
+* ``progress.Progress``: where the run is, the epoch's totals, its rows and clock.
+
+The engine reports only through ``sink.emit(event)`` (the run process's recorder writes the folder;
+the loop writes checkpoints, nothing else), never prints, and never raises: every outcome, setup
+errors included, ends in one ``RunFinished`` with a ``Reason``.
 
 Speed rules kept here (benchmarks/RESULTS.md says what they buy):
 * no ``loss.item()`` per batch: each step's loss and correct count go into small device buffers,
   read once per log interval (the only host syncs in the training steps, each commented);
 * controls are polled between steps (one truth test when none is pending): Stop, Save, a new
-  learning rate, pause and single steps act within one step;
-* how a step runs (eager, compiled forward, captured CUDA graph) is one object chosen at setup.
+  learning rate, pause and single steps act within one step.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from tui_trainer.config import RunConfig
-from tui_trainer.engine.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from tui_trainer.engine.checkpoint import Checkpoints, load_checkpoint
 from tui_trainer.engine.device import describe_device, memory_in_use
-from tui_trainer.engine.diagnostics import (
-    GradientMonitor,
-    curve_hints,
-    dead_units,
-    decision_grid,
-    gradient_alarms,
-    health_rows,
-)
-from tui_trainer.engine.dist import World
-from tui_trainer.engine.models import count_params, format_summary, state_mismatch, summarize
-from tui_trainer.engine.optim import build_optimizer, build_schedule, current_lr, load_optimizer_state, optimizer_state, set_lr
+from tui_trainer.engine.diagnostics import GradientMonitor
+from tui_trainer.engine.dist import World, strategy
+from tui_trainer.engine.models import count_params, format_summary, layer_summary
+from tui_trainer.engine.optim import build_optimizer, build_schedule, current_lr
 from tui_trainer.engine.parts import EarlyStopping, build_loss, epoch_seed, evaluate, prepare
-from tui_trainer.engine.steps import EagerRunner, FaultyRunner, StepBody, capture_possible, choose_runner
-from tui_trainer.errors import USER_ERRORS, CheckpointError, first_line
-from tui_trainer.run.controls import Command, Controls, stopped_message
+from tui_trainer.engine.progress import EpochTotals, Progress, StopRun
+from tui_trainer.engine.steering import Steering
+from tui_trainer.engine.steps import StepBody, capture_possible
+from tui_trainer.engine.watch import Watch
+from tui_trainer.errors import USER_ERRORS, first_line
+from tui_trainer.run.controls import Controls
 from tui_trainer.run.events import (
-    Boundary,
-    CheckpointSaved,
-    ClassResults,
     EpochEnded,
+    Event,
     LogMessage,
-    LrChanged,
     NullSink,
     ParamValues,
-    Paused,
     Reason,
+    RecordLost,
     RunFinished,
     RunStarted,
     Sink,
     StepLogged,
 )
 from tui_trainer.run.folder import RunDir, prepare_run
-from tui_trainer.run.history import position, shown_epoch
 
 
 @dataclass
@@ -74,7 +74,7 @@ class FitResult:
     step: int
     best_metric: float | None
     run_dir: Path | None
-    history: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)  # one metrics row per epoch complete, as in metrics.jsonl
     last_checkpoint: Path | None = None
     model: nn.Module | None = field(default=None, repr=False)  # the trained model (best weights if restored)
 
@@ -84,40 +84,70 @@ class FitResult:
         return self.reason.as_asked
 
 
-def _peer_lost(exc: BaseException) -> bool:
-    """Whether a collective failed because another rank went away (gloo and nccl say it in their own words)."""
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and any(w in text for w in ("gloo", "nccl", "connection", "peer", "timed out"))
-
-
-class _Stop(Exception):
-    """Internal: leave the loop with a reason."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason, self.message = reason, message
-
-
 def fit(cfg: RunConfig, sink: Sink | None = None, controls: Controls | None = None, run_dir: RunDir | Path | None = None,
         resume_path: Path | str | None = None, runs_dir: Path | str = "runs", world: World | None = None) -> FitResult:
     """Train ``cfg`` (or continue the checkpoint at ``resume_path``) until done, stopped or failed.
 
-    ``run_dir``: the run's folder, made beforehand (the run process's), else the checkpoint's own folder
-    on resume, else a new one under ``runs_dir``. Never raises; the result and the last event say how
-    it ended. ``world``: this process's rank in a data-parallel job (engine/dist.py); one process if None."""
+    ``run_dir``: the run's folder, prepared beforehand (the run process's, whose recorder is in ``sink``).
+    Without one (a fit in the caller's process: tests, a dry run, benchmarks) fit asks ``run.folder.prepare_run``
+    for one once the setup succeeded (the checkpoint's own folder on resume, else a new one under ``runs_dir``;
+    a setup that fails leaves none) and records into it with a ``RunRecorder`` beside ``sink``, as a run process
+    does. Never raises; the result and the last event say how it ended. ``world``: this process's rank in a
+    data-parallel job (engine/dist.py); one process if None."""
     sink = sink or NullSink()
     controls = controls or Controls()
-    rundir = RunDir(run_dir) if isinstance(run_dir, (str, Path)) else run_dir
+    folder = RunDir(run_dir) if isinstance(run_dir, (str, Path)) else run_dir
+    relay = _Relay(sink) if folder is None else None
     try:
-        run = Fit(cfg, sink, controls, rundir, resume_path, runs_dir, world or World())
+        run = Fit(cfg, relay or sink, controls, resume_path, world or World())
+        if folder is None:
+            folder = prepare_run(cfg, runs_dir, resume_path)
     except USER_ERRORS as exc:
-        return failed_setup(sink, rundir, Reason.INVALID, str(exc))
+        return failed_setup(sink, folder, Reason.INVALID, str(exc))
     except torch.cuda.OutOfMemoryError:
-        return failed_setup(sink, rundir, Reason.OUT_OF_MEMORY, "out of device memory while loading the data and "
-                             "model: try a smaller data.batch_size or data.device_resident = \"never\"")
+        return failed_setup(sink, folder, Reason.OUT_OF_MEMORY, "out of device memory while loading the data and "
+                            "model: try a smaller data.batch_size or data.device_resident = \"never\"")
     except Exception as exc:  # noqa: BLE001 - a setup failure is an outcome with a reason, never a traceback
-        return failed_setup(sink, rundir, Reason.ERROR, f"while setting up: {type(exc).__name__}: {first_line(exc)}")
-    return run.run()
+        return failed_setup(sink, folder, Reason.ERROR, f"while setting up: {type(exc).__name__}: {first_line(exc)}")
+    if relay is None:
+        return run.run(folder)
+    return _recorded(run, relay, folder, controls)
+
+
+def _recorded(run: Fit, relay: _Relay, folder: RunDir, controls: Controls) -> FitResult:
+    """``run`` trained in the folder fit made for it, recorded there as a run process records its own."""
+    from tui_trainer.run.recorder import RunRecorder
+
+    recorder = RunRecorder(folder)
+    controls.check = recorder.check_folder
+    try:
+        relay.record_into(recorder)
+        return run.run(folder)
+    finally:
+        controls.check = None
+        recorder.close()
+
+
+class _Relay:
+    """The sink a fit emits into: the caller's, and once ``fit`` has made the run's folder, that folder's recorder
+    first (the setup's few events, said before the folder existed, are written to it then)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sinks: list[Sink] = [sink]
+        self.setup: list[Event] | None = []
+
+    def emit(self, event: Event) -> None:
+        if self.setup is not None:
+            self.setup.append(event)
+        for sink in self.sinks:
+            sink.emit(event)
+
+    def record_into(self, recorder: Sink) -> None:
+        """Write the setup's events to ``recorder``, and every event from now on (to it first)."""
+        for event in self.setup or ():
+            recorder.emit(event)
+        self.setup = None
+        self.sinks.insert(0, recorder)
 
 
 def failed_setup(sink: Sink, rundir: RunDir | None, reason: Reason, message: str) -> FitResult:
@@ -127,256 +157,146 @@ def failed_setup(sink: Sink, rundir: RunDir | None, reason: Reason, message: str
     return FitResult(reason, message, 0, 0, None, path)
 
 
-class Fit:
-    """One fit: its state, the loop, and the pieces the loop calls."""
+@dataclass
+class Interval:
+    """The open log interval: steps whose numbers wait in the device buffers and their samples (folded into the
+    epoch's totals at the next flush), and the samples and start behind the next samples/s."""
 
-    def __init__(self, cfg: RunConfig, sink: Sink, controls: Controls, rundir: RunDir | None,
-                 resume_path: Path | str | None, runs_dir: Path | str, world: World) -> None:
-        self.cfg, self.sink, self.controls, self.world = cfg, sink, controls, world
+    steps: int = 0
+    samples: int = 0
+    rate_samples: int = 0
+    rate_since: float = 0.0
+
+
+class Fit:
+    """One fit: set up in ``__init__`` (nothing written), trained by ``run`` into the folder it is given."""
+
+    def __init__(self, cfg: RunConfig, sink: Sink, controls: Controls, resume_path: Path | str | None = None,
+                 world: World | None = None) -> None:
+        self.cfg, self.sink = cfg, sink
+        self.strategy = strategy(world or World(), cfg)
+        self.world = self.strategy.world
         resume = load_checkpoint(resume_path) if resume_path is not None else None
-        self.device, self.data, self.model = prepare(cfg)
-        if world.distributed:
-            self._shard()
+        self.device, self.data, model = prepare(cfg)
+        self.strategy.shard(self.data)
         t, reg = cfg.train, cfg.regularization
         self.loss_fn = build_loss(self.data.task, reg.label_smoothing, cfg.model.head)
-        self.optimizer = build_optimizer(self.model, cfg.optimizer, reg, self.device, capture=capture_possible(cfg, self.device))
+        self.optimizer = build_optimizer(model, cfg.optimizer, reg, self.device, capture=capture_possible(cfg, self.device))
         self.schedule = build_schedule(self.optimizer, cfg.optimizer, t.epochs, len(self.data.train))
         self.stopper = EarlyStopping(reg.monitor, reg.patience, reg.min_delta, reg.stop_rule)
-        monitor = GradientMonitor(self.model) if t.diagnostics and any(p.requires_grad for p in self.model.parameters()) else None
-        self.body = StepBody(cfg, self.model, self.loss_fn, self.optimizer, self.data.task, self.device, t.log_every, monitor)
-        if world.distributed:
-            self.body.forward = self._wrap_ddp()
-            self.step_runner = EagerRunner(self.body, self.schedule, sink)
-        else:
-            self.step_runner = choose_runner(cfg, self.body, self.schedule, sink)
-        if os.environ.get("TUI_TRAINER_FAULT"):  # test-only: see FaultyRunner
-            self.step_runner = FaultyRunner(self.step_runner, os.environ["TUI_TRAINER_FAULT"])
-        self.epoch, self.step, self.batch_in_epoch = 0, 0, 0
-        self.history: list[dict] = []
-        self.partial = {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
+        monitor = GradientMonitor(model) if t.diagnostics and any(p.requires_grad for p in model.parameters()) else None
+        self.body = StepBody(cfg, model, self.loss_fn, self.optimizer, self.data.task, self.device, t.log_every, monitor)
+        self.model = self.strategy.wrap(self.body, sink)  # the plain module: what checkpoints hold
+        self.train_step = self.strategy.train_step(self.body, self.schedule, sink)
+        self.progress = Progress()
+        self.interval = Interval()
+        self.checkpoints = Checkpoints(cfg, self.model, self.optimizer, self.schedule, self.stopper, self.device,
+                                       self.progress, sink, writes=self.world.main)
+        self.steering = Steering(self.strategy.commands(controls), sink, self.progress, self.optimizer,
+                                 len(self.data.train), save=self._save_now)
+        self.watch = Watch(cfg, self.model, self.data, monitor, self.world, sink, self.progress)
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.last_checkpoint: Path | None = None
-        self.layers: tuple = ()
-        self.alarmed: set[str] = set()
-        self._probe: torch.Tensor | None = None
-        self.elapsed_before = 0.0  # training seconds of earlier processes (a resumed run)
-        self.paused = False
-        self._steps_allowed = -1  # while paused: steps left to take one at a time (-1: not stepping)
-        self._pause_seconds = 0.0
-        self._used = self._count = 0  # steps and samples in the open log interval
-        self._pending: list[Command] = []  # rank 0 under DDP: commands waiting for the next log interval
-        self._last_boundary, self._boundary_epoch = -1e9, 0
+        self.folder: RunDir | None = None
         if resume is not None:
-            self._restore(resume)
-            if rundir is None:  # in-process (no run process prepared it): the checkpoint's own folder, or a new one
-                rundir = prepare_run(cfg, runs_dir, resume_path)
-            if world.main:
-                rundir.checkpoints.mkdir(parents=True, exist_ok=True)
-                rundir.truncate_metrics(self.epoch)
-        self.rundir = rundir or prepare_run(cfg, runs_dir)
-        if world.distributed:
-            self._seed_rank()
+            self.checkpoints.restore(resume, resume_path)
+        self.strategy.seed(self.progress.step)
 
     # == the loop ==========================================================================
 
-    def run(self) -> FitResult:
-        """Train until the last epoch, an early stop, a stop request or a failure."""
-        self._t_start = time.perf_counter()
-        self._started()
+    def run(self, folder: RunDir) -> FitResult:
+        """Train until the last epoch, an early stop, a stop request or a failure; checkpoints go into ``folder``."""
+        self.folder = self.checkpoints.folder = folder
+        self.progress.clock.start()
         self.model.train()
         try:
-            while self.epoch < self.cfg.train.epochs:
+            self._started()
+            while self.progress.epoch < self.cfg.train.epochs:
                 self.train_epoch()
                 if self.end_epoch():
                     return self._early_stop()
-            return self._finish(Reason.COMPLETED, f"completed {self.epoch} epochs")
-        except _Stop as stop:
+            return self._finish(Reason.COMPLETED, f"completed {self.progress.epoch} epochs")
+        except StopRun as stop:
             return self._stopped(stop)
+        except RecordLost as lost:
+            return self._finish(Reason.ERROR, self._lost_message(lost))
         except torch.cuda.OutOfMemoryError:
             return self._finish(Reason.OUT_OF_MEMORY, self._oom_message())
         except Exception as exc:  # noqa: BLE001 - reported as a reason, never a traceback on the screen
-            if self.world.distributed and _peer_lost(exc):
-                return self._finish(Reason.ERROR, f"another rank of this data-parallel run failed or was killed "
-                                                  f"{self.where()}, so every rank stops ({first_line(exc, 100)})")
-            return self._finish(Reason.ERROR, f"{self.where()}: {type(exc).__name__}: {first_line(exc)}")
+            said = self.strategy.failure(exc, self.where())
+            return self._finish(Reason.ERROR, said or f"{self.where()}: {type(exc).__name__}: {first_line(exc)}")
 
     def train_epoch(self) -> None:
         """One epoch of steps (from ``batch_in_epoch`` on a resume), flushing every log interval."""
-        batches = len(self.data.train)
+        p, interval, steering = self.progress, self.interval, self.steering
+        batches, log_every = len(self.data.train), self.cfg.train.log_every
         t_epoch = time.perf_counter()
-        self._t_interval, self._n_interval = t_epoch, 0
-        for xb, yb in self.data.train.epoch(epoch_seed(self.cfg.train.seed, self.epoch + 1), self.batch_in_epoch):
-            self.poll_controls()
-            last_of_interval = self._used + 1 == self.cfg.train.log_every or self.batch_in_epoch + 1 == batches
-            stepping = self._steps_allowed >= 0
-            self.step_runner(xb, yb, self._used, last_of_interval or stepping)
-            self._used += 1
-            self._count += len(yb)
-            self._n_interval += len(yb)
-            self.step += 1
-            self.batch_in_epoch += 1
-            if last_of_interval or stepping:
+        interval.rate_since, interval.rate_samples = t_epoch, 0
+        for xb, yb in self.data.train.epoch(epoch_seed(self.cfg.train.seed, p.epoch + 1), p.batch_in_epoch):
+            steering.before_step()
+            last_of_interval = interval.steps + 1 == log_every or p.batch_in_epoch + 1 == batches
+            flush = last_of_interval or steering.stepping
+            self.train_step(xb, yb, interval.steps, flush)
+            interval.steps += 1
+            interval.samples += len(yb)
+            interval.rate_samples += len(yb)
+            p.step += 1
+            p.batch_in_epoch += 1
+            if flush:
                 self.flush_interval()
-        self.partial["seconds"] += time.perf_counter() - t_epoch
-
-    def poll_controls(self) -> None:
-        """Act on every command sent since the last step; hold here while paused. Under DDP rank 0 only
-        collects them: every rank acts on them together at the next log interval."""
-        if self.world.distributed:
-            if self.world.main:
-                self._pending += self.controls.poll()
-        else:
-            self._act_all(self.controls.poll())
-            self._hold_while_paused()
-        if self._steps_allowed > 0:
-            self._steps_allowed -= 1
+        p.totals.seconds += time.perf_counter() - t_epoch
 
     def flush_interval(self) -> None:
-        """Read the interval's buffers (one host sync) and report progress."""
+        """Read the interval's buffers (one host sync), report progress, and (under DDP) act on commands."""
         mean = self._flush()
         now = time.perf_counter()
-        batches = len(self.data.train)
+        p, interval = self.progress, self.interval
         memory = memory_in_use(self.device)  # host-side counters and cudaMemGetInfo, no stream sync
         memory_ranks = self.world.gather_memory(memory)
         self.sink.emit(StepLogged(
-            epoch=self.epoch + 1, step=self.step, batch=self.batch_in_epoch, batches=batches, loss=mean,
-            lr=current_lr(self.optimizer), samples_per_s=self._n_interval / max(now - self._t_interval, 1e-9),
-            elapsed_s=self.elapsed(), layers=self.layers, memory=memory, memory_ranks=memory_ranks))
-        self._t_interval, self._n_interval = now, 0
-        if self.world.distributed:  # every rank acts on rank 0's commands here, at the same step
-            self._act_all(self._next_commands(0.0))
-            self._hold_while_paused()
+            epoch=p.epoch + 1, step=p.step, batch=p.batch_in_epoch, batches=len(self.data.train), loss=mean,
+            lr=current_lr(self.optimizer), samples_per_s=interval.rate_samples / max(now - interval.rate_since, 1e-9),
+            elapsed_s=p.clock.elapsed(), layers=self.watch.layers, memory=memory, memory_ranks=memory_ranks))
+        interval.rate_since, interval.rate_samples = now, 0
+        self.steering.at_interval()  # under DDP every rank acts on rank 0's commands here, at the same step
 
     def end_epoch(self) -> bool:
         """Validate, record, checkpoint; True when early stopping says stop."""
         t_val = time.perf_counter()
         val_loss, val_acc = evaluate(self.model, self.data, self.loss_fn, self.body.amp, self.world)
-        p = self.partial
-        train_loss = p["loss_sum"] / max(p["count"], 1)
-        train_acc = p["correct"] / max(p["count"], 1) if self.data.task == "classification" else None
-        self.epoch += 1
-        self.batch_in_epoch = 0
+        p, totals = self.progress, self.progress.totals
+        train_acc = totals.train_acc if self.data.task == "classification" else None
+        p.epoch += 1
+        p.batch_in_epoch = 0
         if not math.isfinite(val_loss):
-            raise _Stop(Reason.NON_FINITE_LOSS, f"validation loss became non-finite at epoch {self.epoch}: lower the "
-                        "learning rate or set regularization.grad_clip")
-        is_best = self.stopper.update(val_acc if self.stopper.monitor == "val_acc" else val_loss, self.epoch)
+            raise StopRun(Reason.NON_FINITE_LOSS, f"validation loss became non-finite at epoch {p.epoch}: lower the "
+                          "learning rate or set regularization.grad_clip")
+        is_best = self.stopper.update(val_acc if self.stopper.monitor == "val_acc" else val_loss, p.epoch)
         self.schedule.step_epoch(val_loss)
-        dead = self._dead_units()
-        row = EpochEnded(epoch=self.epoch, step=self.step, train_loss=train_loss, val_loss=val_loss, train_acc=train_acc,
-                         val_acc=val_acc, lr=current_lr(self.optimizer),
-                         epoch_seconds=p["seconds"] + (time.perf_counter() - t_val),
-                         samples_per_s=p["count"] / max(p["seconds"], 1e-9), is_best=is_best,
-                         grad_norms=tuple((r.name, r.grad_norm) for r in self.layers), dead_units=tuple(dead.items()))
-        self.partial = {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
-        self.history.append(row.metrics())
-        try:
-            if self.world.main:
-                self.rundir.append_metrics(row.metrics())
-        except OSError as exc:
-            self.sink.emit(LogMessage("error", f"could not append to {self.rundir.metrics_path}: {exc.strerror}"))
-        self.sink.emit(row)
-        if self.body.monitor is not None:
-            self._alarm(curve_hints(self.history), where=f"after epoch {self.epoch}")
-            if self.data.input_shape == (2,) and self.data.task == "classification" and self._boundary_due():
-                self._emit_boundary()
+        dead = self.watch.dead_units()
+        row = EpochEnded(epoch=p.epoch, step=p.step, train_loss=totals.train_loss, val_loss=val_loss,
+                         train_acc=train_acc, val_acc=val_acc, lr=current_lr(self.optimizer),
+                         epoch_seconds=totals.seconds + (time.perf_counter() - t_val),
+                         samples_per_s=totals.count / max(totals.seconds, 1e-9), is_best=is_best,
+                         grad_norms=tuple((r.name, r.grad_norm) for r in self.watch.layers), dead_units=tuple(dead.items()))
+        p.totals = EpochTotals()
+        p.rows.append(row.metrics())
+        self.sink.emit(row)  # the recorder writes it to events.jsonl and metrics.jsonl
+        self.watch.after_epoch()
         self._save_epoch_checkpoints(is_best)
         reg = self.cfg.regularization
         return reg.early_stopping and self.stopper.should_stop
 
     # == what the loop calls ================================================================
 
-    def elapsed(self) -> float:
-        """Training seconds of the whole run: earlier processes' time plus this one's, pauses left out."""
-        return self.elapsed_before + time.perf_counter() - self._t_start - self._pause_seconds
-
-    def _act_all(self, commands: list[Command]) -> None:
-        for i, command in enumerate(commands):
-            try:
-                self._act(command)
-            except _Stop:
-                for later in commands[i + 1:]:
-                    later.ack(False, "the run is stopping")
-                raise
-
     def where(self) -> str:
         """Where the run is, in the words every front end uses: "in epoch 214 (213 complete), step 42600"."""
-        return position(self.epoch, self.batch_in_epoch, self.step)
-
-    def _act(self, command: Command) -> None:
-        """One command from the controls, acknowledged with what happened."""
-        where = self.where()
-        match command.name:
-            case "stop":
-                command.ack(True, f"stopping {where}; saving last.pt")
-                raise _Stop(Reason.STOPPED, stopped_message(where, command.args.get("why")))
-            case "save":
-                self._sync_partial()
-                path = self.save("manual")
-                if path is None:
-                    command.ack(False, "the checkpoint could not be written (see the log)")
-                else:
-                    command.ack(True, f"saved {where}: {path}", path=str(path))
-            case "set_lr":
-                lr = command.args["lr"]
-                set_lr(self.optimizer, lr)
-                batches = max(len(self.data.train), 1)
-                self.sink.emit(LrChanged(self.epoch + 1, self.step, self.epoch + self.batch_in_epoch / batches, lr))
-                command.ack(True, f"learning rate set to {lr:g} {where}")
-            case "pause":
-                if self.paused:
-                    command.ack(True, f"already paused {where}")
-                else:
-                    self._pause(True)
-                    command.ack(True, f"paused {where}")
-            case "resume":
-                stepping, self._steps_allowed = self._steps_allowed >= 0, -1
-                if self.paused or stepping:
-                    self._pause(False)
-                    command.ack(True, f"resumed {where}")
-                else:
-                    command.ack(False, "not paused")
-            case "step":
-                if self._steps_allowed >= 0:  # a step is under way: this one follows it (n pressed twice: two)
-                    self._steps_allowed += 1
-                    command.ack(True, f"one more step after the one under way ({where})")
-                elif not self.paused:
-                    command.ack(False, "step works while paused: pause first")
-                else:
-                    self.paused, self._steps_allowed = False, 1
-                    command.ack(True, f"one step ({where})")
-
-    def _hold_while_paused(self) -> None:
-        """Pause after a single step, and wait here (acting on commands) until resumed."""
-        if self._steps_allowed == 0:
-            self._steps_allowed = -1
-            self._pause(True)
-        while self.paused:
-            t0 = time.perf_counter()
-            self._act_all(self._next_commands(0.25))
-            self._pause_seconds += time.perf_counter() - t0
-
-    def _next_commands(self, wait: float) -> list[Command]:
-        """Commands to act on now: this process's own, or under DDP rank 0's, broadcast to every rank
-        (while paused rank 0 broadcasts every ``wait`` seconds, so the ranks keep meeting)."""
-        if self.world.main and wait > 0:
-            self.controls.wait(wait)
-        if not self.world.distributed:
-            return self.controls.poll()
-        if self.world.main:
-            self._pending += self.controls.poll()
-        shared = self.world.share_commands(self._pending)
-        if self.world.main:
-            self._pending = self._pending[len(shared):]
-        return shared
-
-    def _pause(self, paused: bool) -> None:
-        self.paused = paused
-        self.sink.emit(Paused(paused, shown_epoch(self.epoch, self.batch_in_epoch), self.step))  # the progress line's
+        return self.progress.where()
 
     def _flush(self) -> float:
         """Fold the open interval into the epoch's totals (host sync, once per log interval); its mean loss."""
-        used, count, first_step = self._used, self._count, self.step - self._used + 1
-        self._used = self._count = 0
+        interval, p = self.interval, self.progress
+        used, count, first_step = interval.steps, interval.samples, p.step - interval.steps + 1
+        interval.steps = interval.samples = 0
         if used == 0:
             return float("nan")
         body = self.body
@@ -396,112 +316,82 @@ class Fit:
         loss_sum, correct, bad_steps, count = values[:4]
         if bad_steps:  # before any alarm from this interval: the loss going non-finite is the news
             where = f"step {first_step + int((~finite).nonzero()[0, 0])}" if not finite.all() else "another rank's step"
-            raise _Stop(Reason.NON_FINITE_LOSS,
-                        f"loss became non-finite at epoch {self.epoch + 1}, {where}: lower the learning rate "
-                        f"(optimizer.lr = {current_lr(self.optimizer):g}) or set regularization.grad_clip")
+            raise StopRun(Reason.NON_FINITE_LOSS,
+                          f"loss became non-finite at epoch {p.epoch + 1}, {where}: lower the learning rate "
+                          f"(optimizer.lr = {current_lr(self.optimizer):g}) or set regularization.grad_clip")
         count = int(count)
         rest = values[4:]
         if health is not None:
-            names = body.monitor.names
-            self.layers = health_rows(names, [rest[3 * i: 3 * i + 3] for i in range(len(names))])
-            rest = rest[3 * len(names):]
-            self._alarm(gradient_alarms(self.layers, self.cfg.model.activation))
+            n_health = 3 * len(body.monitor.names)  # (layers, 3)
+            self.watch.layer_health(rest[:n_health])
+            rest = rest[n_health:]
         if table is not None:
             n = len(rest) // 3
             names = body.param_names()
-            self.sink.emit(ParamValues(self.step, tuple(
+            self.sink.emit(ParamValues(p.step, tuple(
                 (names[i], rest[i], rest[n + i], rest[2 * n + i]) for i in range(n))))
-        self.partial["loss_sum"] += loss_sum
-        self.partial["correct"] += int(correct)
-        self.partial["count"] += count
+        p.totals.loss_sum += loss_sum
+        p.totals.correct += int(correct)
+        p.totals.count += count
         return loss_sum / max(count, 1)
 
     def _sync_partial(self) -> None:
         """Fold the open interval into the partial-epoch totals (before a mid-epoch checkpoint)."""
-        if self._used:
+        if self.interval.steps:
             self._flush()
 
-    def _alarm(self, alarms: list[tuple[str, str]], where: str | None = None) -> None:
-        """Emit each kind of alarm or hint once per run."""
-        for kind, text in alarms:
-            if kind not in self.alarmed:
-                self.alarmed.add(kind)
-                self.sink.emit(LogMessage("warning", f"{where or f'epoch {self.epoch + 1}, step {self.step}'}: {text}"))
-
-    def _dead_units(self) -> dict[str, float]:
-        if self.body.monitor is None:
-            return {}
-        if self._probe is None:  # one validation batch, taken once and kept on the device
-            self._probe = next(iter(self.data.val.epoch(0)))[0]
-        return dead_units(self.model, self._probe)  # curve_hints reads them from the history and decides
-
-    def _boundary_due(self) -> bool:
-        """A decision boundary at most once a second of training, and after the last epoch: on a preset whose
-        epochs take 20-70 ms, computing and writing one every epoch cost 3% of the run (RESULTS.md)."""
-        now = time.perf_counter()
-        if self.epoch >= self.cfg.train.epochs or now - self._last_boundary >= 1.0:
-            self._last_boundary = now
-            return True
-        return False
-
-    def _emit_boundary(self) -> None:
-        val = self.data.val
-        if not hasattr(val, "x"):
-            return
-        xr, yr, classes, points = decision_grid(self.model, val.x, val.y)
-        self._boundary_epoch = self.epoch
-        self.sink.emit(Boundary(self.epoch, xr, yr, 64, 24, tuple(classes), tuple(map(tuple, points))))
+    def _save_now(self) -> Path | None:
+        """A checkpoint on request (the save command): the open interval folded in first."""
+        self._sync_partial()
+        return self.checkpoints.save("manual")
 
     def _save_epoch_checkpoints(self, is_best: bool) -> None:
-        if not self.world.main:
-            if is_best and self.cfg.regularization.restore_best and self.cfg.regularization.early_stopping:
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        reg = self.cfg.regularization
+        if is_best and reg.restore_best and reg.early_stopping:  # every rank: each restores its own copy
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if not self.checkpoints.writes:
             return
-        payload = self.payload("last")
+        payload = self.checkpoints.payload("last")
         if is_best:
-            reg = self.cfg.regularization
-            if reg.restore_best and reg.early_stopping:
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.save("best", payload=dict(payload, kind="best"))
-        self.save("last", payload=payload)
+            self.checkpoints.save("best", payload=dict(payload, kind="best"))
+        self.checkpoints.save("last", payload=payload)
 
     # -- how a fit ends ---------------------------------------------------------------
 
     def _early_stop(self) -> FitResult:
-        msg = self.stopper.message(self.epoch)
+        msg = self.stopper.message(self.progress.epoch)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
             msg += "; best weights restored"
         return self._finish(Reason.EARLY_STOPPED, msg)
 
-    def _stopped(self, stop: _Stop) -> FitResult:
+    def _stopped(self, stop: StopRun) -> FitResult:
         if stop.reason is Reason.STOPPED:
             try:
                 self._sync_partial()
-            except _Stop as late:  # the open interval held a non-finite loss: do not save it
+                self.checkpoints.save("last")
+            except StopRun as late:  # the open interval held a non-finite loss: do not save it
                 return self._finish(late.reason, late.message)
-            self.save("last")
+            except RecordLost as lost:
+                return self._finish(Reason.ERROR, self._lost_message(lost))
         return self._finish(stop.reason, stop.message)
 
+    def _lost_message(self, lost: RecordLost) -> str:
+        """A run that cannot write its record: where it stopped, why, and (if its folder is still there) what it
+        kept."""
+        kept = f"; {self.checkpoints.kept()}" if lost.folder_kept else ""
+        return f"{self.where()}: {lost.message}{kept}"
+
     def _finish(self, reason: Reason, message: str) -> FitResult:
-        if (reason.as_asked and self.body.monitor is not None and self.data.input_shape == (2,)
-                and self.data.task == "classification" and self.epoch and self._boundary_epoch != self.epoch):
-            self._emit_boundary()  # the boundary the run ended with (early stopped, stopped)
-        if reason.as_asked and self.data.task == "classification" and self.epoch:
-            try:
-                self._emit_class_results()
-            except Exception as exc:  # noqa: BLE001 - a report must never turn a finished run into a failure
-                self.sink.emit(LogMessage("warning", f"per-class results unavailable: {first_line(exc)}"))
-        self.sink.emit(RunFinished(reason.value, message, self.epoch, self.step, self.stopper.best, str(self.rundir.path),
-                                   str(self.last_checkpoint) if self.last_checkpoint else None, self.elapsed()))
-        return FitResult(reason, message, self.epoch, self.step, self.stopper.best, self.rundir.path,
-                         list(self.history), self.last_checkpoint, self.model)
-
-    def _emit_class_results(self) -> None:
-        from tui_trainer.engine.report import class_report, format_class_report
-
-        report = class_report(self.model, self.data, self.world)
-        self.sink.emit(ClassResults(report.class_names, report.confusion, format_class_report(report)))
+        p = self.progress
+        try:
+            self.watch.at_end(reason)
+        except RecordLost as lost:
+            reason, message = Reason.ERROR, self._lost_message(lost)
+        self.sink.emit(RunFinished(reason.value, message, p.epoch, p.step, self.stopper.best, str(self.folder.path),
+                                   str(self.checkpoints.last) if self.checkpoints.last else None, p.clock.elapsed()))
+        return FitResult(reason, message, p.epoch, p.step, self.stopper.best, self.folder.path,
+                         list(p.rows), self.checkpoints.last, self.model)
 
     def _oom_message(self) -> str:
         self.optimizer.zero_grad(set_to_none=True)
@@ -517,99 +407,16 @@ class Fit:
     def _started(self) -> None:
         total, trainable = count_params(self.model)
         try:
-            summary = format_summary(summarize(self.model, self.data.input_shape), self.model)
+            summary = format_summary(layer_summary(self.model, self.data.input_shape), self.model)
         except Exception as exc:  # noqa: BLE001 - a summary is a nicety; never let it stop a run
             summary = f"(summary unavailable: {first_line(exc)})"
+        p = self.progress
         self.sink.emit(RunStarted(
-            run_dir=str(self.rundir.path), device=describe_device(self.device).describe(), n_params=total,
-            n_trainable=trainable, epochs=self.cfg.train.epochs, start_epoch=self.epoch, start_step=self.step,
+            run_dir=str(self.folder.path), device=describe_device(self.device).describe(), n_params=total,
+            n_trainable=trainable, epochs=self.cfg.train.epochs, start_epoch=p.epoch, start_step=p.step,
             steps_per_epoch=len(self.data.train), train_samples=self.data.train.n_samples,
             val_samples=self.data.val.n_samples, task=self.data.task, summary=summary, preset=self.cfg.name,
-            elapsed_s=self.elapsed_before, monitor=self.stopper.monitor, prior=tuple(self.history),
+            elapsed_s=p.clock.before, monitor=self.stopper.monitor, prior=tuple(p.rows),
             world_size=self.world.size))
         for note in self.data.notes:
             self.sink.emit(LogMessage("warning", note))
-
-    # -- data parallel --------------------------------------------------------------
-
-    def _shard(self) -> None:
-        """Each rank takes its part of every batch (see data.Sharding)."""
-        w = self.world
-        self.data.train.shard(w.rank, w.size, even=True)
-        self.data.val.shard(w.rank, w.size, even=False)
-
-    def _wrap_ddp(self) -> nn.Module:
-        """The model in DistributedDataParallel (SyncBatchNorm first when asked); ``self.model`` stays the
-        plain module, so checkpoints hold its state and resume on any number of ranks."""
-        from torch.nn.parallel import DistributedDataParallel
-
-        if self.cfg.train.sync_batch_norm:
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-            self.body.model = self.model
-        if self.cfg.train.compile != "off" and self.device.type == "cuda":
-            self.sink.emit(LogMessage("info", f"train.compile = {self.cfg.train.compile}: the captured step is off under "
-                                              "data parallel (not yet shown to be exact there); eager steps"))
-        ids = [self.world.local_rank] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids)
-
-    def _seed_rank(self) -> None:
-        """Dropout and augmentation draw differently on each rank (the weights started equal: every rank
-        seeded the same before building the model, and DDP broadcasts rank 0's anyway)."""
-        torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.step * 101 + self.world.rank + 1)
-
-    # -- checkpoints ---------------------------------------------------------------
-
-    def payload(self, kind: str) -> dict[str, Any]:
-        """Everything needed to continue the run exactly (weights_only-loadable types only)."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
-            "format": FORMAT_VERSION, "kind": kind, "model": self.model.state_dict(),
-            "optimizer": optimizer_state(self.optimizer), "scheduler": self.schedule.state_dict(),
-            "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch, "partial": dict(self.partial),
-            "rng": rng, "early_stopping": self.stopper.state_dict(), "history": list(self.history),
-            "config": self.cfg.to_dict(), "run_dir": str(self.rundir.path), "saved_at": time.time(),
-            "elapsed_s": self.elapsed(),
-        }
-
-    def save(self, kind: str, payload: dict | None = None) -> Path | None:
-        """Write a checkpoint (rank 0 only: every rank holds the same state); a failed write is reported and the
-        run goes on."""
-        if not self.world.main:
-            return None
-        path = ({"last": self.rundir.last, "best": self.rundir.best}.get(kind)
-                or self.rundir.manual(shown_epoch(self.epoch, self.batch_in_epoch), self.step))  # the progress line's epoch
-        try:
-            save_checkpoint(payload or self.payload(kind), path)
-        except CheckpointError as exc:
-            self.sink.emit(LogMessage("error", f"{exc}; the previous {path.name} is intact"))
-            return None
-        if kind == "last":
-            self.last_checkpoint = path
-        self.sink.emit(CheckpointSaved(str(path), kind, self.epoch, self.step))
-        return path
-
-    def _restore(self, ck: dict[str, Any]) -> None:
-        why = state_mismatch(self.model, ck["model"])
-        if why:
-            raise CheckpointError(f"checkpoint does not match the {self.cfg.model.arch} model of its config: {why}")
-        try:
-            self.model.load_state_dict(ck["model"])
-            if ck.get("optimizer"):
-                load_optimizer_state(self.optimizer, ck["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"checkpoint does not match the {self.cfg.model.arch} model of its config: "
-                                  f"{first_line(exc)}") from None
-        self.schedule.load_state_dict(ck.get("scheduler") or {})
-        self.epoch, self.step = int(ck["epoch"]), int(ck["step"])
-        self.batch_in_epoch = int(ck.get("batch_in_epoch", 0))
-        self.stopper.load_state_dict(ck.get("early_stopping") or {})
-        self.history = list(ck.get("history") or [])
-        self.partial = dict(ck.get("partial") or self.partial)
-        self.elapsed_before = float(ck.get("elapsed_s") or 0.0)
-        rng = ck.get("rng") or {}
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if self.device.type == "cuda" and rng.get("cuda"):
-            torch.cuda.set_rng_state_all(rng["cuda"])

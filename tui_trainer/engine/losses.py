@@ -59,3 +59,8 @@ def predicted_class(out: torch.Tensor) -> torch.Tensor:
 def count_correct(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Correct predictions in a batch, as a device tensor (no host sync)."""
     return (predicted_class(out) == target.view(-1)).sum()
+
+
+def correct_count(out: torch.Tensor, yb: torch.Tensor, task: str) -> torch.Tensor | None:
+    """Correct predictions in a batch of ``task``, as a device tensor (None for regression)."""
+    return count_correct(out, yb) if task == "classification" else None

@@ -8,6 +8,9 @@ How the weights start, in order: ``model.seed`` (when set) reseeds torch's globa
 right before the layers are built, as ``torch.manual_seed(1); model = network(1, 6, 1)`` does
 in the notes, so the default initialisation draws the notes' numbers; then ``model.init``
 (a named scheme) and last ``model.init_weights`` (explicit values for a tiny mlp).
+
+Also here: a model's layer table (``layer_summary``, printed by ``format_summary``: what RunStarted
+and ``tui-trainer summary`` show), and ``state_mismatch`` for checkpoints that do not fit.
 """
 
 from __future__ import annotations
@@ -305,7 +308,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_features: in
 
 @dataclass(frozen=True)
 class LayerRow:
-    """One row of a model summary."""
+    """One row of a model's layer table."""
 
     name: str
     kind: str
@@ -314,7 +317,7 @@ class LayerRow:
     trainable: int
 
 
-def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerRow]:
+def layer_summary(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerRow]:
     """Leaf layers with output shapes (from one forward pass of a 2-sample batch) and parameter counts."""
     rows: list[LayerRow] = []
     hooks = []

@@ -14,8 +14,8 @@ from tui_trainer.config import RunConfig, from_dict
 from tui_trainer.data import DataBundle, load_data, peek_shape
 from tui_trainer.engine.device import pick_device
 from tui_trainer.engine.dist import World
-from tui_trainer.engine.losses import build_loss, count_correct
-from tui_trainer.engine.models import build_model, count_params, eval_mode, format_summary, summarize
+from tui_trainer.engine.losses import build_loss, correct_count
+from tui_trainer.engine.models import build_model, count_params, eval_mode, format_summary, layer_summary
 from tui_trainer.engine.stopping import EarlyStopping
 
 __all__ = ["EarlyStopping", "build_loss", "correct_count", "describe_model", "epoch_seed", "evaluate", "prepare",
@@ -25,11 +25,6 @@ __all__ = ["EarlyStopping", "build_loss", "correct_count", "describe_model", "ep
 def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffling seed of one epoch: a resumed run replays exactly the same order."""
     return seed * 1_000_003 + epoch
-
-
-def correct_count(out: torch.Tensor, yb: torch.Tensor, task: str) -> torch.Tensor | None:
-    """Correct predictions in a batch, as a device tensor (None for regression)."""
-    return count_correct(out, yb) if task == "classification" else None
 
 
 def prepare(cfg: RunConfig) -> tuple[torch.device, DataBundle, nn.Module]:
@@ -86,7 +81,7 @@ def describe_model(cfg: RunConfig) -> tuple[int, int, str]:
     with torch.random.fork_rng(devices=[]), torch.device(device):
         model = build_model(spec, shape, out)
     total, trainable = count_params(model)
-    return total, trainable, format_summary(summarize(model, shape), model)
+    return total, trainable, format_summary(layer_summary(model, shape), model)
 
 
 def warm_up() -> None:

@@ -1,16 +1,19 @@
 """How one training step runs: chosen once per fit, called the same way by the loop.
 
 ``StepBody`` is the step itself (forward, loss, backward, clipping, optimizer step, and the
-writes of the step's loss and correct count into the interval's device buffers). A runner
-decides how the body is executed:
+writes of the step's loss and correct count into the interval's device buffers). A step object
+decides how the body is executed, and the loop calls it as ``train_step(xb, yb, slot, watch)``:
 
-* ``EagerRunner``: every step in Python (the forward optionally ``torch.compile``d);
-* ``CapturedRunner``: CUDA, ``train.compile`` auto (the default) or on, a capturable optimizer: three
+* ``EagerStep``: every step in Python;
+* ``CompiledStep``: the same with the forward ``torch.compile``d (``train.compile`` on where the
+  whole step cannot be captured); if the first compiled call fails, eager from then on;
+* ``CapturedStep``: CUDA, ``train.compile`` auto (the default) or on, a capturable optimizer: three
   eager warm-up steps on a side stream, then the step recorded as one CUDA graph and replayed
-  (``capture.py``); watched steps and batches of another shape (an epoch's last) run eagerly, so
-  nothing is dropped and every step is the step the eager engine would take.
+  (``capture.StepGraph``); watched steps and batches of another shape (an epoch's last) run eagerly,
+  so nothing is dropped and every step is the step the eager engine would take.
 
-``choose_runner`` picks one and says why in the log.
+``choose_step`` picks one and says why in the log (under data parallel ``dist.DataParallel`` takes
+``EagerStep`` itself).
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ import torch
 from torch import nn
 
 from tui_trainer.config import RunConfig
-from tui_trainer.engine.capture import WARM_UP_STEPS, CapturedStep
+from tui_trainer.engine.capture import WARM_UP_STEPS, StepGraph
 from tui_trainer.engine.diagnostics import GradientMonitor
+from tui_trainer.engine.losses import correct_count
 from tui_trainer.engine.optim import CAPTURABLE, Schedule, l1_penalty
-from tui_trainer.engine.parts import correct_count
+from tui_trainer.engine.params import flat_values, scalar_names, small_enough, step_table
 from tui_trainer.errors import first_line
 from tui_trainer.run.events import LogMessage, Sink
-
-TINY_MODEL = 64  # networks with at most this many scalars report every parameter's value and gradient
 
 
 class StepBody:
@@ -41,12 +43,12 @@ class StepBody:
         self.amp = cfg.train.amp == "bf16"
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.forward: Callable[[torch.Tensor], torch.Tensor] = model
-        self.tiny = 0 < sum(p.numel() for p in self.params) <= TINY_MODEL
+        self.tiny = small_enough(sum(p.numel() for p in self.params))  # every scalar shown (params.py)
         # per-step device buffers: losses and correct counts of the current log interval
         self.loss_buf = torch.zeros(log_every, device=device)
         self.correct_buf = torch.zeros(log_every, device=device, dtype=torch.long)
         self.health: torch.Tensor | None = None  # (layers, 3), read at the interval's sync
-        self.param_table: torch.Tensor | None = None  # (3, n) value, gradient, new value (tiny nets)
+        self.param_table: torch.Tensor | None = None  # (3, n) value, gradient, new value (tiny nets, params.py)
 
     def layout(self, xb: torch.Tensor) -> torch.Tensor:
         """The batch in the model's memory format (channels_last for image batches when asked)."""
@@ -74,15 +76,14 @@ class StepBody:
             torch.nn.utils.clip_grad_norm_(self.params, reg.grad_clip, foreach=True)
         before = None
         if watch and self.tiny:
-            before = torch.cat([p.detach().flatten() for p in self.params])
+            before = flat_values(self.params)
         if monitor is not None:
             monitor.before_step()
         self.optimizer.step()
         if monitor is not None:
             self.health = monitor.after_step()
         if before is not None:
-            grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in self.params])
-            self.param_table = torch.stack([before, grads, torch.cat([p.detach().flatten() for p in self.params])])
+            self.param_table = step_table(self.params, before)
         # no .item(): the step's numbers stay on the device until the log interval
         loss_v = loss.detach() * len(yb)
         correct = correct_count(out.detach(), yb, self.task)
@@ -96,35 +97,38 @@ class StepBody:
                 self.correct_buf.index_copy_(0, slot, correct.view(1))
 
     def param_names(self) -> list[str]:
-        """One name per scalar parameter, in the order of ``param_table`` (e.g. ``layers.1.weight[0,1]``)."""
-        names = []
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            if p.numel() == 1:
-                names.append(name)
-                continue
-            for idx in torch.cartesian_prod(*[torch.arange(s) for s in p.shape]).view(-1, p.dim()).tolist():
-                names.append(f"{name}[{','.join(map(str, idx))}]")
-        return names
+        """One name per scalar of ``param_table`` (e.g. ``layers.1.weight[0,1]``), as ``params.scalar_names``."""
+        return scalar_names((name, p) for name, p in self.model.named_parameters() if p.requires_grad)
 
 
-class EagerRunner:
-    """Every step in Python; the first call of a compiled forward falls back to eager if it fails."""
+class EagerStep:
+    """Every step in Python."""
 
-    def __init__(self, body: StepBody, schedule: Schedule, sink: Sink, compiled: bool = False) -> None:
+    def __init__(self, body: StepBody, schedule: Schedule, sink: Sink) -> None:
         self.body, self.schedule, self.sink = body, schedule, sink
-        self._compiled_pending = compiled
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor, slot: int, watch: bool) -> None:
-        if self._compiled_pending:
-            self._first_compiled(xb, yb, slot, watch)
-        else:
-            self.body(self.body.layout(xb), yb, slot, watch)
+        self.body(self.body.layout(xb), yb, slot, watch)
         self.schedule.step_batch()
 
+
+class CompiledStep(EagerStep):
+    """Every step in Python with a ``torch.compile``d forward; the first call compiles, and if that fails the
+    forward is the plain model from then on."""
+
+    def __init__(self, body: StepBody, schedule: Schedule, sink: Sink) -> None:
+        super().__init__(body, schedule, sink)
+        self._first = True
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, slot: int, watch: bool) -> None:
+        if self._first:
+            self._first = False
+            self._first_compiled(xb, yb, slot, watch)
+            self.schedule.step_batch()
+        else:
+            super().__call__(xb, yb, slot, watch)
+
     def _first_compiled(self, xb: torch.Tensor, yb: torch.Tensor, slot: int, watch: bool) -> None:
-        self._compiled_pending = False
         try:
             self.body(self.body.layout(xb), yb, slot, watch)
         except Exception as exc:  # noqa: BLE001 - dynamo, inductor and graph-capture errors all mean "not here"
@@ -134,12 +138,12 @@ class EagerRunner:
             self.body(self.body.layout(xb), yb, slot, watch)
 
 
-class CapturedRunner:
+class CapturedStep:
     """Warm up, capture the whole step as a CUDA graph, replay it (see capture.py for the invariants)."""
 
     def __init__(self, body: StepBody, schedule: Schedule, sink: Sink) -> None:
         self.body, self.schedule, self.sink = body, schedule, sink
-        self.captured: CapturedStep | None = None
+        self.captured: StepGraph | None = None
         self.warm_up_left = WARM_UP_STEPS  # -1 once captured or given up
         self._side = torch.cuda.Stream(body.device)
 
@@ -164,7 +168,7 @@ class CapturedRunner:
         """Record this step as a CUDA graph, then replay it (capture records without running)."""
         self.warm_up_left = -1
         try:
-            self.captured = CapturedStep(self.body, xb, yb)
+            self.captured = StepGraph(self.body, xb, yb)
         except Exception as exc:  # noqa: BLE001 - any capture error means "not here": the run goes on eagerly
             self.captured = None
             self.sink.emit(LogMessage("warning", f"train.compile: CUDA-graph capture failed ({type(exc).__name__}: "
@@ -182,46 +186,25 @@ def capture_possible(cfg: RunConfig, device: torch.device) -> bool:
             and cfg.train.nproc == 1)
 
 
-def choose_runner(cfg: RunConfig, body: StepBody, schedule: Schedule, sink: Sink) -> EagerRunner | CapturedRunner:
+TrainStep = EagerStep | CapturedStep
+"""What the loop calls once per batch: ``train_step(xb, yb, slot, watch)``."""
+
+
+def choose_step(cfg: RunConfig, body: StepBody, schedule: Schedule, sink: Sink) -> TrainStep:
     """The way steps run for this fit, chosen once, and said in the log with the reason."""
     mode, device = cfg.train.compile, body.device
     if capture_possible(cfg, device):
-        return CapturedRunner(body, schedule, sink)
+        return CapturedStep(body, schedule, sink)
     why = ("off" if mode == "off" else "a CPU: capture is for CUDA" if device.type != "cuda"
            else f"{cfg.optimizer.name} keeps its step count on the host, so the step cannot be captured")
     if mode != "on" or device.type == "mps":
         sink.emit(LogMessage("info", f"steps run eagerly (train.compile = {mode}: {why})"))
-        return EagerRunner(body, schedule, sink)
+        return EagerStep(body, schedule, sink)
     sink.emit(LogMessage("info", f"train.compile = on: {why}; compiling the forward pass only"))
     try:  # CUDA graphs of the forward on GPU, inductor kernels on CPU; a last batch of another size recompiles once
         body.forward = torch.compile(body.model, mode="reduce-overhead" if device.type == "cuda" else "default",
                                      dynamic=False)
     except Exception as exc:  # noqa: BLE001 - no compiler here: train eagerly
         sink.emit(LogMessage("warning", f"train.compile unavailable ({type(exc).__name__}); training eagerly"))
-        return EagerRunner(body, schedule, sink)
-    return EagerRunner(body, schedule, sink, compiled=True)
-
-
-class FaultyRunner:
-    """Test-only fault injection into a child run process, where a test cannot monkeypatch:
-    ``TUI_TRAINER_FAULT="oom@3"`` raises out-of-memory at the 3rd step of this process, ``"error@3"``
-    a RuntimeError, ``"slow@0.01"`` adds 10 ms to every step (a long run without burning the CPU)."""
-
-    def __init__(self, inner: EagerRunner | CapturedRunner, spec: str) -> None:
-        self.inner, self.calls = inner, 0
-        kind, _, arg = spec.partition("@")
-        if kind not in ("oom", "error", "slow"):
-            raise ValueError(f"TUI_TRAINER_FAULT={spec!r}: allowed: oom@STEP, error@STEP, slow@SECONDS")
-        self.kind, self.arg = kind, float(arg or 1)
-
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, slot: int, watch: bool) -> None:
-        self.calls += 1
-        if self.kind == "slow":
-            import time
-
-            time.sleep(self.arg)  # makes the step slower; nothing waits on it
-        elif self.calls == int(self.arg):
-            if self.kind == "oom":
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by TUI_TRAINER_FAULT)")
-            raise RuntimeError("kaboom (injected by TUI_TRAINER_FAULT)")
-        self.inner(xb, yb, slot, watch)
+        return EagerStep(body, schedule, sink)
+    return CompiledStep(body, schedule, sink)

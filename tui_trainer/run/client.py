@@ -1,7 +1,7 @@
 """Start, follow, steer and leave run processes (stdlib only: the app uses this without torch).
 
 ``start`` creates the run directory (absolute, 0700) and launches ``python -m tui_trainer.runner``
-in its own session with stdin closed and its output in run.log. ``RunHandle`` is what a client
+(``RUN_MODULE``) in its own session with stdin closed and its output in run.log. ``RunHandle`` is what a client
 holds: the run's folder, its state, ``send`` for commands, ``wait_started`` and ``wait``.
 Nothing here trains; a client that goes away leaves the run as it was.
 """
@@ -24,6 +24,9 @@ from tui_trainer.run.endpoint import send as send_command
 from tui_trainer.run.folder import LIVE_STATES, RunDir, prepare_run
 
 START_TIMEOUT = 600.0  # seconds a run may spend loading data and building its model before it trains
+RUN_MODULE = "tui_trainer.runner"
+"""What a run process runs (``python -m RUN_MODULE RUN_DIR ...``, each rank's under torchrun). Tests point it at
+``tests.faulty_runner``, which puts a fault into the steps and then runs ``tui_trainer.runner.main``."""
 
 
 class RunHandle:
@@ -133,7 +136,7 @@ def run_command(run_path: Path, resume: Path | None, nproc: int = 1, nodes: Node
                 paused: bool = False) -> list[str]:
     """The command line of a run process: the runner itself, or torchrun starting ``nproc`` runners here
     (``torch.distributed.run``: PyTorch's own launcher with its elastic rendezvous)."""
-    tail = ["-m", "tui_trainer.runner", str(run_path)] + (["--resume", str(Path(resume).resolve())] if resume else [])
+    tail = ["-m", RUN_MODULE, str(run_path)] + (["--resume", str(Path(resume).resolve())] if resume else [])
     tail += ["--paused"] if paused else []
     nodes = nodes or Nodes()
     if nproc <= 1 and nodes.count <= 1:

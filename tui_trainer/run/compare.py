@@ -51,6 +51,7 @@ class RunData:
     started: float | None  # wall-clock time the run started (epoch seconds)
     steps: tuple[tuple[int, float, float, float], ...] = ()  # (step, smoothed train loss, lr, elapsed_s) per log interval
     skipped: int = 0  # torn or unreadable event lines left out
+    scalars: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()  # a user's loop's own: (name, ((step, value), ...))
 
     @property
     def best_row(self) -> dict | None:
@@ -131,9 +132,10 @@ def load_run(path: RunDir | Path | str) -> RunData:
         elapsed = sum(float(r.get("epoch_seconds") or 0.0) for r in rows)
     steps = tuple(zip(history.step_n, history.step_loss.values, history.step_lr, history.step_elapsed, strict=True))
     epochs = int(config.get("train", {}).get("epochs") or status.get("epochs") or (started.epochs if started else 0))
+    scalars = tuple((name, tuple(zip(steps_, values, strict=True))) for name, (steps_, values) in history.scalars.items())
     return RunData(name=run.name, path=run.path, config=config, rows=rows, status=status, state=run.state(status),
                    task=_task(started, rows, config), monitor=monitor, epochs=epochs, elapsed_s=elapsed,
-                   started=status.get("started") or status.get("created"), steps=steps, skipped=skipped)
+                   started=status.get("started") or status.get("created"), steps=steps, skipped=skipped, scalars=scalars)
 
 
 def load_runs(paths: Iterable[RunDir | Path | str]) -> list[RunData]:
@@ -237,10 +239,19 @@ def _names(runs: Sequence[RunData], keys: Sequence[str]) -> list[str]:
             for i in range(len(runs))]
 
 
+def label_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """The differing keys that name runs: those every run has, when there are some (a user's own loop beside a
+    preset's run differs in every key of either; the keys both have, such as ``name``, tell them apart), else
+    every differing key."""
+    keys = differing_keys(configs)
+    flats = [flatten(c) for c in configs]
+    return [k for k in keys if all(k in f for f in flats)] or keys
+
+
 def labels(runs: Sequence[RunData]) -> list[str]:
     """Each run's label, each differing key's values in one format across the runs; runs that would share one
     get their folder name added."""
-    keys = differing_keys([r.config for r in runs])
+    keys = label_keys([r.config for r in runs])
     names = _names(runs, keys)
     return [f"{n} ({r.name})" if names.count(n) > 1 and n != r.name else n for n, r in zip(names, runs, strict=True)]
 
@@ -278,7 +289,8 @@ def compare_table(runs: Sequence[RunData]) -> str:
             acc += star
         else:
             loss += star
-        table.append([name, loss, acc, str(best["epoch"]) if best else "-", f"{r.epochs_done}/{r.epochs}",
+        table.append([name, loss, acc, str(best["epoch"]) if best else "-",
+                      f"{r.epochs_done}/{r.epochs}" if r.epochs else str(r.epochs_done),  # 0: a loop that did not say
                       hms(r.elapsed_s) if r.elapsed_s is not None else "-", r.state])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i in (0, 6) else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
@@ -286,10 +298,15 @@ def compare_table(runs: Sequence[RunData]) -> str:
              .rstrip() for row in table]
     first = runs[0]
     intro = (f"{len(runs)} {first.task} run{'s' if len(runs) != 1 else ''}, best by {first.monitor} (*)"
-             + (f"; differing: {', '.join(keys)}" if keys else ("; configs identical" if len(runs) > 1 else "")))
+             + (f"; differing: {_some(keys)}" if keys else ("; configs identical" if len(runs) > 1 else "")))
     folders = [f"  {name}: {shown_path(r.path)}" for name, r in zip(names, runs, strict=True) if name != r.name]
     skipped = [f"  {r.name}: {r.skipped} torn event line(s) skipped" for r in runs if r.skipped]
     return "\n".join([intro, *lines, *(["folders:", *folders] if folders else []), *skipped])
+
+
+def _some(keys: Sequence[str], most: int = 12) -> str:
+    """The first ``most`` keys, and how many more (a user's own loop beside a preset's run differs in ~80)."""
+    return ", ".join(keys[:most]) + (f" … ({len(keys) - most} more)" if len(keys) > most else "")
 
 
 def curve_metrics(runs: Sequence[RunData]) -> list[str]:

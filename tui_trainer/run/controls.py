@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,9 @@ class Controls:
         self._queue: collections.deque[Command] = collections.deque()
         self._wake = threading.Condition()
         self.stop_requested = False  # set by send("stop"), read by whoever waits on the run
+        self.check: Callable[[], None] | None = None
+        """Run after each ``wait`` (the engine, paused): the run process checks that its folder is still there
+        (what it raises ends the run, as it would from the sink, where a running fit meets the same check)."""
 
     def send(self, name: str, **args: Any) -> Command:
         """Queue a command (validated: CommandError if malformed)."""
@@ -111,6 +115,8 @@ class Controls:
         with self._wake:
             if not self._queue:
                 self._wake.wait(timeout)
+        if self.check is not None:
+            self.check()
 
 
 def stopped_message(where: str, why: str | None = None) -> str:

@@ -35,14 +35,16 @@ def _last_byte(path: Path) -> bytes:
 
 
 class EventWriter:
-    """Appends events to events.jsonl; each line is written whole and flushed, so a reader never sees
-    half an event unless the process dies mid-write (the torn line is then skipped)."""
+    """Appends events to events.jsonl; each line is written whole (unbuffered: one write call, no flush), so a
+    reader never sees half an event unless the process dies mid-write (the torn line is then skipped). A write
+    that fails part-way (a full disk) is cut back to the last whole line before the OSError is raised, so the
+    file ends whole and a later write (the run's end, once there is room) starts on a line of its own."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         fresh = not path.exists() or path.stat().st_size == 0
         torn = not fresh and _last_byte(path) != b"\n"  # a process killed mid-line: the resume starts a new one
-        self._fh = open(path, "ab")  # noqa: SIM115 - lives as long as the run
+        self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
         self.offset = 0 if fresh else path.stat().st_size  # bytes in the file: the end of the last whole line
         if fresh or torn:
             self._write(header() + "\n" if fresh else "\n")
@@ -52,9 +54,21 @@ class EventWriter:
 
     def _write(self, text: str) -> None:
         data = text.encode("utf-8")
-        self._fh.write(data)
-        self._fh.flush()
+        done = 0
+        try:
+            while done < len(data):
+                done += self._fh.write(data[done:]) or 0  # a raw write may take part of it (a nearly full disk)
+        except OSError:
+            if done:
+                self._cut_to_whole_lines()
+            raise
         self.offset += len(data)
+
+    def _cut_to_whole_lines(self) -> None:
+        try:
+            os.ftruncate(self._fh.fileno(), self.offset)
+        except OSError:
+            pass  # the reader skips a torn last line anyway
 
     def close(self) -> None:
         self._fh.close()

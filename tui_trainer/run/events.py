@@ -87,6 +87,7 @@ class RunStarted:
     monitor: str = "val_loss"
     prior: tuple = ()  # metrics rows (dicts) of the epochs done before a resume
     world_size: int = 1
+    source: str = "tui-trainer"  # who trains: "tui-trainer" (its engine) or "track" (a user's own loop, run/track.py)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class StepLogged:
     layers: tuple[LayerHealth, ...] = ()  # per layer, when train.diagnostics is on
     memory: tuple[int, int] | None = None  # (allocated, free) bytes on a CUDA device; None elsewhere
     memory_ranks: tuple[tuple[int, int], ...] = ()  # every rank's (allocated, free) under DDP on CUDA, by rank
+    extra: tuple[tuple[str, float], ...] = ()  # a user's own loop's other named scalars at this step (run/track.py)
 
 
 @dataclass(frozen=True)
@@ -122,16 +124,23 @@ class EpochEnded:
     is_best: bool = False
     grad_norms: tuple[tuple[str, float], ...] = ()
     dead_units: tuple[tuple[str, float], ...] = ()
+    extra: tuple[tuple[str, float], ...] = ()  # a user's own loop's other named scalars of the epoch (run/track.py)
 
     def metrics(self) -> dict:
-        """The metrics.jsonl row."""
+        """The metrics.jsonl row (a user's loop's own scalars are columns of it, after the tool's)."""
         row = {k: getattr(self, k) for k in ("epoch", "step", "train_loss", "val_loss", "train_acc", "val_acc",
                                              "lr", "epoch_seconds", "samples_per_s")}
         if self.grad_norms:
             row["grad_norms"] = dict(self.grad_norms)
         if self.dead_units:
             row["dead_relu"] = dict(self.dead_units)
+        row.update(self.extra)
         return row
+
+
+ROW_KEYS = frozenset({"epoch", "step", "train_loss", "val_loss", "train_acc", "val_acc", "lr", "epoch_seconds",
+                      "samples_per_s", "grad_norms", "dead_relu"})
+"""The columns of a metrics row the tool writes itself (any other is a user's loop's own scalar, ``EpochEnded.extra``)."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +240,17 @@ class Sink(Protocol):
         ...
 
 
+class RecordLost(Exception):  # noqa: N818 - a condition, not an error of the engine's
+    """Raised by a sink that can no longer write the run's record: its folder was removed or replaced while it
+    trained, or events.jsonl or status.json could not be written (a full disk). The engine ends the run at once
+    (no further checkpoint), with ``message`` as its reason; the sink then records the end as far as it still can
+    and never raises for it. ``folder_kept``: False when the folder itself is gone (no checkpoint to offer)."""
+
+    def __init__(self, message: str, folder_kept: bool = True) -> None:
+        super().__init__(message)
+        self.message, self.folder_kept = message, folder_kept
+
+
 class ListSink:
     """Keeps every event (tests, benchmarks)."""
 
@@ -317,6 +337,7 @@ _DEEP: dict[str, Any] = {  # how each nested field comes back from JSON, without
     "memory_ranks": lambda v: tuple(map(tuple, v)),
     "grad_norms": _pairs,
     "dead_units": _pairs,
+    "extra": _pairs,
     "points": lambda v: tuple(map(tuple, v)),
     "confusion": lambda v: tuple(map(tuple, v)),
     "params": lambda v: tuple((n, _float(a), _float(b), _float(c)) for n, a, b, c in v),
@@ -353,12 +374,13 @@ def decode(line: str) -> Event | None:
     if not isinstance(row, dict):
         raise ValueError("not an event")
     kind = row.pop("type", None)
-    if kind == "StepLogged" and len(row) in (10, 11):  # most of a long run's events: built directly, no field walk
+    if kind == "StepLogged" and len(row) in (10, 11, 12):  # most of a long run's events: built directly, no field walk
         memory = row["memory"]
         return StepLogged(row["epoch"], row["step"], row["batch"], row["batches"], _float(row["loss"]), _float(row["lr"]),
                           _float(row["samples_per_s"]), _float(row["elapsed_s"]),
                           tuple(LayerHealth(n, _float(g), _float(w), _float(u)) for n, g, w, u in row["layers"]),
-                          None if memory is None else tuple(memory), tuple(map(tuple, row.get("memory_ranks", ()))))
+                          None if memory is None else tuple(memory), tuple(map(tuple, row.get("memory_ranks", ()))),
+                          _pairs(row.get("extra", ())))
     if kind == "header":
         version = row.get("protocol")
         if not isinstance(version, int) or version > PROTOCOL:

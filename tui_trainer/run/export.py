@@ -10,7 +10,9 @@ CSV: one row per epoch (the metrics.jsonl rows; nested values such as ``grad_nor
 installs the 0.4 MB tensorboardX writer rather than TensorBoard itself): ``loss/train``,
 ``loss/val``, ``accuracy/train``, ``accuracy/val`` per epoch, and ``loss/train_smoothed`` and
 ``lr`` per log interval, all against the optimizer step, so the per-step and per-epoch curves
-line up; wall times are the run's own (start + training clock).
+line up; wall times are the run's own (start + training clock). A user's own loop's other named
+scalars (``run/track.py``) go along: ``step/<name>`` per logged step, ``epoch/<name>`` per epoch (and,
+in the CSV, as columns of their own).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from tui_trainer.errors import ConfigError
 from tui_trainer.run.compare import RunData
+from tui_trainer.run.events import ROW_KEYS
 
 FORMATS = ("csv", "tensorboard")
 TENSORBOARD_MISSING = ("TensorBoard export needs tensorboardX: pip install 'tensorboardX>=2.6' "
@@ -129,9 +132,14 @@ def tensorboard_scalars(run: RunData) -> dict[str, list[tuple[int, float, float 
                          ("accuracy/val", "val_acc")):
             if isinstance(row.get(key), (int, float)):
                 scalars.setdefault(tag, []).append((step, float(row[key]), when))
+        for key, value in row.items():  # a user's loop's own scalars of the epoch
+            if key not in ROW_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                scalars.setdefault(f"epoch/{key}", []).append((step, float(value), when))
     for step, loss, lr, elapsed in run.steps:
         scalars.setdefault("loss/train_smoothed", []).append((step, loss, wall(step, elapsed)))
         scalars.setdefault("lr", []).append((step, lr, wall(step, elapsed)))
+    for name, points in run.scalars:  # a user's loop's own scalars at its logged steps
+        scalars[f"step/{name}"] = [(step, value, wall(step, clock.get(step))) for step, value in points]
     if not run.steps:  # no events file: the learning rate of each epoch's end
         for row in run.rows:
             if isinstance(row.get("lr"), (int, float)):

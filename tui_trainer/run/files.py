@@ -24,6 +24,11 @@ def atomic_write(path: Path, text: str, durable: bool = True) -> None:
         raise
 
 
+def why_not_written(exc: OSError) -> str:
+    """The cause of a failed write as the system says it ("No space left on device")."""
+    return exc.strerror or str(exc)
+
+
 def json_lines(path: Path) -> Iterator[dict]:
     """The JSON objects of a JSON-lines file, skipping a torn or foreign line (nothing if the file is missing)."""
     try:

@@ -191,8 +191,19 @@ class RunDir:
         manual = sorted(self.checkpoints.glob("manual-*.pt")) if self.checkpoints.is_dir() else []
         return manual[-1] if manual else None
 
+    @property
+    def source(self) -> str:
+        """Who trained the run: "tui-trainer" (its engine), or "track" (a user's own loop, through
+        ``run/track.py``: the app cannot resume it or fill its panels from it)."""
+        return str(self.read_status().get("source") or "tui-trainer")
+
     def resume_hint(self) -> str:
-        """What to type to go on from this run's last good checkpoint, or that there is none."""
+        """What to type to go on from this run's last good checkpoint, or that there is none (a user's own loop
+        goes on from its own script)."""
+        if self.source == "track":
+            good = self.last_good_checkpoint()
+            where = f" (its last checkpoint: {good})" if good else ""
+            return f"it was trained by your own loop: go on from your script{where}"
         return resume_hint(self.last_good_checkpoint())
 
 
@@ -253,9 +264,18 @@ def run_of_checkpoint(checkpoint: Path | str) -> RunDir | None:
 
 
 def _new_run_dir(runs_dir: Path, cfg: RunConfig, label: str | None = None) -> RunDir:
-    root = runs_dir.expanduser().resolve()
+    return new_run_folder(runs_dir, label or cfg.name, to_toml(cfg), preset=cfg.name, epochs=cfg.train.epochs,
+                          monitor=cfg.regularization.monitor)
+
+
+def new_run_folder(runs_dir: Path | str, name: str, config_text: str, hint: str = "choose another with --runs-dir",
+                   **status: Any) -> RunDir:
+    """A new run folder ``<runs_dir>/<YYYYmmdd-HHMMSS>-<name>[-n]`` (absolute, 0700, with ``checkpoints/``), its
+    config.toml (``config_text``) and a status "starting" with ``status``: one way to make a run folder, for the
+    tool's runs and for a user's own loop (``track.py``). ConfigError (ending with ``hint``) if it cannot be written."""
+    root = Path(runs_dir).expanduser().resolve()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in label or cfg.name) or "run"
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name) or "run"
     try:
         root.mkdir(parents=True, exist_ok=True)
         path = root / f"{stamp}-{safe}"
@@ -270,12 +290,11 @@ def _new_run_dir(runs_dir: Path, cfg: RunConfig, label: str | None = None) -> Ru
         os.chmod(path, 0o700)
         run = RunDir(path)
         run.checkpoints.mkdir()
-        _write(run, cfg)
-        run.write_status(state="starting", preset=cfg.name, epochs=cfg.train.epochs, epoch=0,
-                         monitor=cfg.regularization.monitor, created=time.time())
+        atomic_write(run.config_path, config_text)
+        run.write_status(state="starting", epoch=0, **status, created=time.time())
     except OSError as exc:
         reason = exc.strerror or exc
-        raise ConfigError(f"runs directory {root} is not writable: {reason}; choose another with --runs-dir") from None
+        raise ConfigError(f"runs directory {root} is not writable: {reason}; {hint}") from None
     return run
 
 

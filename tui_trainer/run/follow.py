@@ -27,7 +27,7 @@ from typing import NamedTuple
 from tui_trainer.run.eventlog import EventReader, read_snapshot
 from tui_trainer.run.events import Event, ProtocolError, RunFinished, RunStarted
 from tui_trainer.run.files import size
-from tui_trainer.run.folder import LIVE_STATES, RunDir, resume_hint
+from tui_trainer.run.folder import LIVE_STATES, RunDir
 from tui_trainer.run.history import RunHistory
 
 BACKLOG_BATCH = 20_000  # events per batch while catching up
@@ -171,5 +171,4 @@ def _from_snapshot(run: RunDir) -> tuple[RunHistory, EventReader] | None:
 
 def crash_note(run: RunDir) -> str:
     """What to say of a run whose process is gone without an end."""
-    good = run.last_good_checkpoint()
-    return f"run {run.name} crashed: its process is gone without an end; {resume_hint(good)}"
+    return f"run {run.name} crashed: its process is gone without an end; {run.resume_hint()}"

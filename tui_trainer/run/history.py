@@ -9,6 +9,7 @@ progress and ETA first.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +84,8 @@ class Series:
         self.epochs.append(int(row["epoch"]))
         self.train_loss.append(float(row["train_loss"]))
         self.val_loss.append(float(row["val_loss"]))
-        if row.get("val_acc") is not None:
-            self.train_acc.append(float(row["train_acc"]))
+        if row.get("val_acc") is not None:  # a user's loop may give val_acc alone: nan keeps the lists aligned
+            self.train_acc.append(float(row["train_acc"]) if row.get("train_acc") is not None else float("nan"))
             self.val_acc.append(float(row["val_acc"]))
 
     def truncate(self, epochs_done: int) -> None:
@@ -108,6 +109,7 @@ class RunHistory:
         self.step_elapsed: list[float] = []  # the run's training clock at each log interval
         self.step_loss = RunningMean(smoothing)
         self.grads: dict[str, tuple[list[float], list[float]]] = {}
+        self.scalars: dict[str, tuple[list[int], list[float]]] = {}  # a user's loop's own step scalars: (steps, values)
         self.lr_marks: list[tuple[float, float]] = []
         self.log: list[tuple[str, str]] = []  # (level, line)
         self.alarms: list[str] = []
@@ -189,6 +191,9 @@ class RunHistory:
         self.step_loss.truncate(keep)
         for xs, ys in self.grads.values():
             del xs[keep:], ys[keep:]
+        for steps, values in self.scalars.values():
+            kept = sum(1 for n in steps if n <= e.start_step)
+            del steps[kept:], values[kept:]
         until = self.step_x[-1] if keep else float(e.start_epoch)
         self.lr_marks = [(x, lr) for x, lr in self.lr_marks if x <= until]
         self.last_step = None
@@ -206,6 +211,10 @@ class RunHistory:
             xs, ys = self.grads.setdefault(layer.name, ([], []))
             xs.append(x)
             ys.append(layer.grad_norm)
+        for name, value in e.extra:
+            steps, values = self.scalars.setdefault(name, ([], []))
+            steps.append(e.step)
+            values.append(value)
         if self._session_start is None:
             self._session_start = (e.elapsed_s, self.done_epochs() or 0.0)
 
@@ -223,6 +232,7 @@ class RunHistory:
         out.update({name: None if (e := getattr(self, name)) is None else encode(e) for name in self._EVENTS})
         out["series"] = vars(self.series)
         out["grads"] = self.grads
+        out["scalars"] = self.scalars
         out["step_loss"] = {"beta": self.step_loss.beta, "avg": self.step_loss.average, "values": self.step_loss.values}
         return out
 
@@ -240,6 +250,7 @@ class RunHistory:
             setattr(history, name, None if data[name] is None else decode(data[name]))
         history.series = Series(**data["series"])
         history.grads = {k: (list(xs), list(ys)) for k, (xs, ys) in data["grads"].items()}
+        history.scalars = {k: (list(xs), list(ys)) for k, (xs, ys) in data.get("scalars", {}).items()}
         history.step_loss.average = float(data["step_loss"]["avg"])
         history.step_loss.values = list(data["step_loss"]["values"])
         return history
@@ -257,7 +268,7 @@ class RunHistory:
         """Seconds left for the whole run, from this process's own pace (None until it can tell)."""
         s, st, start = self.last_step, self.started, self._session_start
         done = self.done_epochs()
-        if s is None or st is None or start is None or done is None:
+        if s is None or st is None or start is None or done is None or st.epochs <= 0:
             return None
         spent, progressed = s.elapsed_s - start[0], done - start[1]
         if progressed <= 0 or spent <= 0:
@@ -277,6 +288,8 @@ def describe(event: Event, epochs: int | None = None) -> str | None:
     """The line an event adds to the log (None for events that only feed charts); ``epochs``: the run's
     total, shown beside each epoch's number."""
     match event:
+        case RunStarted() if event.source == "track":
+            return f"tracking your own loop {event.preset} on {event.device}: {event.n_params:,} params -> {event.run_dir}"
         case RunStarted():
             verb = "resuming" if event.start_epoch or event.start_step else "training"
             ranks = f" x {event.world_size} ranks" if event.world_size > 1 else ""
@@ -286,9 +299,11 @@ def describe(event: Event, epochs: int | None = None) -> str | None:
             n = format_number  # 4 significant digits, never cut: a regression loss of 4.19e-05 is not 0.0000
             acc = f" train_acc {n(event.train_acc)} val_acc {n(event.val_acc)}" if event.val_acc is not None else ""
             best = " *" if event.is_best else ""
-            of = f"/{epochs}" if epochs else ""
-            return (f"epoch {event.epoch}{of} train_loss {n(event.train_loss)} val_loss {n(event.val_loss)}{acc} "
-                    f"lr {event.lr:.3g} {event.epoch_seconds:.2f}s {event.samples_per_s:,.0f} samples/s{best}")
+            of = f"/{epochs}" if epochs else ""  # 0: a user's loop that did not say
+            lr = f" lr {event.lr:.3g}" if math.isfinite(event.lr) else ""  # a user's loop may not say its rate
+            speed = f" {event.samples_per_s:,.0f} samples/s" if event.samples_per_s > 0 else ""  # nor its batch size
+            return (f"epoch {event.epoch}{of} train_loss {n(event.train_loss)} val_loss {n(event.val_loss)}{acc}"
+                    f"{lr} {event.epoch_seconds:.2f}s{speed}{best}")
         case LogMessage():
             return event.text if event.level == "info" else f"{event.level}: {event.text}"
         case CheckpointSaved() if event.kind == "manual":
@@ -333,16 +348,21 @@ def progress_line(history: RunHistory, width: int = 120, bar: bool = True) -> st
         return _fit_parts([p for p in parts if p], width)
     if st is None:
         return "starting…"
+    of = f"/{st.epochs}" if st.epochs > 0 else ""  # 0: a user's own loop that did not say how many
     if s is None:
-        return _fit([f"epoch {st.start_epoch + 1}/{st.epochs}", "setting up…" if not history.paused else "paused"], width)
+        return _fit([f"epoch {st.start_epoch + 1}{of}", "setting up…" if not history.paused else "paused"], width)
     done = history.done_epochs() or 0.0
     eta = history.eta()
     frac = s.batch / max(s.batches, 1)
-    head = f"epoch {s.epoch}/{st.epochs}"
-    pct = f"{done / max(st.epochs, 1):4.0%}"
+    head = f"epoch {s.epoch}{of}"
+    pct = f"{done / max(st.epochs, 1):4.0%}" if st.epochs > 0 else f"step {s.step}"
     parts = [head]
     optional = [f"ETA {hms(eta)}" if eta is not None else "ETA …", f"loss {format_number(s.loss)}",
                 f"{s.samples_per_s:,.0f} samples/s", f"elapsed {hms(s.elapsed_s)}", f"this epoch {frac:.0%}"]
+    if s.samples_per_s <= 0:  # a user's own loop that did not say its batch size
+        optional.remove(optional[2])
+    if st.epochs <= 0:
+        optional.remove(optional[0])
     if history.paused:
         optional.insert(0, "PAUSED")
     fixed = len(head) + len(pct) + 2
@@ -352,7 +372,7 @@ def progress_line(history: RunHistory, width: int = 120, bar: bool = True) -> st
             break
         parts.append(part)
         fixed += len(part) + 2
-    run = f"{_bar(done / max(st.epochs, 1), bar_width)} {pct}" if bar and bar_width else pct.strip()
+    run = f"{_bar(done / max(st.epochs, 1), bar_width)} {pct}" if bar and bar_width and st.epochs > 0 else pct.strip()
     return _fit([parts[0], run, *parts[1:]], width)
 
 

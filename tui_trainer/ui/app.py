@@ -17,7 +17,7 @@ from textual.app import App
 
 from tui_trainer.config import RunConfig
 from tui_trainer.ui.guard import Guarded, report_view_error
-from tui_trainer.ui.screens.train import TrainScreen
+from tui_trainer.ui.screens.train import RunClient, TrainScreen
 
 
 class TrainerApp(Guarded, App):
@@ -28,14 +28,15 @@ class TrainerApp(Guarded, App):
     ENABLE_COMMAND_PALETTE = False
 
     def __init__(self, cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None,
-                 attach: Path | None = None, chart_hz: float = 2.0) -> None:
+                 attach: Path | None = None, chart_hz: float = 2.0, client: RunClient | None = None) -> None:
         super().__init__()
         self.cfg, self.runs_dir, self.resume, self.attach_to, self.chart_hz = cfg, Path(runs_dir), resume, attach, chart_hz
+        self.client = client
         self._started = False
         self.main_screen: TrainScreen | None = None
 
     def get_default_screen(self) -> TrainScreen:
-        self.main_screen = TrainScreen(self.cfg, self.runs_dir, self.resume, self.attach_to, self.chart_hz)
+        self.main_screen = TrainScreen(self.cfg, self.runs_dir, self.resume, self.attach_to, self.chart_hz, self.client)
         return self.main_screen
 
     def on_mount(self) -> None:
@@ -51,6 +52,7 @@ class TrainerApp(Guarded, App):
     @property
     def train_screen(self) -> TrainScreen:
         """The training screen (at the bottom of the stack)."""
+        assert self.main_screen is not None, "the screen is made when the app starts"
         return self.main_screen
 
     async def action_quit(self) -> None:
@@ -98,9 +100,10 @@ def yield_to_training() -> None:
 
 
 def make_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, attach: Path | None = None,
-             chart_hz: float = 2.0) -> TrainerApp:
-    """One factory for the CLI and the tests."""
-    return TrainerApp(cfg, runs_dir, resume, attach, chart_hz)
+             chart_hz: float = 2.0, client: RunClient | None = None) -> TrainerApp:
+    """One factory for the CLI and the tests. ``client``: how runs are started and attached (None: as run
+    processes, run/client.py; tests of what is drawn pass a fake that writes run folders itself)."""
+    return TrainerApp(cfg, runs_dir, resume, attach, chart_hz, client)
 
 
 def run_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, attach: Path | None = None) -> int:

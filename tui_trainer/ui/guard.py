@@ -1,13 +1,14 @@
 """The app never dies of an exception in a view.
 
 ``Guarded`` (a mixin for our screens and widgets) catches an exception raised while one of their
-messages is handled: it is logged with its traceback to ``app-errors.log`` in the user's state
+messages is handled, and hears of their workers' failures (``Worker.StateChanged``, which does not bubble:
+each widget that starts workers hears of its own): either is logged with its traceback to ``app-errors.log`` in the user's state
 folder and shown as a notification, and the widget goes on handling its next message (Textual
 would otherwise end the widget's message loop and exit the app). ``TrainerApp`` sends anything
 that still reaches Textual's own handler the same way. Charts guard their own drawing.
 
-This overrides ``MessagePump._dispatch_message``, a private method of Textual 8 (pinned in
-pyproject); tests/test_app_never_dies.py fails if a Textual upgrade changes it.
+This overrides ``MessagePump._dispatch_message``, a private method of Textual: pyproject pins the range it
+was tested with (``textual>=8.2,<9``); tests/test_app_never_dies.py fails if a Textual upgrade changes it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import asyncio
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from textual.worker import Worker, WorkerState
+
+if TYPE_CHECKING:
+    from textual.app import App
+    from textual.message import Message
 
 from tui_trainer.config import user_state_dir
 from tui_trainer.errors import first_line
@@ -30,7 +37,7 @@ def error_log() -> Path:
 _last_notified: dict[str, float] = {}
 
 
-def report_view_error(app: Any, exc: BaseException, where: str) -> None:
+def report_view_error(app: App, exc: BaseException, where: str) -> None:
     """Log ``exc`` with its traceback and notify the user (once per kind of error every 10 s)."""
     path = error_log()
     try:
@@ -56,10 +63,16 @@ def report_view_error(app: Any, exc: BaseException, where: str) -> None:
 class Guarded:
     """Mixin: an exception in one of this widget's message handlers is reported, not fatal."""
 
-    async def _dispatch_message(self, message: Any) -> None:
+    async def _dispatch_message(self, message: Message) -> None:
         try:
             await super()._dispatch_message(message)  # type: ignore[misc]
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the point of this class
             report_view_error(self.app, exc, f"{type(self).__name__} handling {type(message).__name__}")  # type: ignore[attr-defined]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of this widget failed (its workers are ``exit_on_error=False``): report it as above."""
+        error = event.worker.error
+        if event.state is WorkerState.ERROR and error is not None:
+            report_view_error(self.app, error, f"{type(self).__name__}: {event.worker.description}")  # type: ignore[attr-defined]

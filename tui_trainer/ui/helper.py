@@ -1,7 +1,7 @@
-"""The app's side of the helper process (``oracle.py``): start it, ask, and hear its answers.
+"""The app's side of the helper process (``engine/helper.py``): start it, ask, and hear its answers.
 
 The helper imports torch so the app never has to; it dies when the app does (its stdin closes).
-Answers come back as ``OracleReply`` messages from a reader thread.
+Answers come back as ``HelperReply`` messages from a reader thread.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tui_trainer.ui.messages import OracleReply
+from tui_trainer.ui.messages import HelperReply
 
 
 class Helper:
@@ -23,7 +23,7 @@ class Helper:
         self._post = post
         self._next_id = 0
         self._lock = threading.Lock()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         """Launch the helper (its torch import then runs beside the app, not in it)."""
@@ -38,11 +38,11 @@ class Helper:
                 reply = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            self._post(OracleReply(reply))
-        self._post(OracleReply({"id": None, "error": "the helper process ended", "gone": True}))
+            self._post(HelperReply(reply))
+        self._post(HelperReply({"id": None, "error": "the helper process ended", "gone": True}))
 
     def ask(self, op: str, **args: Any) -> int | None:
-        """Send a request; its answer comes as an OracleReply with this id (None if the helper is gone)."""
+        """Send a request; its answer comes as an HelperReply with this id (None if the helper is gone)."""
         if self.process is None or self.process.poll() is not None or self.process.stdin is None:
             return None
         with self._lock:

@@ -1,72 +1,117 @@
-"""Messages that reach the screen from its workers (the run follower, the helper process, the LR finder).
+"""Messages: how workers report back, and how widgets tell the screen something.
 
-None of them bubble: the screen they are posted to handles them. Messages that carry events are never
-coalesced (points would be lost).
+Every worker reports back one way: a message posted to the widget that started it, handled there in one
+place per message type (a worker's failure is a ``Worker.StateChanged``, handled by the screen). None of the
+worker messages bubble. Messages that carry events are never coalesced (points would be lost). A widget's
+own workers' messages live with the widget (the Runs tab's, the LR finder's).
+
+The follower's messages carry the worker that read them: once that worker is cancelled (another run is shown,
+or the same run followed afresh), what it had already posted is dropped, so cancelling is the one way to stop
+listening to a run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
+from tui_trainer.run.events import Event, RunFinished
+from tui_trainer.run.history import RunHistory
+
+if TYPE_CHECKING:
+    from textual.worker import Worker
+
+    from tui_trainer.run.client import RunHandle
+
 
 @dataclass
-class RunEvents(Message, bubble=False):
+class Said(Message):
+    """A line for the Log tab from a widget (a preset loaded, an LR suggestion), or an error (also a
+    notification). Bubbles to the screen, which writes it."""
+
+    text: str
+    level: str = "info"  # info, warning or error
+
+
+# -- the run shown: its follower ------------------------------------------------------------
+
+
+@dataclass
+class FollowerMessage(Message, bubble=False):
+    """What the follower of one run read; ``worker``: the follower that read it."""
+
+    worker: Worker[None]
+
+    @property
+    def current(self) -> bool:
+        """Whether its follower still runs for the run shown (a cancelled one's messages are stale)."""
+        return not self.worker.is_cancelled
+
+
+@dataclass
+class RunEvents(FollowerMessage, bubble=False):
     """A batch of a run's events, in order, read from its events.jsonl."""
 
-    path: str
-    events: tuple
+    events: tuple[Event, ...]
     caught_up: bool = True  # nothing more was on disk when this batch was read
 
 
 @dataclass
-class RunSnapshot(Message, bubble=False):
-    """A run's whole history so far, folded from its history.json and the events after it (a RunHistory that
-    the follower no longer touches); the events after it come as RunEvents."""
+class RunSnapshot(FollowerMessage, bubble=False):
+    """A run's whole history so far, folded from its history.json and the events after it (the follower no
+    longer touches it); the events after it come as RunEvents."""
 
-    path: str
-    history: Any
+    history: RunHistory
 
 
 @dataclass
-class RunEnded(Message, bubble=False):
+class RunEnded(FollowerMessage, bubble=False):
     """The followed run has ended: its last session wrote this RunFinished and its status is no longer live."""
 
-    path: str
-    finished: Any
+    finished: RunFinished
 
 
 @dataclass
-class RunLost(Message, bubble=False):
+class RunLost(FollowerMessage, bubble=False):
     """The followed run cannot be read any more (its folder was deleted, a newer protocol) or its
     process is gone without an end (``crashed``)."""
 
-    path: str
     why: str
 
 
-@dataclass
-class OracleReply(Message, bubble=False):
-    """An answer of the helper process (device list, parameter count), or why there is none."""
-
-    reply: dict[str, Any]
+# -- starting and steering the run ------------------------------------------------------------
 
 
 @dataclass
-class LrFound(Message, bubble=False):
-    """The LR finder's sweep (a dict of lrs, losses, smoothed, suggestion), or why it failed."""
+class RunStarting(Message, bubble=False):
+    """A run process was launched (``handle``), or could not be (``error``)."""
 
-    result: dict[str, Any] | None
+    handle: RunHandle | None
     error: str | None = None
 
 
 @dataclass
-class LrProgress(Message, bubble=False):
-    """How far the LR finder's child process has got (only the latest matters)."""
+class CommandDone(Message, bubble=False):
+    """The run's answer to a command (or why it could not be reached): the endpoint's JSON reply."""
 
-    text: str
+    cmd: str
+    reply: dict[str, Any]
 
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, LrProgress)
+
+@dataclass
+class StoppedToQuit(Message, bubble=False):
+    """The run was stopped because the user quit with "stop" (``state``: where it ended up)."""
+
+    state: str
+
+
+# -- the helper process --------------------------------------------------------------------------
+
+
+@dataclass
+class HelperReply(Message, bubble=False):
+    """An answer of the helper process (device list, parameter count), or why there is none: its JSON line."""
+
+    reply: dict[str, Any]

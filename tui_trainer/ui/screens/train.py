@@ -1,72 +1,70 @@
 """The training screen: coordinates the setup column, the run view, and the run process it shows.
 
-It trains nothing itself. ``r`` starts a run process (``session.start``) and follows its
-events.jsonl; Stop, Save, Pause, Step and a new learning rate are commands sent to the run's control
-endpoint from a worker thread. Quitting detaches (the run goes on); stopping is explicit. The helper
-process answers what needs torch (devices, parameter counts); the LR finder sweeps in a child process.
+It trains nothing itself. ``r`` starts a run process (through its ``RunClient``) and follows its events.jsonl;
+Stop, Save, Pause, Step and a new learning rate are commands sent to the run's control endpoint from a worker
+thread. Quitting detaches (the run goes on); stopping is explicit. The helper process answers what needs torch
+(devices, parameter counts); the LR find tab sweeps in a child process of its own.
+
+Where the run shown stands is one reactive, ``run_state``: its watchers lock the panels, enable the run view's
+buttons (bound to it) and refresh the footer's keys. Workers report back as messages (ui/messages.py), one
+handler per type; a follower is stopped one way, by cancelling its worker (the follow group is exclusive: showing
+another run cancels the last follower, and what it had posted is dropped).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
+from textual.reactive import var
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Header, Input, Select, Static, TabbedContent, Tabs
-from textual.worker import get_current_worker
+from textual.widgets import Header, Input
+from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui_trainer.config import ConfigError, RunConfig, load_preset, to_toml
+from tui_trainer.config import ConfigError, RunConfig, load_preset
 from tui_trainer.errors import first_line
+from tui_trainer.run import client as run_client
 from tui_trainer.run.client import RunHandle
 from tui_trainer.run.events import Reason, RunFinished
-from tui_trainer.run.folder import LIVE_STATES, RunDir, resume_hint, run_summaries
-from tui_trainer.run.formats import format_number
+from tui_trainer.run.folder import LIVE_STATES, RunDir, resume_hint
 from tui_trainer.run.history import end_line
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.helper import Helper
-from tui_trainer.ui.messages import LrFound, LrProgress, OracleReply, RunEnded, RunEvents, RunLost, RunSnapshot
+from tui_trainer.ui.messages import (
+    CommandDone,
+    HelperReply,
+    RunEnded,
+    RunEvents,
+    RunLost,
+    RunSnapshot,
+    RunStarting,
+    Said,
+    StoppedToQuit,
+)
 from tui_trainer.ui.screens.dialogs import HelpScreen, LearningRateDialog, QuitDialog
+from tui_trainer.ui.state import RunState
 from tui_trainer.ui.widgets.footer import KeyFooter
+from tui_trainer.ui.widgets.runs import RunsTab
 from tui_trainer.ui.widgets.runview import TABS, RunView
 from tui_trainer.ui.widgets.setup import SetupColumn
 
 
-def lr_progress_text(line: str) -> str | None:
-    """The words for the LR tab from one progress line of ``lr-find --progress`` (None: not a progress line)."""
-    try:
-        p = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(p, dict) or p.get("progress") != "lr-find":
-        return None
-    return (f"LR finder: sweep {p['sweep']} of at most {p['max_sweeps']}, step {p['step']:,} of {p['steps']:,}, "
-            f"lr {format_number(p['lr'])}, smoothed loss {format_number(p['loss'])} ({p['elapsed_s']:.0f} s)")
+class RunClient(Protocol):
+    """What the screen needs of run processes: start one, or hold one started elsewhere. ``run/client.py`` is
+    the real one; tests of what is drawn pass a fake that writes run folders without a process."""
 
+    def start(self, cfg: RunConfig, runs_dir: Path | str, resume: Path | None = None, *,
+              paused: bool = False) -> RunHandle:
+        """Create the run's folder and launch its process (ConfigError or OSError: nothing started)."""
+        ...
 
-@dataclass
-class RunStarting(Message, bubble=False):
-    """A run process was launched (``handle``), or could not be (``error``)."""
-
-    handle: Any
-    error: str | None = None
-
-
-@dataclass
-class CommandDone(Message, bubble=False):
-    """The run's answer to a command (or why it could not be reached)."""
-
-    cmd: str
-    reply: dict[str, Any]
+    def attach(self, run: RunDir) -> RunHandle:
+        """A handle on a run started elsewhere."""
+        ...
 
 
 class TrainScreen(Guarded, Screen):
@@ -101,50 +99,39 @@ class TrainScreen(Guarded, Screen):
         *[Binding(str(i + 1), f"tab('{tab_id}')", title, show=False) for i, (tab_id, title) in enumerate(TABS)],
     ]
 
+    run_state: var[RunState] = var(RunState.NONE, init=False, bindings=True)
+    """Where the run shown stands; the run view's buttons are bound to it."""
+    settings_valid: var[bool] = var(True, init=False)
+    """The panels hold a valid config; the run view's Start is bound to it."""
+
     def __init__(self, cfg: RunConfig, runs_dir: Path, resume: Path | None = None, attach: Path | None = None,
-                 chart_hz: float = 2.0) -> None:
+                 chart_hz: float = 2.0, client: RunClient | None = None) -> None:
         super().__init__()
         self.cfg, self.runs_dir, self.resume_path, self.attach_path = cfg, Path(runs_dir), resume, attach
-        self.chart_hz = chart_hz
+        self.client: RunClient = client if client is not None else run_client
         self.handle: RunHandle | None = None  # the run shown
-        self.starting = False  # a run process is being launched
-        self._quit_when_started = False  # q was pressed while it was
+        self._state_before_start = RunState.NONE  # where to return if a launch fails
+        self._quit_when_started = False  # q was pressed while a run was starting
         self.started_here: set[str] = set()  # runs this app launched fresh (removed if they fail at setup)
         self.helper = Helper(self.post_message)
         self.helper_ready = False
         self.device_text = ""
         self.model_request: int | None = None
-        self.lr_suggestion: float | None = None
-        self.lr_process: subprocess.Popen | None = None
-        self._follow_id = 0
-        self.lost = False  # the run shown cannot be followed any more (crashed, deleted)
-        self.ended = False  # the run shown has ended (its last session's RunFinished, its status no longer live)
-        self._was_live = False
-        self.marked: set[str] = set()  # run folders chosen in the Runs tab for comparison
+        self._follower: Worker[None] | None = None  # the worker following the run shown
         self._changed_while_catching_up: set[str] = set()
+        self.setup = SetupColumn(cfg, id="setup")
+        self.view = RunView(self.runs_dir, chart_hz=chart_hz, id="run")
 
     # -- layout -------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Horizontal(id="body"):
-            yield SetupColumn(self.cfg, id="setup")
-            yield RunView(id="run")
+            yield self.setup
+            yield self.view.data_bind(TrainScreen.run_state, TrainScreen.settings_valid)
         yield KeyFooter()
 
-    @property
-    def setup(self) -> SetupColumn:
-        """The left column."""
-        return self.query_one(SetupColumn)
-
-    @property
-    def view(self) -> RunView:
-        """The right column."""
-        return self.query_one(RunView)
-
     def on_mount(self) -> None:
-        self.set_interval(1.0 / self.chart_hz, self._redraw_charts)
-        self.set_interval(2.0, self._refresh_runs_tab)
         self.view.log_line(f"preset {self.cfg.name}: {self.cfg.description}")
         self.app.sub_title = self.cfg.name
 
@@ -177,67 +164,76 @@ class TrainScreen(Guarded, Screen):
     @property
     def live(self) -> bool:
         """A run is being launched, or the run shown has not ended (the follower says when it has)."""
-        return self.starting or (self.handle is not None and not self.lost and not self.ended)
+        return self.run_state.live
 
-    def _update_buttons(self) -> None:
-        live = self.live
-        if live != self._was_live and self.size.width < 100:
-            self.setup.display = not live  # a narrow terminal gives a training run the whole width (e shows them)
-        self._was_live = live
-        self.query_one("#start", Button).disabled = live or bool(self.setup.invalid)
-        for name in ("stop", "save", "pause"):
-            self.query_one(f"#{name}", Button).disabled = not live or self.starting
-        self.query_one("#pause", Button).label = "Resume" if self.view.history.paused else "Pause"
-        self.setup.set_locked(live)
-        self.refresh_bindings()
+    @property
+    def starting(self) -> bool:
+        """A run process is being launched."""
+        return self.run_state is RunState.STARTING
+
+    @property
+    def ended(self) -> bool:
+        """The run shown has ended (its last session's RunFinished, its status no longer live)."""
+        return self.run_state is RunState.ENDED
+
+    @property
+    def lost(self) -> bool:
+        """The run shown cannot be followed any more (crashed, deleted)."""
+        return self.run_state is RunState.LOST
+
+    def watch_run_state(self, old: RunState, new: RunState) -> None:
+        """Lock the panels while a run is live (the buttons follow by binding, the footer by ``bindings``)."""
+        if old.live != new.live and self.size.width < 100:
+            self.setup.display = not new.live  # a narrow terminal gives a training run the whole width (e shows them)
+        self.setup.set_locked(new.live)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show in the footer only what can be done now."""
-        live = self.live
+        state = self.run_state
+        live = state.live
         if action in ("stop", "save", "detach"):
             return live
         if action == "pause":
-            return live and not self.view.history.paused
+            return live and state is not RunState.PAUSED
         if action == "unpause":
-            return live and self.view.history.paused
+            return state is RunState.PAUSED
         if action == "next_chart":
             return self.view.one_chart_at_a_time
-        if action == "every_field":
-            return bool(self.setup.display) and not self.setup.disabled
-        if action == "pick_preset":
+        if action in ("every_field", "pick_preset"):
             return bool(self.setup.display) and not self.setup.disabled
         if action == "step":
-            return not live or self.view.history.paused
+            return not live or state is RunState.PAUSED
         if action == "apply_lr":
-            return self.lr_suggestion is not None and not live
+            return self.view.lr_finder.suggestion is not None and not live
         if action == "lr_find":
             return not live
         if action == "lr_find_refused":  # f during a run says why it waits, instead of nothing
             return live
         if action == "resume_run":
             # from the fold, not the disk: this runs at every key press (u itself looks the checkpoint up)
-            return not live and self.handle is not None and self.view.history.last_checkpoint is not None
+            return not live and self.handle is not None and self.view.has_checkpoint
         if action == "start":
             return not live
         if action == "mark_run":
-            return self.query_one("#tabs", TabbedContent).active == "tab-runs"
+            return self.view.active_tab == "tab-runs"
         return True
 
     # -- setup column -------------------------------------------------------------------
 
     @on(SetupColumn.Changed)
     def _settings_changed(self, event: SetupColumn.Changed) -> None:
-        self._update_buttons()
+        self.settings_valid = not self.setup.invalid
         self.app.sub_title = self.setup.cfg.name
         if event.model_changed:
             self._request_model_info()
 
-    @on(SetupColumn.Said)
-    def _setup_said(self, event: SetupColumn.Said) -> None:
-        if event.error:
+    @on(Said)
+    def _said(self, event: Said) -> None:
+        """A widget's line for the Log tab (an error is also a notification)."""
+        if event.level == "error":
             self._error(event.text)
         else:
-            self.view.log_line(event.text)
+            self.view.log_line(event.text, event.level)
 
     def _request_model_info(self) -> None:
         if not self.helper_ready or self.setup.invalid:
@@ -248,7 +244,7 @@ class TrainScreen(Guarded, Screen):
             return
         self.model_request = self.helper.ask("describe", config=cfg.to_dict())
 
-    def on_oracle_reply(self, message: OracleReply) -> None:
+    def on_helper_reply(self, message: HelperReply) -> None:
         reply = message.reply
         if "devices" in reply:
             self.helper_ready = True
@@ -256,28 +252,23 @@ class TrainScreen(Guarded, Screen):
             self.device_text = reply["describe"]["auto"] + (f" (x{gpus}: data parallel with {gpus} processes)"
                                                             if gpus > 1 else "")
             if not self.live:
-                self.query_one("#device").update(self.device_text)
+                self.view.show_device(self.device_text)
             self.setup.set_devices(reply["devices"], gpus)
             self._request_model_info()
         elif reply.get("gone"):
             self.helper_ready = False
             if not self.device_text:
-                self.query_one("#device").update("device: unknown (helper ended)")
-        elif reply.get("id") == self.model_request and self.query("#param-count"):
-            label = self.query_one("#param-count", Static)
+                self.view.show_device("device: unknown (helper ended)")
+        elif reply.get("id") == self.model_request:
             if "error" in reply:
-                label.update(f"params: ? ({reply['error']})")
+                self.setup.show_param_count(f"params: ? ({reply['error']})")
                 return
             frozen = reply["total"] - reply["trainable"]
-            label.update(f"params: {reply['total']:,}" + (f" ({frozen:,} frozen)" if frozen else ""))
-            if not self.live and self.view.history.started is None:
-                self.query_one("#model-summary", Static).update(reply["summary"])
+            self.setup.show_param_count(f"params: {reply['total']:,}" + (f" ({frozen:,} frozen)" if frozen else ""))
+            if not self.live:
+                self.view.show_model_summary(reply["summary"])
 
     # -- starting and attaching ------------------------------------------------------------
-
-    @on(Button.Pressed, "#start")
-    def _start_pressed(self) -> None:
-        self.action_start()
 
     def action_start(self, paused: bool = False) -> None:
         """Start a run process from the panels (or continue --resume CKPT), then follow it; ``paused``: it takes
@@ -290,18 +281,19 @@ class TrainScreen(Guarded, Screen):
             self._error(str(exc))
             return
         resume, self.resume_path = self.resume_path, None
-        self.starting = True
+        self._begin_start()
         self.view.reset(None)
         self.view.say("starting a run process (it loads torch and the data)…")
-        self._update_buttons()
         self._launch(cfg, resume, paused)
+
+    def _begin_start(self) -> None:
+        self._state_before_start = self.run_state
+        self.run_state = RunState.STARTING
 
     @work(thread=True, group="launch", exit_on_error=False, description="start a run process")
     def _launch(self, cfg: RunConfig, resume: Path | None, paused: bool = False) -> None:
-        from tui_trainer.run import client as session
-
         try:
-            handle = session.start(cfg, self.runs_dir, resume, paused=paused)
+            handle = self.client.start(cfg, self.runs_dir, resume, paused=paused)
         except ConfigError as exc:
             self.post_message(RunStarting(None, str(exc)))
             return
@@ -311,14 +303,13 @@ class TrainScreen(Guarded, Screen):
         self.post_message(RunStarting(handle))
 
     def on_run_starting(self, message: RunStarting) -> None:
-        self.starting = False
         quit_asked, self._quit_when_started = self._quit_when_started, False
-        if message.error:
-            self._error(message.error)
+        if message.handle is None:
+            self.run_state = self._state_before_start
+            self._error(message.error or "the run process could not be started")
             self.view.say("ready: press r to start")
-            self._update_buttons()
         else:
-            if message.handle.process is not None and not message.handle.run.last.exists():
+            if not message.handle.resumed:
                 self.started_here.add(str(message.handle.path))
             self._show_run(message.handle)
         if quit_asked:
@@ -326,98 +317,107 @@ class TrainScreen(Guarded, Screen):
 
     def attach(self, run: RunDir) -> None:
         """Show a run started elsewhere (live: its history, then live; ended: read-only)."""
-        from tui_trainer.run import client as session
-
         try:
-            self.setup.load(load_preset(str(run.config_path)))
+            if run.source == "track":  # a user's own loop: its config is its own, not a preset's
+                self.view.log_line(f"{run.name} is your own loop's run: its config is in {run.config_path}; the "
+                                   "panels keep theirs")
+            else:
+                self.setup.load(load_preset(str(run.config_path)))
         except ConfigError as exc:
             self.view.log_line(f"the run's config cannot be shown in the panels: {exc}", "warning")
-        self._show_run(session.attach(run))
+        self._show_run(self.client.attach(run))
 
-    def _show_run(self, handle: Any) -> None:
-        self._follow_id += 1
-        self.workers.cancel_group(self, "follow")
-        self.handle, self.lost, self.ended = handle, False, False
+    def _show_run(self, handle: RunHandle) -> None:
+        self.handle = handle
         self.view.reset(str(handle.path))
         self.view.say(f"following {handle.run.name}…")
-        self._follow(handle.run, self._follow_id)
-        self._update_buttons()
+        self.run_state = RunState.LIVE
+        self._follower = self._follow(handle.run)  # exclusive: the last run's follower is cancelled
 
-    @work(thread=True, group="follow", exit_on_error=False, description="follow the run's events")
-    def _follow(self, run: RunDir, follow_id: int) -> None:
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False, description="follow the run's events")
+    def _follow(self, run: RunDir) -> None:
         """The one follower (run/follow.py), its updates posted as messages to this screen."""
         from tui_trainer.run.follow import Ended, Events, Lost, Snapshot, follow
 
-        worker = get_current_worker()
-        path = str(run.path)
-        for update in follow(run, lambda: worker.is_cancelled or follow_id != self._follow_id):
+        worker: Worker[None] = get_current_worker()
+        for update in follow(run, lambda: worker.is_cancelled):
             match update:
                 case Snapshot(history=history):
-                    self.post_message(RunSnapshot(path, history))
-                case Events(events=events, caught_up=caught_up):
-                    self.post_message(RunEvents(path, events, caught_up))
+                    self.post_message(RunSnapshot(worker, history))
+                case Events(events=batch, caught_up=caught_up):
+                    self.post_message(RunEvents(worker, batch, caught_up))
                 case Ended(finished=finished):
-                    self.post_message(RunEnded(path, finished))
+                    self.post_message(RunEnded(worker, finished))
                 case Lost(why=why, kind=kind):
                     good = run.last_good_checkpoint() if kind == "crashed" else None
-                    self.post_message(RunLost(path, f"{why} (or press u)" if good else why))
+                    self.post_message(RunLost(worker, f"{why} (or press u)" if good else why))
 
     def on_run_events(self, message: RunEvents) -> None:
-        if self.handle is None or message.path != str(self.handle.path):
-            return  # a run we stopped following
+        if not message.current:
+            return  # from a follower cancelled since: a run no longer shown, or shown afresh
         changed = self.view.apply(message.events, catching_up=not message.caught_up)
         self._changed_while_catching_up |= changed
         if not message.caught_up:
-            return  # more history is on its way: lock or unlock the panels once, for where the run stands
+            return  # more history is on its way: decide where the run stands once, when it has arrived
         changed, self._changed_while_catching_up = self._changed_while_catching_up, set()
         self._caught_up(changed)
 
     def on_run_snapshot(self, message: RunSnapshot) -> None:
-        if self.handle is None or message.path != str(self.handle.path):
+        if not message.current:
             return
         self._changed_while_catching_up = set()
         self._caught_up(self.view.load_history(message.history))
 
     def _caught_up(self, changed: set[str]) -> None:
         """The view holds everything on disk so far: where the run stands decides the panels and buttons."""
-        if self.view.history.finished is not None and not self.ended and getattr(self.handle, "resumed", False):
+        if not self.run_state.steerable:
+            return
+        if self.view.finished is not None and self.handle is not None and self.handle.resumed:
             self.view.say(f"resuming {self.handle.run.name}: its process is loading torch and the data…")
         if changed & {"started", "finished", "paused"}:
-            self._update_buttons()
+            self.run_state = RunState.PAUSED if self.view.paused else RunState.LIVE
 
     def on_run_ended(self, message: RunEnded) -> None:
-        if self.handle is None or message.path != str(self.handle.path):
+        if not message.current:
             return
-        self.ended = True
-        self._run_ended(message.finished)
-
-    def _run_ended(self, end: RunFinished) -> None:
+        end = message.finished
         reason = Reason.parse(end.reason)
-        if reason is Reason.INVALID and str(self.handle.path) in self.started_here and end.epoch == 0:
-            self.workers.cancel_group(self, "follow")
-            self._follow_id += 1
-            self._remove_run_folder(self.handle)  # nothing trained: leave nothing behind
+        handle = self.handle
+        if (reason is Reason.INVALID and handle is not None and str(handle.path) in self.started_here
+                and end.epoch == 0):
+            self._discard(handle)  # nothing trained: leave nothing behind
             self.handle = None
-        if reason.as_asked:
-            self.notify(end_line(end.reason, end.message))  # the progress line's words: "finished: completed 20 epochs"
+            self.run_state = RunState.NONE
         else:
-            self.notify(end.message, title=f"run failed: {end.reason}", severity="error", timeout=10)
-        self._update_buttons()
+            self.run_state = RunState.ENDED
+        self._say_end(end, reason)
         self.call_after_refresh(self._refocus)  # focus is never lost when a run ends
         if isinstance(self.app.screen, QuitDialog):  # the quit question was about a run that has now ended
             self.app.screen.run_ended(reason.state)
 
+    def _say_end(self, end: RunFinished, reason: Reason) -> None:
+        if reason.as_asked:
+            self.notify(end_line(end.reason, end.message))  # the progress line's words: "finished: completed 20 epochs"
+        else:
+            self.notify(end.message, title=f"run failed: {end.reason}", severity="error", timeout=10)
+
     @work(thread=True, group="cleanup", exit_on_error=False, description="remove a run folder that trained nothing")
-    def _remove_run_folder(self, handle: RunHandle) -> None:
+    def _discard(self, handle: RunHandle) -> None:
         handle.discard()
 
     def on_run_lost(self, message: RunLost) -> None:
-        if self.handle is None or message.path != str(self.handle.path):
+        if not message.current:
             return
-        self.lost = True
+        self.run_state = RunState.LOST
         self._error(message.why)
         self.view.say(message.why)
-        self._update_buttons()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A follower that failed (Guarded has reported it) leaves the run unfollowed: say so."""
+        if event.state is WorkerState.ERROR and event.worker is self._follower and self.run_state.steerable:
+            self.run_state = RunState.LOST
+            self.view.say("the run is no longer followed (an internal error, see the notification); "
+                          "tui-trainer attach follows it again")
 
     def _refocus(self) -> None:
         if self.app.focused is None or self.app.focused.disabled:
@@ -426,23 +426,21 @@ class TrainScreen(Guarded, Screen):
     def _focus_home(self) -> None:
         """Where the focus rests when no field has it: the preset list (Enter opens it, letters are commands), or
         the tabs while the panels are locked or hidden."""
-        select = self.query_one("#preset-select", Select)
-        if select.focusable and self.setup.display:
-            select.focus()
-        else:
-            self.query_one("#tabs", TabbedContent).focus()
+        if not self.setup.focus_preset():
+            self.view.focus_tabs()
 
     # -- commands to the run ---------------------------------------------------------------
 
     def _send(self, cmd: str, **args: Any) -> bool:
-        if self.handle is None or not self.live or self.starting:
+        """Send ``cmd`` to the run shown (``args``: the command's JSON arguments)."""
+        if self.handle is None or not self.run_state.steerable:
             self.notify("no run is training", severity="warning")
             return False
         self._command(self.handle, cmd, args)
         return True
 
     @work(thread=True, group="command", exit_on_error=False, description="send a command to the run")
-    def _command(self, handle: Any, cmd: str, args: dict[str, Any]) -> None:
+    def _command(self, handle: RunHandle, cmd: str, args: dict[str, Any]) -> None:
         from tui_trainer.run.endpoint import EndpointError
 
         try:
@@ -464,18 +462,16 @@ class TrainScreen(Guarded, Screen):
         else:
             self._error(f"{message.cmd}: {text}")
 
-    @on(Button.Pressed, "#stop")
     def action_stop(self) -> None:
         if self._send("stop"):
             self.view.say("stopping: the run saves last.pt…")
 
-    @on(Button.Pressed, "#save")
     def action_save(self) -> None:
         self._send("save")
 
-    @on(Button.Pressed, "#pause")
-    def _pause_pressed(self) -> None:
-        self._send("resume" if self.view.history.paused else "pause")
+    def action_toggle_pause(self) -> None:
+        """The Pause button: pause, or let a paused run go on."""
+        self._send("resume" if self.run_state is RunState.PAUSED else "pause")
 
     def action_pause(self) -> None:
         self._send("pause")
@@ -487,15 +483,15 @@ class TrainScreen(Guarded, Screen):
         """One training step: of the paused run; with no run, start one that takes a step and holds."""
         if not self.live:
             self.action_start(paused=True)
-        elif not self.view.history.paused:
+        elif self.run_state is not RunState.PAUSED:
             self.notify("pause first (p), then n takes one step at a time", severity="warning")
         else:
             self._send("step")
 
     def action_change_lr(self) -> None:
         """Change the learning rate: of the running fit (logged, marked, checkpointed), else of the panel."""
-        step = self.view.history.last_step
-        current = step.lr if (self.live and step) else self.setup.values["optimizer"]["lr"]
+        lr = self.view.current_lr
+        current = lr if (self.live and lr is not None) else self.setup.values["optimizer"]["lr"]
 
         def done(value: float | None) -> None:
             if value is None:
@@ -511,6 +507,10 @@ class TrainScreen(Guarded, Screen):
         """Continue the run shown from its last good checkpoint (a crashed or stopped run)."""
         if self.live or self.handle is None:
             return
+        if self.handle.run.source == "track":
+            self.notify("u resumes the runs tui-trainer trains; this one is your own loop's: go on from your script",
+                        severity="warning")
+            return
         checkpoint = self.handle.run.last_good_checkpoint()
         if checkpoint is None:
             self.notify("this run wrote no checkpoint to resume from", severity="warning")
@@ -520,16 +520,16 @@ class TrainScreen(Guarded, Screen):
         except ConfigError as exc:
             self._error(str(exc))
             return
-        if self.view.history.finished is not None and self.view.history.finished.epoch >= cfg.train.epochs:
+        finished = self.view.finished
+        if finished is not None and finished.epoch >= cfg.train.epochs:
             self.notify(f"the run finished its {cfg.train.epochs} epochs; raise epochs in the panels and press r to "
                         "train a new run", severity="warning")
             return
-        self.starting = True
+        self._begin_start()
         self.view.say(f"resuming {self.handle.run.name} from {checkpoint.name}…")
-        self._update_buttons()
         self._launch(cfg, checkpoint)
 
-    # -- LR finder (a child process) ----------------------------------------------------------
+    # -- LR finder (its tab sweeps in a child process) ------------------------------------------
 
     def action_lr_find_refused(self) -> None:
         self.notify("the LR finder sweeps before a run (beside one it would share its cores): after this run ends, "
@@ -537,7 +537,10 @@ class TrainScreen(Guarded, Screen):
 
     def action_lr_find(self) -> None:
         """Sweep the learning rate on a fresh copy of the panels' model, in a child process."""
-        if self.lr_process is not None and self.lr_process.poll() is None:
+        if self.handle is not None and self.handle.run.source == "track":  # said once, then the sweep goes on
+            self.notify("the LR finder sweeps the panels' preset model, never your own loop's", severity="warning")
+        finder = self.view.lr_finder
+        if finder.sweeping:
             self.notify("the LR finder is sweeping: its progress is in the LR find tab")
             self.action_tab("tab-lr")
             return
@@ -549,69 +552,17 @@ class TrainScreen(Guarded, Screen):
         self.view.log_line("LR finder: sweeping 1e-07 .. 10 on a fresh copy of the model, longer while the loss has not "
                            "fallen (a child process)…")
         self.action_tab("tab-lr")
-        self.view.show_lr_progress("LR finder: starting (loading torch and the data)…")
-        self._lr_find(cfg)
-
-    @work(thread=True, exclusive=True, group="lr-find", exit_on_error=False, description="LR finder")
-    def _lr_find(self, cfg: RunConfig) -> None:
-        with tempfile.TemporaryDirectory(prefix="tui-trainer-lr-") as tmp:
-            preset, result_path = Path(tmp) / "panels.toml", Path(tmp) / "result.json"
-            preset.write_text(to_toml(cfg), encoding="utf-8")
-            with open(result_path, "w+", encoding="utf-8") as result_file:  # a file: the sweep can be large
-                self.lr_process = subprocess.Popen(
-                    [sys.executable, "-m", "tui_trainer.cli", "lr-find", str(preset), "--json", "--progress"],
-                    stdout=result_file, stderr=subprocess.PIPE, text=True)
-                errors = []
-                for line in self.lr_process.stderr:  # progress lines as they come, until the child ends
-                    progress = lr_progress_text(line)
-                    if progress is not None:
-                        self.post_message(LrProgress(progress))
-                    elif line.strip():
-                        errors.append(line.strip())
-                code = self.lr_process.wait()
-                result_file.seek(0)
-                out = result_file.read()
-        if get_current_worker().is_cancelled:
-            return
-        if code != 0:
-            self.post_message(LrFound(None, (errors or [f"exit code {code}"])[-1]))
-            return
-        try:
-            self.post_message(LrFound(json.loads(out.strip().splitlines()[-1])))
-        except (ValueError, IndexError):
-            self.post_message(LrFound(None, "the LR finder gave no result"))
-
-    def on_lr_progress(self, message: LrProgress) -> None:
-        self.view.show_lr_progress(message.text)
-
-    def on_lr_found(self, message: LrFound) -> None:
-        if message.error or message.result is None:
-            self._error(f"LR finder failed: {message.error}")
-            self.view.show_lr_progress(f"LR finder failed: {message.error}; press f to try again")
-            return
-        r = message.result
-        chart = self.query_one("#lr-chart")
-        chart.clear_series()
-        chart.set_series("loss", r["lrs"], r["smoothed"])
-        self.lr_suggestion = r.get("suggestion")
-        if self.lr_suggestion is None:
-            why = r.get("reason") or "the loss did not fall enough anywhere in the sweep"
-            self.view.log_line(f"LR finder: no suggestion: {why}", "warning")
-            self.notify(f"LR finder: no suggestion: {why}", severity="warning")
-        else:
-            chart.add_marker(self.lr_suggestion, f"suggested {self.lr_suggestion:.3g}")
-            self.view.log_line(f"suggested lr: {self.lr_suggestion:.3g} (press a to put it in the Optimizer panel)")
-            self.notify(f"suggested lr {self.lr_suggestion:.3g}: press a to apply")
-        self.refresh_bindings()
+        finder.sweep(cfg)
 
     def action_apply_lr(self) -> None:
-        if self.lr_suggestion is None:
+        suggestion = self.view.lr_finder.suggestion
+        if suggestion is None:
             self.notify("no LR suggestion yet: press f to sweep", severity="warning")
             return
         if self.live:
             self.notify("the panels are locked while a run trains; use l to change its learning rate", severity="warning")
             return
-        value = float(f"{self.lr_suggestion:.3g}")
+        value = float(f"{suggestion:.3g}")
         self.setup.field("optimizer.lr").set_value(value)
         self.view.log_line(f"optimizer.lr set to {value:g} from the LR finder")
 
@@ -627,29 +578,34 @@ class TrainScreen(Guarded, Screen):
             self._quit_when_started = True
             self.notify("a run is starting: you will be asked whether to detach from it or stop it")
             return
-        if not self.live:
+        if not self.live or self.handle is None:
             self.app.exit(return_code=0)
             return
+        handle = self.handle
 
         def chosen(choice: str | None) -> None:
             if choice == "detach":
                 self.app.exit(return_code=0)
             elif choice == "stop":
-                self._stop_then_exit()
+                self._stop_then_exit(handle)
 
-        self.app.push_screen(QuitDialog(self.handle.run.name), chosen)
+        self.app.push_screen(QuitDialog(handle.run.name), chosen)
 
     @work(thread=True, group="quit", exit_on_error=False, description="stop the run, then quit")
-    def _stop_then_exit(self) -> None:
-        self.handle.stop(timeout=60)  # a run still loading torch is asked again once it can hear it
-        self.app.call_from_thread(self.app.exit, 0)
+    def _stop_then_exit(self, handle: RunHandle) -> None:
+        state, _said = handle.stop(timeout=60)  # a run still loading torch is asked again once it can hear it
+        self.post_message(StoppedToQuit(state))
+
+    def on_stopped_to_quit(self, message: StoppedToQuit) -> None:
+        self.app.exit(return_code=0)
 
     def shutdown(self) -> None:
-        """End the helper and an LR sweep (the run is not ours to end)."""
-        self._follow_id += 1  # the follower thread sees this and ends (the app may be gone: no worker API here)
+        """End the follower, the helper and an LR sweep (the run is not ours to end). Uses no worker API and no
+        query: the app may be gone (the terminal hung up) or its widgets already removed."""
+        if self._follower is not None:
+            self._follower.cancel()  # the follower thread sees it and ends
         self.helper.close()
-        if self.lr_process is not None and self.lr_process.poll() is None:
-            self.lr_process.kill()
+        self.view.lr_finder.stop()
 
     # -- small actions ------------------------------------------------------------------------
 
@@ -657,13 +613,8 @@ class TrainScreen(Guarded, Screen):
         self.app.push_screen(HelpScreen(self.BINDINGS))
 
     def action_tab(self, tab_id: str) -> None:
-        """Show a tab. Focus leaves a widget inside the tab being hidden first: TabbedContent shows the pane
-        that holds the focus, and would switch straight back."""
-        tabs = self.query_one("#tabs", TabbedContent)
-        focused = self.app.focused
-        if focused is not None and tabs.active and focused in self.query_one(f"#{tabs.active}").query("*"):
-            tabs.query_one(Tabs).focus()
-        tabs.active = tab_id
+        """Show a tab."""
+        self.view.show_tab(tab_id)
 
     def action_toggle_setup(self) -> None:
         self.setup.display = not self.setup.display
@@ -675,9 +626,7 @@ class TrainScreen(Guarded, Screen):
 
     def action_pick_preset(self) -> None:
         """Open the preset list (type a name to jump to it, Enter picks it)."""
-        select = self.query_one("#preset-select", Select)
-        select.focus()
-        select.expanded = True
+        self.setup.open_preset_list()
 
     def action_next_chart(self) -> None:
         """With room for one chart only, show the next one."""
@@ -688,60 +637,16 @@ class TrainScreen(Guarded, Screen):
         if isinstance(self.focused, Input):
             self._focus_home()
 
-    # -- timers ----------------------------------------------------------------------------
-
-    def _redraw_charts(self) -> None:
-        """Rebuild only charts that got new points and are on screen (at most chart_hz times a second)."""
-        active = self.query_one("#tabs", TabbedContent).active
-        if not active:
-            return
-        charts = [c for c in self.query_one(f"#{active}").query("SeriesChart") if c.dirty]
-        if not charts:
-            return
-        with self.app.batch_update():
-            for chart in charts:
-                chart.replot()
-
-    def _refresh_runs_tab(self) -> None:
-        if self.query_one("#tabs", TabbedContent).active == "tab-runs":
-            self._list_runs(frozenset(self.marked))  # a snapshot: the worker reads no state the UI changes
-
-    @on(TabbedContent.TabActivated)
-    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id == "tab-runs":
-            self._list_runs(frozenset(self.marked))
-            if self.query("#runs-table"):
-                self.query_one("#runs-table").focus()  # up, down, m and Enter act on the list at once
-
-    @work(thread=True, exclusive=True, group="runs", exit_on_error=False, description="list runs")
-    def _list_runs(self, marked: frozenset[str]) -> None:
-        rows = run_summaries(self.runs_dir)
-        self.app.call_from_thread(self.view.fill_runs, rows, marked)
-
     def action_mark_run(self) -> None:
         """Mark (or unmark) the highlighted run for comparison; two or more are overlaid below the list."""
-        table = self.query_one("#runs-table", DataTable)
-        if table.row_count == 0:
-            return
-        path = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        self.marked.symmetric_difference_update({path})
-        self._list_runs(frozenset(self.marked))
-        self._compare(sorted(self.marked))
+        self.view.runs_tab.toggle_mark()
 
-    @work(thread=True, exclusive=True, group="compare", exit_on_error=False, description="compare runs")
-    def _compare(self, paths: list[str]) -> None:
-        from tui_trainer.run.compare import check_comparable, load_runs
-
-        if len(paths) < 2:
-            self.app.call_from_thread(self.view.show_comparison, None)
+    @on(RunsTab.Chosen)
+    def _run_chosen(self, event: RunsTab.Chosen) -> None:
+        if self.starting or (self.handle is not None and self.handle.path == event.path):
             return
-        try:
-            runs = load_runs(paths)
-            check_comparable(runs)
-        except ConfigError as exc:
-            self.app.call_from_thread(self.view.show_comparison, None, str(exc))
-            return
-        self.app.call_from_thread(self.view.show_comparison, runs)
+        self.attach(RunDir(event.path))
+        self.action_tab("tab-charts")
 
     def action_write_svg(self) -> None:
         """Save what the screen shows as an SVG: into the run's folder, else (no run shown: a comparison, the setup)
@@ -754,7 +659,7 @@ class TrainScreen(Guarded, Screen):
         except OSError as exc:
             self._error(f"cannot write into {folder}: {exc.strerror or exc}")
             return
-        tab = self.query_one("#tabs", TabbedContent).active.removeprefix("tab-")
+        tab = self.view.active_tab.removeprefix("tab-")
         name = f"view-{tab}-{time.strftime('%Y%m%d-%H%M%S')}.svg"
         try:
             written = self.app.save_screenshot(filename=name, path=str(folder))
@@ -763,16 +668,6 @@ class TrainScreen(Guarded, Screen):
             return
         self.view.log_line(f"saved the view as {written}")
         self.notify(f"saved {written}")
-
-    @on(DataTable.RowSelected, "#runs-table")
-    def _run_chosen(self, event: DataTable.RowSelected) -> None:
-        path = event.row_key.value
-        if path is None or (self.handle is not None and str(self.handle.path) == path):
-            return
-        if self.starting:
-            return
-        self.attach(RunDir(Path(path)))
-        self.action_tab("tab-charts")
 
     def exit_line(self) -> str | None:
         """What the user should know when the app closes: the run shown, its state, how to go on."""

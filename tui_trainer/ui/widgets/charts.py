@@ -1,7 +1,8 @@
 """Live charts: plotext via textual-plotext, redrawn from downsampled immutable series.
 
-A chart is rebuilt only by ``replot()``, which the screen calls at most ``chart_hz`` times a second
-and only when new points arrived. Nothing a run can send takes a chart down: points that cannot be
+A chart owns its redraw: new points mark it dirty, and it rebuilds itself with ``replot()`` at most
+``max_hz`` times a second, and only while it is on screen (a chart in a hidden tab, or folded away at a
+small size, waits until it is shown). Nothing a run can send takes a chart down: points that cannot be
 drawn (NaN, infinities, values <= 0 on a log axis) are left out, a log axis with fewer than two
 distinct values is drawn linear, a chart with nothing to draw is an empty frame with its title,
 axes and a word saying why, and if plotext still fails (a size it cannot lay out) the widget shows
@@ -12,6 +13,7 @@ change is a labelled line, so the charts read without colour.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 from rich.text import Text
@@ -68,9 +70,10 @@ def drawable(xs: Sequence[float], ys: Sequence[float], xlog: bool, ylog: bool) -
 
 
 class SeriesChart(PlotextPlot):
-    """A chart of named series; ``set_series`` stores points, ``replot`` draws them."""
+    """A chart of named series; ``set_series`` stores points, and the chart redraws itself (see the module)."""
 
-    def __init__(self, title: str, ylabel: str, *, hint: str = "no points yet", id: str | None = None) -> None:
+    def __init__(self, title: str, ylabel: str, *, hint: str = "no points yet", max_hz: float = 2.0,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.title, self.ylabel, self.hint = title, ylabel, hint
         self.series: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
@@ -82,37 +85,71 @@ class SeriesChart(PlotextPlot):
         self.xlabel = "epoch"
         self.empty_reason: str | None = None  # why the last replot drew no points (None: it drew some)
         self.failed: str | None = None  # why the last render fell back to text
+        self._period = 1.0 / max_hz
+        self._last_replot = -self._period  # monotonic seconds of the last replot: the first may come at once
+        self._redraw_pending = False  # a redraw is due (at most one waits at a time)
+
+    # -- redrawing itself -------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        """New points or a new size: redraw at the next allowed moment."""
+        self.dirty = True
+        self._schedule_redraw()
+
+    def _schedule_redraw(self) -> None:
+        if self._redraw_pending or not self.is_mounted:
+            return  # one is due already; or not mounted yet (it is shown, and then redrawn, once it is)
+        self._redraw_pending = True
+        delay = self._last_replot + self._period - time.monotonic()
+        if delay > 0:
+            self.set_timer(delay, self._redraw_due, name="chart redraw")
+        else:  # the last redraw was long enough ago: once the messages queued now are handled
+            self.call_later(self._redraw_due)
+
+    def _redraw_due(self) -> None:
+        self._redraw_pending = False
+        if self.dirty and self.is_on_screen:  # off screen it stays dirty: on_show brings it up to date
+            self.replot()
+
+    def on_show(self) -> None:
+        """Shown (its tab chosen, or unfolded): draw what arrived while it was hidden."""
+        if self.dirty:
+            self._schedule_redraw()
 
     def on_resize(self) -> None:
-        """A new size may change where the legend fits: redraw at the next tick."""
-        self.dirty = True
+        """A new size may change where the legend fits."""
+        self._changed()
+
+    # -- points -------------------------------------------------------------------------------
 
     def set_series(self, name: str, xs: Sequence[float], ys: Sequence[float]) -> None:
-        """Replace one series (immutable copies) and mark the chart for the next redraw."""
+        """Replace one series (immutable copies); the chart redraws itself."""
         self.series[name] = (tuple(xs), tuple(ys))
-        self.dirty = True
+        self._changed()
 
     def clear_series(self, hint: str | None = None) -> None:
         """Drop every series (a new run), optionally with a new word for the empty frame."""
-        self.series, self.markers, self.dirty = {}, (), True
+        self.series, self.markers = {}, ()
         if hint is not None:
             self.hint = hint
+        self._changed()
 
     def add_marker(self, x: float, label: str = "") -> None:
         """A vertical line with a label, e.g. where the learning rate was changed by hand."""
         self.markers = (*self.markers, (x, label))
-        self.dirty = True
+        self._changed()
 
     def set_markers(self, marks: Sequence[tuple[float, str]]) -> None:
         """Replace every marker."""
         self.markers = tuple(marks)
-        self.dirty = True
+        self._changed()
 
     def replot(self) -> None:
         """Clear, plot and refresh this widget (UI thread only)."""
         self._configure(log_axes=True)
         self.dirty = False
         self.replots += 1
+        self._last_replot = time.monotonic()
         self.refresh()
 
     def _configure(self, log_axes: bool) -> None:

@@ -1,35 +1,44 @@
-"""The run view (right column): what a run's events say, drawn.
+"""The run view (right column): what a run's events say, drawn, and the buttons that steer it.
 
 It owns the fold of the run it shows (``history.RunHistory``): ``apply(events)`` folds a batch and
-updates the text views at once; charts only get new series and are redrawn by the screen's timer
-(at most twice a second, only the visible ones). ``reset()`` forgets the run (another one is shown).
+updates the text views at once; the charts get new series and redraw themselves (at most ``chart_hz``
+times a second, only while on screen). ``reset()`` forgets the run (another one is shown). Its buttons
+follow ``run_state`` and ``settings_valid``, reactives the screen binds to its own. The Runs tab and the
+LR find tab are widgets of their own (runs.py, lrfinder.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Label, RichLog, Static, TabbedContent, TabPane
+from textual.reactive import var
+from textual.widgets import Label, RichLog, Static, TabbedContent, TabPane, Tabs
 
-from tui_trainer.run.events import Event
-from tui_trainer.run.folder import RunSummary
-from tui_trainer.run.formats import format_column
+from tui_trainer.run.events import Event, RunFinished
 from tui_trainer.run.history import RunHistory, memory_line, progress_line
 from tui_trainer.ui.guard import Guarded
+from tui_trainer.ui.state import RunState
 from tui_trainer.ui.widgets.boundary import BoundaryView
 from tui_trainer.ui.widgets.fields import CompactButton
+from tui_trainer.ui.widgets.lrfinder import LrFinderTab
+from tui_trainer.ui.widgets.runs import RunsTab
+
+if TYPE_CHECKING:
+    from tui_trainer.ui.widgets.charts import SeriesChart
 
 TABS = (("tab-charts", "Charts"), ("tab-log", "Log"), ("tab-gradients", "Grads"), ("tab-boundary", "Boundary"),
         ("tab-lr", "LR find"), ("tab-results", "Results"), ("tab-model", "Model"), ("tab-runs", "Runs"))
-RUN_COLUMNS = ("cmp", "state", "epoch", "best", "run", "preset")  # numbers before names: a narrow view cuts names
 LEVEL_STYLE = {"warning": "bold", "error": "bold reverse"}  # reads without colour too
 LOG_LINES = 2000  # the Log tab keeps the last this many lines (log_lines keeps all)
 BACKLOG_LINES = 500  # lines of an attached run's history written to the Log tab (events.jsonl has them all)
 CHART_MIN_ROWS = 9  # below this a chart has two or three plot rows: show one chart at a time instead
 ABOVE_TABS = 5  # rows of this view above a tab's content: buttons, progress, alarm, the tab row and its underline
+BOUNDARY_HINT = "decision boundary: shown after each epoch for 2-D datasets"
+RESULTS_HINT = "per-class results appear when a classification run ends"
 
 
 def params_table(params: tuple) -> str:
@@ -44,8 +53,16 @@ def params_table(params: tuple) -> str:
 class RunView(Guarded, Vertical):
     """Buttons, progress, alarms, and the tabs of one run."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    run_state: var[RunState] = var(RunState.NONE, init=False)
+    """Where the run shown stands (bound to the screen's): which buttons can be pressed."""
+    settings_valid: var[bool] = var(True, init=False)
+    """The panels hold a valid config (bound to the screen's): Start can be pressed."""
+    one_chart_at_a_time: var[bool] = var(False, bindings=True)
+    """The Charts tab has room for one readable chart only (v shows the next, and is in the footer)."""
+
+    def __init__(self, runs_dir: Path = Path("runs"), *, chart_hz: float = 2.0, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.runs_dir, self.chart_hz = runs_dir, chart_hz
         self.history = RunHistory()
         self.path: str | None = None  # the run shown
         self._changed: set[str] = set()
@@ -55,71 +72,106 @@ class RunView(Guarded, Vertical):
         self._log_backlog = False
         self._progress_text = ""
         self._pending_log: list[tuple[str, str]] = []  # lines written before the Log tab exists (any mount order)
-        self.one_chart_at_a_time = False  # the Charts tab has room for one readable chart only (v shows the next)
         self._chart_index = 0
+        self._charts: dict[str, SeriesChart] = {}  # loss, acc, grad: mounted by mount_tabs()
+        titles = dict(TABS)
+        self.lr_finder = LrFinderTab(titles["tab-lr"], max_hz=chart_hz, id="tab-lr")  # tabs that are widgets of their own
+        self.runs_tab = RunsTab(titles["tab-runs"], runs_dir, max_hz=chart_hz, id="tab-runs")
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="buttons"):
-            yield CompactButton("Start", id="start", variant="success")
-            yield CompactButton("Stop", id="stop", variant="error", disabled=True)
-            yield CompactButton("Save", id="save", variant="primary", disabled=True)
-            yield CompactButton("Pause", id="pause", disabled=True)
+            yield CompactButton("Start", id="start", variant="success", action="screen.start")
+            yield CompactButton("Stop", id="stop", variant="error", disabled=True, action="screen.stop")
+            yield CompactButton("Save", id="save", variant="primary", disabled=True, action="screen.save")
+            yield CompactButton("Pause", id="pause", disabled=True, action="screen.toggle_pause")
             yield Label("detecting the device…", id="device")
         yield Static("ready: press r to start", id="progress")
         yield Static("", id="alarm")
         with TabbedContent(id="tabs"):
             for tab_id, title in TABS:
-                yield TabPane(title, id=tab_id)
+                own = {"tab-lr": self.lr_finder, "tab-runs": self.runs_tab}
+                yield own.get(tab_id) or TabPane(title, id=tab_id)
 
     async def mount_tabs(self) -> None:
         """Fill the tabs (after the first frame: plotext's import alone is ~65 ms)."""
-        if self.query("SeriesChart"):
+        if self._charts:
             return
         from tui_trainer.ui.widgets.charts import SeriesChart
 
-        loss = SeriesChart("loss", "loss", hint="press r to train: train and validation loss by epoch", id="loss-chart")
-        acc = SeriesChart("accuracy", "accuracy", hint="validation accuracy appears after each epoch", id="acc-chart")
+        hz = self.chart_hz
+        loss = SeriesChart("loss", "loss", hint="press r to train: train and validation loss by epoch", max_hz=hz,
+                           id="loss-chart")
+        acc = SeriesChart("accuracy", "accuracy", hint="validation accuracy appears after each epoch", max_hz=hz,
+                          id="acc-chart")
         grad = SeriesChart("gradient norm per layer (log)", "grad norm", hint="per-layer gradient norms appear while "
-                           "training", id="grad-chart")
+                           "training", max_hz=hz, id="grad-chart")
         grad.ylog = True
         grad.xlabel = "epoch"
-        lr_chart = SeriesChart("LR finder", "loss", hint="press f to sweep the learning rate, a to apply", id="lr-chart")
-        lr_chart.xlog, lr_chart.xlabel = True, "learning rate"
+        self._charts = {"loss": loss, "acc": acc, "grad": grad}
         await self.query_one("#tab-charts").mount_all([loss, acc])
         await self.query_one("#tab-log").mount(RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, min_width=20))
         params = Static("", id="params")
         params.display = False  # shown for networks small enough to list every parameter
         await self.query_one("#tab-gradients").mount_all([params, grad])
-        await self.query_one("#tab-boundary").mount(VerticalScroll(BoundaryView(
-            "decision boundary: shown after each epoch for 2-D datasets", id="boundary")))
-        await self.query_one("#tab-lr").mount(lr_chart)
-        await self.query_one("#tab-results").mount(VerticalScroll(Static(
-            "per-class results appear when a classification run ends", id="results")))
+        await self.query_one("#tab-boundary").mount(VerticalScroll(BoundaryView(BOUNDARY_HINT, id="boundary")))
+        await self.lr_finder.fill()
+        await self.query_one("#tab-results").mount(VerticalScroll(Static(RESULTS_HINT, id="results")))
         await self.query_one("#tab-model").mount(VerticalScroll(Static("", id="model-summary")))
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns(*RUN_COLUMNS)
-        compare_loss = SeriesChart("val loss by epoch", "val loss", hint="mark two runs or more with m", id="cmp-loss")
-        compare_acc = SeriesChart("val acc by epoch", "val acc", hint="accuracy of classification runs", id="cmp-acc")
-        await self.query_one("#tab-runs").mount_all([
-            Static("Enter: show the run (its settings fill the panels: r trains a new run from them); m: mark runs to "
-                   "compare; the list refreshes while this tab shows", classes="hint"),
-            table,
-            Horizontal(compare_loss, compare_acc, id="cmp-charts"),
-            VerticalScroll(Static("", id="cmp-table"), id="cmp-box"),
-        ])
-        for box in self.query("#cmp-charts, #cmp-box"):
-            box.display = False
+        await self.runs_tab.fill()
         for level, text in self._pending_log[-LOG_LINES:]:
             self._show_log_line(level, text)
         self._pending_log.clear()
         self.arrange_charts()
+
+    # -- buttons ---------------------------------------------------------------------------
+
+    def watch_run_state(self) -> None:
+        self._show_buttons()
+
+    def watch_settings_valid(self) -> None:
+        self._show_buttons()
+
+    def _show_buttons(self) -> None:
+        state = self.run_state
+        self.query_one("#start", CompactButton).disabled = state.live or not self.settings_valid
+        for name in ("stop", "save", "pause"):
+            self.query_one(f"#{name}", CompactButton).disabled = not state.steerable
+        self.query_one("#pause", CompactButton).label = "Resume" if state is RunState.PAUSED else "Pause"
+
+    def show_device(self, text: str) -> None:
+        """The device line (right of the buttons): what the helper found, until a run names its own."""
+        self.query_one("#device", Label).update(text)
+
+    # -- tabs --------------------------------------------------------------------------------
+
+    @property
+    def active_tab(self) -> str:
+        """The id of the tab shown."""
+        return self.query_one("#tabs", TabbedContent).active
+
+    def show_tab(self, tab_id: str) -> None:
+        """Show a tab. Focus leaves a widget inside the tab being hidden first: TabbedContent shows the pane
+        that holds the focus, and would switch straight back."""
+        tabs = self.query_one("#tabs", TabbedContent)
+        focused = self.app.focused
+        if focused is not None and tabs.active and focused in self.query_one(f"#{tabs.active}").query("*"):
+            tabs.query_one(Tabs).focus()
+        tabs.active = tab_id
+
+    def focus_tabs(self) -> None:
+        """Give the tabs the focus (the panels are locked or hidden)."""
+        self.query_one("#tabs", TabbedContent).focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if isinstance(event.pane, RunsTab):
+            event.pane.activated()
 
     def on_resize(self) -> None:
         self.arrange_charts()
         for boundary in self.query(BoundaryView):
             self.call_after_refresh(boundary.refit)  # the tab's new height, once laid out
         self.call_after_refresh(self.show_progress)  # fitted to this view's new width (the terminal's, or e);
-        # the charts mark themselves for a redraw on their own resize
+        # the charts redraw themselves on their own resize
 
     def arrange_charts(self) -> None:
         """Loss and accuracy side by side when the view is wide for its height (80x24 with the panels hidden:
@@ -131,34 +183,59 @@ class RunView(Guarded, Vertical):
         layout = "horizontal" if side_by_side else "vertical"
         if pane.styles.layout is None or pane.styles.layout.name != layout:
             pane.styles.layout = layout
-        charts = list(pane.query("SeriesChart"))
+        charts = [self._charts[name] for name in ("loss", "acc") if name in self._charts]
         one = bool(charts) and not side_by_side and height - ABOVE_TABS < CHART_MIN_ROWS * len(charts)
         for i, chart in enumerate(charts):
             chart.display = not one or i == self._chart_index % len(charts)
-        if one != self.one_chart_at_a_time:
-            self.one_chart_at_a_time = one
-            self.screen.refresh_bindings()  # v appears in the footer only while it does something
+        self.one_chart_at_a_time = one
 
     def next_chart(self) -> None:
         """Show the next chart of the Charts tab (when only one fits)."""
         self._chart_index += 1
         self.arrange_charts()
 
+    # -- what the run shown has done --------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """The run shown is held between steps (as its events say)."""
+        return self.history.paused
+
+    @property
+    def finished(self) -> RunFinished | None:
+        """The last end the run shown wrote (a resumed run keeps its earlier sessions' until its new one starts)."""
+        return self.history.finished
+
+    @property
+    def current_lr(self) -> float | None:
+        """The learning rate of the run shown at its last logged step."""
+        step = self.history.last_step
+        return step.lr if step is not None else None
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """The run shown has saved a checkpoint (from the fold: asked at every key press)."""
+        return self.history.last_checkpoint is not None
+
+    def show_model_summary(self, summary: str) -> None:
+        """The panels' model, as the helper describes it: shown until a run's own summary replaces it."""
+        if self.history.started is None and self.query("#model-summary"):
+            self.query_one("#model-summary", Static).update(summary)
+
     # -- folding ----------------------------------------------------------------------
 
     def reset(self, path: str | None) -> None:
-        """Show another run (or none): forget the fold and clear every view."""
+        """Show another run (or none): forget the fold and clear every view of the run."""
         self.history = RunHistory()
         self.path = path
         self._alarm_count = 0
-        for chart in self.query("SeriesChart"):
-            if chart.id != "lr-chart":
-                chart.clear_series()
+        for chart in self._charts.values():
+            chart.clear_series()
         self.query_one("#alarm", Static).update("")
         if self.query("#params"):
             self.query_one("#params", Static).display = False
-            self.query_one("#boundary", BoundaryView).clear("decision boundary: shown after each epoch for 2-D datasets")
-            self.query_one("#results", Static).update("per-class results appear when a classification run ends")
+            self.query_one("#boundary", BoundaryView).clear(BOUNDARY_HINT)
+            self.query_one("#results", Static).update(RESULTS_HINT)
 
     def apply(self, events: tuple[Event, ...], catching_up: bool = False) -> set[str]:
         """Fold a batch of events and update what shows them; returns what changed. ``catching_up``: more of an
@@ -215,19 +292,18 @@ class RunView(Guarded, Vertical):
         return changed
 
     def push_series(self) -> None:
-        """Hand the charts immutable copies of the series that grew (they redraw on the screen's timer)."""
-        if not self.query("SeriesChart"):
+        """Hand the charts immutable copies of the series that grew (they redraw themselves)."""
+        if not self._charts:
             return
         h, changed = self.history, self._changed
         self._changed = set()
-        loss = self.query_one("#loss-chart")
+        loss, acc, grad = self._charts["loss"], self._charts["acc"], self._charts["grad"]
         if changed & {"steps", "started"}:
             loss.set_series("train (steps)", h.step_x, h.step_loss.values)
         if changed & {"epochs", "started"}:
             s = h.series
             loss.set_series("train", s.epochs, s.train_loss)
             loss.set_series("val", s.epochs, s.val_loss)
-            acc = self.query_one("#acc-chart")
             if s.val_acc:
                 acc.set_series("train", s.epochs, s.train_acc)
                 acc.set_series("val", s.epochs, s.val_acc)
@@ -236,7 +312,6 @@ class RunView(Guarded, Vertical):
         if changed & {"lr", "started"}:
             loss.set_markers([(x, f"lr {lr:g}") for x, lr in h.lr_marks])
         if changed & {"grads", "started"}:
-            grad = self.query_one("#grad-chart")
             for name, (xs, ys) in h.grads.items():
                 grad.set_series(name, xs, ys)
 
@@ -262,18 +337,10 @@ class RunView(Guarded, Vertical):
         alarm.update(Text(f"⚠ {more}{text}", no_wrap=True, overflow="ellipsis", style="bold"))
         self.app.notify(text, title="training hint", severity="warning", timeout=8)
 
-    def show_lr_progress(self, text: str) -> None:
-        """Where the LR finder has got, in its tab's empty chart (the sweep replaces it when done)."""
-        if self.query("#lr-chart"):
-            self.query_one("#lr-chart").clear_series(text)
-
     # -- log ------------------------------------------------------------------------
 
     def log_line(self, text: str, level: str = "info") -> None:
         """A line of the app's own in the Log tab (the run's lines come from its events)."""
-        self._write_log(level, text)
-
-    def _write_log(self, level: str, text: str) -> None:
         self.log_lines.append(text)
         self._show_log_line(level, text)
 
@@ -287,40 +354,3 @@ class RunView(Guarded, Vertical):
                 return
             self._log_widget = found.first(RichLog)
         self._log_widget.write(Text(text, style=LEVEL_STYLE.get(level, "")))
-
-    # -- runs list ---------------------------------------------------------------------
-
-    def fill_runs(self, rows: list[RunSummary], marked: set[str]) -> None:
-        """The Runs tab's table; ``marked``: the folders chosen for comparison. The numbers come first and the
-        long names last, so a narrow view cuts a name, never a number; one format for the whole best column."""
-        table = self.query_one("#runs-table", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        bests = format_column([r.best for r in rows])
-        for r, best in zip(rows, bests, strict=True):
-            mark = Text("[x]" if r.path in marked else "[ ]")  # a Text cell: "[x]" as a str would be read as markup
-            table.add_row(mark, r.state, Text(f"{r.epoch}/{r.epochs}", justify="right"),
-                          Text(f"{r.monitor} {best}" if r.best is not None else "-", justify="right"), r.name, r.preset,
-                          key=r.path)
-        if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
-
-    def show_comparison(self, runs: list[Any] | None, error: str | None = None) -> None:
-        """Overlay the marked runs' validation curves (compare.RunData), with their table and differing keys."""
-        from tui_trainer.run.compare import compare_table, labels
-
-        charts, box = self.query_one("#cmp-charts"), self.query_one("#cmp-box")
-        charts.display = box.display = bool(runs) or bool(error)
-        table = self.query_one("#cmp-table", Static)
-        if error or not runs:
-            table.update(error or "")
-            return
-        loss, acc = self.query_one("#cmp-loss"), self.query_one("#cmp-acc")
-        loss.clear_series()
-        acc.clear_series("regression runs: no accuracy")
-        for name, run in zip(labels(runs), runs, strict=True):
-            epochs = [int(r["epoch"]) for r in run.rows]
-            loss.set_series(name, epochs, [r["val_loss"] for r in run.rows])
-            if run.task == "classification":
-                acc.set_series(name, epochs, [r.get("val_acc") for r in run.rows])
-        table.update(Text(compare_table(runs), no_wrap=True))

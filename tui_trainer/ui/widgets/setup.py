@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Select, Static
 
 from tui_trainer.config import ConfigError, RunConfig, from_dict, load_preset, save_user_preset
 from tui_trainer.ui.guard import Guarded
+from tui_trainer.ui.messages import Said
 from tui_trainer.ui.widgets.fields import ConfigField
 from tui_trainer.ui.widgets.panels import PANELS, ConfigPanel, PresetPanel, batch_hint
 
@@ -35,13 +36,6 @@ class SetupColumn(Guarded, VerticalScroll):
         def control(self) -> SetupColumn:
             """The column."""
             return self.column
-
-    @dataclass
-    class Said(Message):
-        """Something for the log (a preset loaded or saved), or an error."""
-
-        text: str
-        error: bool = False
 
     def __init__(self, cfg: RunConfig, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -157,10 +151,10 @@ class SetupColumn(Guarded, VerticalScroll):
         try:
             cfg = load_preset(str(chosen))
         except ConfigError as exc:
-            self.post_message(self.Said(str(exc), error=True))
+            self.post_message(Said(str(exc), "error"))
             return
         self.load(cfg)
-        self.post_message(self.Said(f"preset {cfg.name}: {cfg.description}"))
+        self.post_message(Said(f"preset {cfg.name}: {cfg.description}"))
 
     @on(Button.Pressed, "#preset-save")
     def _save_preset(self, event: Button.Pressed) -> None:
@@ -169,14 +163,33 @@ class SetupColumn(Guarded, VerticalScroll):
         try:
             path = save_user_preset(self.config(), name)
         except ConfigError as exc:
-            self.post_message(self.Said(str(exc), error=True))
+            self.post_message(Said(str(exc), "error"))
             return
         self.cfg = load_preset(str(path))
         self.query_one(PresetPanel).refresh_list(self.cfg.name, self.cfg.description)
-        self.post_message(self.Said(f"saved preset {name} to {path}"))
+        self.post_message(Said(f"saved preset {name} to {path}"))
         self.post_message(self.Changed(self, False))  # the title bar shows the preset's new name
         self.app.notify(f"saved preset {name}")
 
     def set_locked(self, locked: bool) -> None:
         """Locked while a run trains from these settings."""
         self.disabled = locked
+
+    def show_param_count(self, text: str) -> None:
+        """The parameter count of the panels' model, under the Architecture panel (once it is mounted)."""
+        for label in self.query("#param-count").results(Static):
+            label.update(text)
+
+    def focus_preset(self) -> bool:
+        """Give the preset list the focus, if it can take it (the panels are shown and not locked)."""
+        select = self.query_one("#preset-select", Select)
+        if not (select.focusable and self.display):
+            return False
+        select.focus()
+        return True
+
+    def open_preset_list(self) -> None:
+        """Open the preset list (type a name to jump to it, Enter picks it)."""
+        select = self.query_one("#preset-select", Select)
+        select.focus()
+        select.expanded = True

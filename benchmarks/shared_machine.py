@@ -7,10 +7,10 @@ them, and moves on. Rounds go N = 1, 2, 4, cores, ... and again ``--repeat`` tim
 machine's speed falls on every N alike. Printed: the total samples/s at each N, the ratio to one run alone (median
 of the repeats), and each run's threads as it said in its log.
 
-    python benchmarks/concurrent.py                                    # spirals-mlp, N = 1 2 4 cores, the policy
-    python benchmarks/concurrent.py --preset fashion-mnist-mlp --window 20
-    python benchmarks/concurrent.py --threads -1                       # torch's own default: every run every core
-    python benchmarks/concurrent.py --quick                            # that it runs (seconds)
+    python benchmarks/shared_machine.py                                    # spirals-mlp, N = 1 2 4 cores, the policy
+    python benchmarks/shared_machine.py --preset fashion-mnist-mlp --window 20
+    python benchmarks/shared_machine.py --threads -1                       # torch's own default: every run every core
+    python benchmarks/shared_machine.py --quick                            # that it runs (seconds)
 
 Targets (issue 26), on a 2-core CPU: the total at any N is never below one run alone; two tiny runs at once give
 at least 1.8x one run; a lone run is no slower than before (357 epochs of spirals-mlp in 15 s). RESULTS.md.

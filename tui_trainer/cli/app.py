@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tui_trainer.cli import ways
+from tui_trainer.cli import sweeps, ways
 from tui_trainer.cli.busy import PROGRESS_EVERY_S, Busy, ProgressLines
 from tui_trainer.cli.common import (
     DEFAULT_PRESET,
@@ -28,6 +28,7 @@ from tui_trainer.config import apply_overrides, list_presets, load_preset, prese
 from tui_trainer.errors import USER_ERRORS, CheckpointError
 from tui_trainer.run.formats import format_column, format_number
 from tui_trainer.run.history import end_line
+from tui_trainer.sweep.folder import find_sweep
 
 # typer >= 0.25 vendors its own click: find its UsageError through a public class instead of importing click
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -111,7 +112,10 @@ def resume(
     nproc: Annotated[int | None, typer.Option("--nproc-per-node", min=1, help="processes on this machine "
                                                  "(a checkpoint of any number of ranks resumes on any number)")] = None,
 ) -> None:
-    """Continue a run from a checkpoint, in its own run directory, up to --epochs in total."""
+    """Continue a run from a checkpoint, in its own run directory, up to --epochs in total; or a sweep that was
+    stopped or crashed (given its folder or name): finished trials kept, interrupted ones taken back."""
+    if (found := find_sweep(str(checkpoint))) is not None:
+        raise SystemExit(sweeps.resume(found, detach))
     ck = _load_ck(checkpoint)
     cfg = resume_config(checkpoint, device=device, epochs=epochs)
     if ck["epoch"] >= cfg.train.epochs and not ck.get("batch_in_epoch"):
@@ -207,8 +211,12 @@ def attach(
     runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
     plain: Annotated[bool, typer.Option("--plain", help="print events as lines instead of opening the app")] = False,
 ) -> None:
-    """Follow a run in the app (live: its whole history, then live; finished: read-only)."""
+    """Follow a run in the app (live: its whole history, then live; finished: read-only); a sweep (its folder or
+    name) as lines until it ends."""
     from tui_trainer.run.folder import resolve_run
+
+    if (found_sweep := find_sweep(run)) is not None:
+        raise SystemExit(sweeps.attach_sweep(found_sweep))
 
     found = resolve_run(runs_dir, run)
     if plain or not sys.stdout.isatty():
@@ -229,9 +237,12 @@ def stop(
     runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
     timeout: Annotated[float, typer.Option("--timeout", min=0.0, help="seconds to wait for the run to end")] = 60.0,
 ) -> None:
-    """Stop a run (it saves last.pt) and wait until it has ended."""
+    """Stop a run (it saves last.pt) and wait until it has ended; or a sweep (each running trial saves last.pt)."""
     from tui_trainer.run.client import attach as attach_run
     from tui_trainer.run.folder import LIVE_STATES, resolve_run
+
+    if (found := find_sweep(run)) is not None:
+        raise SystemExit(sweeps.stop(found, timeout))
 
     handle = attach_run(resolve_run(runs_dir, run))
     state = handle.state()
@@ -453,7 +464,8 @@ def export(
     out_alias: Annotated[Path | None, typer.Option("--out", hidden=True, help="the old name of --output")] = None,
     runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
 ) -> None:
-    """Write a run's metrics as CSV (one row per epoch) or as TensorBoard event files, never half a file."""
+    """Write a run's metrics as CSV (one row per epoch) or as TensorBoard event files, never half a file; a sweep's
+    study as CSV (one row per trial)."""
     from tui_trainer.run.compare import load_run
     from tui_trainer.run.export import export_run
     from tui_trainer.run.folder import resolve_run
@@ -461,6 +473,10 @@ def export(
     if output is not None and out_alias is not None and output != out_alias:
         fail(f"--output {output} and --out {out_alias}: give one (--out is the old name of -o/--output)")
     out = output if output is not None else out_alias
+    if (found := find_sweep(run)) is not None:
+        if format_ != "csv":
+            fail(f"--format {format_}: a sweep exports as csv (one row per trial)")
+        raise SystemExit(sweeps.export(found, out))
     data = load_run(resolve_run(runs_dir, run))
     written = export_run(data, format_, out)
     if format_ == "csv":
@@ -486,6 +502,11 @@ def serve(
 
     build_config(preset, set_, device=device)  # a bad preset fails here, once, not in every browser tab
     serve_app(app_command(preset, set_ or [], runs_dir, device), host, port, public_url)
+
+
+# sweeps (issue 23): the commands are in cli/sweeps.py, the work in tui_trainer/sweep/
+app.command(name="sweep")(sweeps.sweep)
+app.command(name="sweeps")(sweeps.sweeps)
 
 
 def main(argv: list[str] | None = None) -> None:

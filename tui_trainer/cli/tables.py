@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tui_trainer.run.controls import stop_why
 from tui_trainer.run.folder import RunSummary
 from tui_trainer.run.formats import format_column
 from tui_trainer.run.history import hms
@@ -62,7 +63,8 @@ def _line_width(columns: Sequence[Column]) -> int:
 
 
 def runs_columns(rows: Sequence[RunSummary]) -> list[Column]:
-    """The columns of ``tui-trainer runs``: run (never dropped), preset, state, epoch, best (one number format
+    """The columns of ``tui-trainer runs``: run (never dropped), preset, state (a stop's why in its place: "pruned at
+    epoch 3"), epoch, best (one number format
     for the whole column), started, elapsed; on a narrow terminal preset goes first, then started, elapsed,
     best, epoch and state."""
     bests = format_column([r.best for r in rows])
@@ -70,7 +72,8 @@ def runs_columns(rows: Sequence[RunSummary]) -> list[Column]:
     return [
         Column("run", tuple(r.name for r in rows)),
         Column("preset", tuple(r.preset for r in rows), priority=1),
-        Column("state", tuple(r.state for r in rows), priority=6),
+        Column("state", tuple(stop_why(r.message) or r.state if r.state == "stopped" else r.state for r in rows),
+               priority=6),
         Column("epoch", tuple(f"{r.epoch}/{r.epochs}" if r.epochs else str(r.epoch) for r in rows), right=True,
                priority=5),  # epochs 0: a user's own loop that did not say how many
         Column("best", tuple(f"{r.monitor} {b}" if r.best is not None else "-" for r, b in zip(rows, bests, strict=True)),

@@ -300,6 +300,8 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
                 raise ConfigError(f"{source}: {key} must be a string")
             setattr(cfg, key, value)
             continue
+        if key == "sweep" and isinstance(value, dict):  # a sweep preset's own table: sweep/spec.py reads it
+            continue
         if key not in SECTION_TYPES:
             allowed = ("name", "description") + SECTIONS
             raise ConfigError(f"{source}: unknown key '{key}'{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")

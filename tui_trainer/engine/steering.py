@@ -23,7 +23,7 @@ import torch
 from tui_trainer.engine.dist import Commands
 from tui_trainer.engine.optim import set_lr
 from tui_trainer.engine.progress import Progress, StopRun
-from tui_trainer.run.controls import Command
+from tui_trainer.run.controls import Command, stopped_message
 from tui_trainer.run.events import LrChanged, Paused, Reason, Sink
 
 PAUSED_WAIT = 0.25  # seconds between looks at the commands while paused (under DDP: between the ranks' meetings)
@@ -90,7 +90,7 @@ class Steering:
         match command.name:
             case "stop":
                 command.ack(True, f"stopping {where}; saving last.pt")
-                raise StopRun(Reason.STOPPED, f"stopped {where}")
+                raise StopRun(Reason.STOPPED, stopped_message(where, command.args.get("why")))
             case "save":
                 path = self.save()
                 if path is None:

@@ -153,11 +153,13 @@ def run_command(run_path: Path, resume: Path | None, nproc: int = 1, nodes: Node
 
 
 def start(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None,
-          env: dict[str, str] | None = None, nodes: Nodes | None = None, paused: bool = False) -> RunHandle:
+          env: dict[str, str] | None = None, nodes: Nodes | None = None, paused: bool = False,
+          label: str | None = None) -> RunHandle:
     """Create the run directory and launch the run process (torchrun when ``cfg.train.nproc`` > 1 or several
     nodes); ConfigError (nothing started) if the runs directory cannot be written. ``resume``: a checkpoint;
-    the run continues in its own folder. ``paused``: it takes one step, then holds (step on with "step")."""
-    run = prepare_run(cfg, runs_dir, resume)
+    the run continues in its own folder. ``paused``: it takes one step, then holds (step on with "step").
+    ``label``: the new folder's name after its time stamp (default: the preset's name)."""
+    run = prepare_run(cfg, runs_dir, resume, label=label)
     cmd = run_command(run.path, resume, cfg.train.nproc, nodes, paused)
     with open(run.log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,

@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 COMMANDS = ("stop", "save", "set_lr", "pause", "resume", "step")
-"""stop: stop and save last.pt; save: write a checkpoint now; set_lr: change the learning rate
-(``lr`` > 0); pause / resume: hold between steps and go on; step: while paused, one step."""
+"""stop: stop and save last.pt (``why``, optional: what the end says first, e.g. a sweep's "pruned at epoch 3");
+save: write a checkpoint now; set_lr: change the learning rate (``lr`` > 0); pause / resume: hold between steps and
+go on; step: while paused, one step."""
+
+MAX_WHY = 200
+"""Characters a stop's ``why`` may hold: one line of the runs list."""
+STOPPED = "; stopped "
+"""Between a stop's ``why`` and where the run stopped, in the run's end message (``stop_why`` reads it back)."""
 
 
 class CommandError(ValueError):
@@ -56,6 +62,11 @@ def parse_command(raw: Any) -> Command:
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0 or lr > 100:
             raise CommandError(f"set_lr needs lr, a number > 0 and <= 100 (got {lr!r})")
         args = {"lr": float(lr)}
+    elif name == "stop" and args:
+        why = args.get("why")
+        if set(args) != {"why"} or not isinstance(why, str) or not why.strip() or len(why) > MAX_WHY or "\n" in why:
+            raise CommandError(f"stop takes only why, one line of at most {MAX_WHY} characters (got {args!r})")
+        args = {"why": why.strip()}
     elif args:
         raise CommandError(f"{name} takes no arguments (got {', '.join(sorted(args))})")
     return Command(name, args)
@@ -106,3 +117,16 @@ class Controls:
                 self._wake.wait(timeout)
         if self.check is not None:
             self.check()
+
+
+def stopped_message(where: str, why: str | None = None) -> str:
+    """The end message of a run stopped ``where`` (``position()``'s words): "stopped in epoch 4 (3 complete), step
+    120", or with a ``why`` first: "pruned at epoch 3; stopped in epoch 4 (3 complete), step 120"."""
+    return f"{why}{STOPPED}{where}" if why else f"stopped {where}"
+
+
+def stop_why(message: str | None) -> str | None:
+    """The ``why`` a stopped run's end message starts with (``stopped_message``), or None."""
+    if not message or STOPPED not in message or message.startswith("stopped "):
+        return None
+    return message.split(STOPPED, 1)[0]

@@ -234,9 +234,10 @@ def not_a_checkpoint(folder: Path | str) -> str:
 
 
 def prepare_run(cfg: RunConfig, runs_dir: Path | str | None = None, resume: Path | str | None = None,
-                folder: Path | str | None = None) -> RunDir:
+                folder: Path | str | None = None, label: str | None = None) -> RunDir:
     """The folder a run trains in, with its config.toml written: the one writer of it. A new folder under
-    ``runs_dir`` (absolute, 0700, status "starting"); for a resume, the checkpoint's own folder when it is still
+    ``runs_dir`` (absolute, 0700, status "starting"; named ``<stamp>-<label>``, the preset's name by default: a
+    sweep's trials say their number, ``-t003``); for a resume, the checkpoint's own folder when it is still
     there (its config rewritten: epochs may have grown; its status starting again), else a new one; or ``folder``
     as it is (a scratch folder of a rank that writes nothing else). ConfigError naming the folder if it cannot be
     written, or if the run to resume is still going."""
@@ -246,7 +247,7 @@ def prepare_run(cfg: RunConfig, runs_dir: Path | str | None = None, resume: Path
         return run
     run = run_of_checkpoint(resume) if resume is not None else None
     if run is None:
-        return _new_run_dir(Path(runs_dir or "runs"), cfg)
+        return _new_run_dir(Path(runs_dir or "runs"), cfg, label)
     if (state := run.state()) in LIVE_STATES:  # two resumes of one run would train twice into one folder
         raise ConfigError(f"run {run.name} is {state}: it is already going (tui-trainer attach {run.path}); "
                           "stop it before resuming it")
@@ -262,8 +263,8 @@ def run_of_checkpoint(checkpoint: Path | str) -> RunDir | None:
     return run if run.config_path.is_file() else None
 
 
-def _new_run_dir(runs_dir: Path, cfg: RunConfig) -> RunDir:
-    return new_run_folder(runs_dir, cfg.name, to_toml(cfg), preset=cfg.name, epochs=cfg.train.epochs,
+def _new_run_dir(runs_dir: Path, cfg: RunConfig, label: str | None = None) -> RunDir:
+    return new_run_folder(runs_dir, label or cfg.name, to_toml(cfg), preset=cfg.name, epochs=cfg.train.epochs,
                           monitor=cfg.regularization.monitor)
 
 
@@ -353,6 +354,8 @@ class RunSummary:
     started: float | None
     elapsed_s: float | None
     reason: str | None
+    message: str | None = None
+    """How it ended, in the engine's words (a pruned trial's: "pruned at epoch 3; stopped in epoch 4 ...")."""
 
     @property
     def live(self) -> bool:
@@ -373,7 +376,7 @@ def summarize(run: RunDir) -> RunSummary:
     return RunSummary(name=run.name, path=str(run.path), preset=str(status.get("preset", "?")), state=state,
                       epoch=int(status.get("epoch", 0)), epochs=int(status.get("epochs", 0)), best=status.get("best"),
                       monitor=str(status.get("monitor", "val_loss")), started=started, elapsed_s=elapsed,
-                      reason=status.get("reason"))
+                      reason=status.get("reason"), message=status.get("message"))
 
 
 

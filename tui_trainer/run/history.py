@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tui_trainer.run.controls import stop_why
 from tui_trainer.run.events import (
     Boundary,
     CheckpointSaved,
@@ -61,9 +62,11 @@ def position(complete: int, batch_in_epoch: int, step: int | None = None) -> str
 def end_line(reason: str, message: str) -> str:
     """How a run ended, in one line that never says its reason twice: "finished: completed 20 epochs",
     "failed: <message>", "stopped in epoch 214 (213 complete), step 42600" (a message that starts with the
-    state word is the whole line)."""
+    state word is the whole line, and so is a stop's why: "pruned at epoch 3; stopped in epoch 4 ...")."""
     state = Reason.parse(reason).state if reason in {r.value for r in Reason} else reason
-    return message if message.split(" ", 1)[0].rstrip(":") == state else f"{state}: {message}"
+    if message.split(" ", 1)[0].rstrip(":") == state or (state == "stopped" and stop_why(message)):
+        return message
+    return f"{state}: {message}"
 
 
 @dataclass

@@ -83,7 +83,7 @@ def test_autograd_preset_takes_the_notes_sgd_step(runs):
     _device, _data, start = prepare(lecture("lecture5-autograd"))
     with torch.no_grad():  # one sample: the epoch's train loss is that sample's loss before the step
         before = nn.MSELoss()(start(torch.tensor([[1.0]])), torch.tensor([[3.0]])).item()
-    assert result.history[0]["train_loss"] == pytest.approx(before, rel=1e-6) and before > 1
+    assert result.rows[0]["train_loss"] == pytest.approx(before, rel=1e-6) and before > 1
     assert sink.of(StepLogged)[0].loss == pytest.approx(before, rel=1e-6)  # the live loss of a one-sample step
     assert [(name, value, round(grad, 4), round(after, 4)) for name, value, grad, after in step.params] == [
         ("layers.1.weight[0,0]", 1.0, -0.3480, 1.0348), ("layers.1.weight[1,0]", -1.0, -1.3032, -0.8697),

@@ -72,7 +72,7 @@ def test_every_command_is_acknowledged_and_a_malformed_one_is_refused(tmp_path):
     assert re.match(r"learning rate set to 0.0123 (in|after) epoch", send(run, "set_lr", lr=0.0123)["message"])
     for name, args, needle in (("launch", {}, "unknown command 'launch'; allowed: stop, save, set_lr, pause, resume, step"),
                                ("set_lr", {"lr": -1}, "set_lr needs lr, a number > 0"),
-                               ("stop", {"now": True}, "stop takes no arguments (got now)")):
+                               ("stop", {"now": True}, "stop takes no arguments but why (got now)")):
         reply = send(run, name, **args)
         assert reply["ok"] is False and needle in reply["error"], reply
     assert handle.state() == "running"  # the malformed stop stopped nothing

@@ -454,12 +454,15 @@ import lightning as L
 import lightning_loop
 
 class Probe(L.Callback):
-    """Each rank's step, learning rate and stop flag after every batch (after the tracking callback's)."""
+    """Each rank's step, learning rate and stop flag after every batch and epoch (after the tracking callback's)."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         with open(f"rank{trainer.global_rank}.jsonl", "a") as fh:
             fh.write(json.dumps({"step": trainer.global_step, "stop": trainer.should_stop,
                                  "lr": trainer.optimizers[0].param_groups[0]["lr"]}) + "\\n")
+
+    def on_train_epoch_end(self, trainer, pl_module):  # a command read at an epoch's end acts there
+        self.on_train_batch_end(trainer, pl_module, None, None, -1)
 
 Trainer = L.Trainer
 L.Trainer = lambda *a, callbacks=(), **k: Trainer(*a, callbacks=[*callbacks, Probe()], **k)

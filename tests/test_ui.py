@@ -339,7 +339,7 @@ async def test_resume_from_a_checkpoint_takes_its_config_and_continues_the_curve
                                "--set", "data.n_samples=300")
     assert code == 0, err
     run = RunDir(next((tmp_path / "runs").iterdir()))
-    first_elapsed = run.read_status()["elapsed_s"]
+    first_elapsed = [e for e in run.read_events()[0] if isinstance(e, StepLogged)][-1].elapsed_s  # its last step's
     cfg = resume_config(run.last, epochs=4)
     assert cfg.name == "moons-mlp" and cfg.train.epochs == 4  # the checkpoint's own config, not the default preset
     async with training(cfg, tmp_path, resume=run.last) as (pilot, screen, rec):

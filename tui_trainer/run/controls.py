@@ -63,9 +63,11 @@ def parse_command(raw: Any) -> Command:
             raise CommandError(f"set_lr needs lr, a number > 0 and <= 100 (got {lr!r})")
         args = {"lr": float(lr)}
     elif name == "stop" and args:
-        why = args.get("why")
-        if set(args) != {"why"} or not isinstance(why, str) or not why.strip() or len(why) > MAX_WHY or "\n" in why:
-            raise CommandError(f"stop takes only why, one line of at most {MAX_WHY} characters (got {args!r})")
+        if set(args) != {"why"}:
+            raise CommandError(f"stop takes no arguments but why (got {', '.join(sorted(args))})")
+        why = args["why"]
+        if not isinstance(why, str) or not why.strip() or len(why) > MAX_WHY or "\n" in why:
+            raise CommandError(f"stop's why is one line of 1 to {MAX_WHY} characters (got {why!r:.60})")
         args = {"why": why.strip()}
     elif args:
         raise CommandError(f"{name} takes no arguments (got {', '.join(sorted(args))})")

@@ -150,8 +150,8 @@ def test_trials_get_a_gpu_each_or_a_share_of_the_cores():
     assert [s.gpu for s in shared] == ["0", "1", "0", "1"]
     assert [s.gpu for s in plan_slots("cuda", None, 3, gpus=["2"])] == ["2", "2", "2"]
     cpu = plan_slots("cpu", 2, None, gpus=["0"], cores=4)  # train.device = cpu keeps trials off the GPUs
-    assert [(s.gpu, s.env({})["OMP_NUM_THREADS"]) for s in cpu] == [(None, "2"), (None, "2")]
-    assert "CUDA_VISIBLE_DEVICES" not in cpu[0].env({})
+    assert [(s.gpu, s.threads, s.describe()) for s in cpu] == [(None, 2, "CPU, 2 threads")] * 2  # the policy shares them
+    assert "CUDA_VISIBLE_DEVICES" not in cpu[0].env({}) and "OMP_NUM_THREADS" not in cpu[0].env({})
     with pytest.raises(ConfigError, match=r"--parallel 3: this machine lets the sweep use 2 core\(s\)"):
         plan_slots("cpu", 3, None, cores=2)
     with pytest.raises(ConfigError, match=r"--parallel 5: 2 GPU\(s\) x 2 trial\(s\) per GPU make 4 slots"):

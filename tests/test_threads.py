@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from tui_trainer.engine.threads import GPU_THREADS, Registry, ThreadPolicy, _cgroup_quota, plan, usable_cores
+from tui_trainer.run.threads import GPU_THREADS, Registry, ThreadPolicy, _cgroup_quota, plan, usable_cores
 
 
 def test_the_cores_are_shared_equally_and_never_below_one():
@@ -55,7 +56,7 @@ def test_the_registry_counts_live_processes_only_and_drops_the_dead(tmp_path):
 
 
 def test_the_policy_rebalances_when_a_run_starts_or_ends(tmp_path, monkeypatch):
-    import tui_trainer.engine.threads as threads
+    import tui_trainer.run.threads as threads
 
     registry = Registry(tmp_path / "live")
     policy = ThreadPolicy(0, "cpu", registry, cores=2)
@@ -74,3 +75,77 @@ def test_the_policy_rebalances_when_a_run_starts_or_ends(tmp_path, monkeypatch):
     assert back is not None and back.threads == 2
     policy.stop()
     assert not list((tmp_path / "live").glob("*.json"))
+
+
+class _Second:
+    """A sink that starts a second live run (a registry entry of a live process) at the run's first step."""
+
+    def __init__(self, live: Path) -> None:
+        self.live, self.events, self.other = live, [], None
+
+    def emit(self, event) -> None:
+        from tui_trainer.run.events import StepLogged
+
+        self.events.append(event)
+        if isinstance(event, StepLogged) and self.other is None:
+            self.other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+            (self.live / f"{self.other.pid}.json").write_text(json.dumps({"pid": self.other.pid, "proc_start": None}))
+
+
+def test_a_run_says_its_threads_and_takes_its_share_when_another_starts(tmp_path, monkeypatch, runs):
+    """The device line names the plan; a run that starts beside it is seen at a log interval and torch's threads
+    follow (the run's own thread: OpenMP's count is per thread)."""
+    import torch
+
+    import tui_trainer.run.threads as threads
+    from tests.conftest import tiny
+    from tui_trainer.engine import fit
+    from tui_trainer.run.events import LogMessage, RunStarted, StepLogged
+
+    monkeypatch.setattr(threads, "REBALANCE_EVERY", 0.0)
+    registry = Registry(tmp_path / "live")
+    policy = ThreadPolicy(0, "cpu", registry, cores=2)
+    before = torch.get_num_threads()
+    sink = _Second(tmp_path / "live")
+    try:
+        torch.set_num_threads(policy.start(tmp_path / "run").threads)
+        result = fit(tiny("train.epochs=2", "train.log_every=2"), sink, runs_dir=runs, threads=policy)
+        during = torch.get_num_threads()
+    finally:
+        policy.stop()
+        torch.set_num_threads(before)
+        if sink.other is not None:
+            sink.other.communicate(b"")
+    assert result.reason == "completed"
+    started = next(e for e in sink.events if isinstance(e, RunStarted))
+    assert started.device.endswith(" · 2 threads: this run alone on 2 cores"), started.device
+    said = [e.text for e in sink.events if isinstance(e, LogMessage) and e.text.startswith("threads now")]
+    assert said == ["threads now 1 thread: 2 runs share 2 cores"]
+    first_step = next(i for i, e in enumerate(sink.events) if isinstance(e, StepLogged))
+    assert sink.events.index(next(e for e in sink.events if isinstance(e, LogMessage) and e.text in said)) > first_step
+    assert during == 1  # the run trained on its share
+
+
+def test_a_run_process_beside_a_live_run_says_it_took_its_share(tmp_path, runs):
+    """Two runs at once through the registry in the user's state folder (TUI_TRAINER_HOME, set per test): the second
+    run process's device line says what it took and why."""
+    from tests.conftest import tiny
+    from tui_trainer.config.paths import user_state_dir
+    from tui_trainer.run.client import start
+    from tui_trainer.run.events import RunStarted
+
+    live = user_state_dir() / "live"
+    live.mkdir(parents=True, exist_ok=True)
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        (live / f"{other.pid}.json").write_text(json.dumps({"pid": other.pid, "proc_start": None}))
+        handle = start(tiny("train.epochs=1"), runs)
+        assert handle.wait(120) == "finished"
+    finally:
+        other.communicate(b"")
+    started = next(e for e in handle.run.read_events()[0] if isinstance(e, RunStarted))
+    cores = usable_cores()
+    share = max(1, cores // 2)
+    assert started.device.endswith(f" · {share} thread{'s' if share != 1 else ''}: 2 runs share {cores} "
+                                   f"core{'s' if cores != 1 else ''}"), started.device
+    assert not (live / f"{handle.process.pid}.json").exists()  # it left the registry when it ended

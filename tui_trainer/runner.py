@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from tui_trainer.config import load_preset
+from tui_trainer.config import RunConfig, load_preset
 from tui_trainer.engine import FitResult, fit
 from tui_trainer.engine.dist import World, world_from_env
 from tui_trainer.engine.loop import failed_setup
@@ -30,6 +30,7 @@ from tui_trainer.run.endpoint import ControlServer, EndpointError
 from tui_trainer.run.events import LogMessage, NullSink, Reason, RecordLost, RunFinished, Sink, TeeSink
 from tui_trainer.run.folder import RunDir, proc_start
 from tui_trainer.run.recorder import RunRecorder
+from tui_trainer.run.threads import ThreadPolicy
 
 EXIT_CODES = {Reason.COMPLETED: 0, Reason.EARLY_STOPPED: 0, Reason.STOPPED: 0, Reason.INVALID: 2}
 
@@ -40,12 +41,17 @@ def run_here(run: RunDir, controls: Controls, resume: Path | None = None, consol
     Returns the engine's FitResult (its ``reason`` says how it ended). Under DDP only rank 0 writes the
     run directory and serves the endpoint; the other ranks train and say nothing."""
     world = world or World()
-    if not world.main:
-        return fit(load_preset(str(run.config_path)), NullSink(), controls, run, resume, world=world)
+    if not world.main:  # its threads too: the ranks on one box share its cores as runs do
+        cfg = load_preset(str(run.config_path))
+        threads = start_threads(cfg, run)
+        try:
+            return fit(cfg, NullSink(), controls, run, resume, world=world, threads=threads)
+        finally:
+            threads.stop()
     recorder = RunRecorder(run)  # first: it takes the folder's identity, to notice the folder removed or replaced
     sink: Sink = TeeSink(recorder, console) if console is not None else recorder
     controls.check = recorder.check_folder  # while paused, the engine meets the check here instead of in the sink
-    server = None
+    server = threads = None
     try:
         recorder.update_status(state="starting", pid=os.getpid(), host=socket.gethostname(),
                                proc_start=proc_start(os.getpid()), started=time.time(), ended=None, reason=None,
@@ -60,15 +66,33 @@ def run_here(run: RunDir, controls: Controls, resume: Path | None = None, consol
             cfg = load_preset(str(run.config_path))
         except USER_ERRORS as exc:  # config.toml edited by hand since the run was created
             return failed_setup(sink, run, Reason.INVALID, str(exc))
-        return fit(cfg, sink, controls, run, resume, world=world)
+        threads = start_threads(cfg, run)
+        return fit(cfg, sink, controls, run, resume, world=world, threads=threads)
     except RecordLost as lost:  # before the engine began: its status could not be written
         return failed_setup(sink, run, Reason.ERROR, lost.message)
     finally:
         controls.check = None
+        if threads is not None:
+            threads.stop()
         if server is not None:
             server.close(f"the run has ended ({run.state()})")
             recorder.update_status(control=None)
         recorder.close()
+
+
+def start_threads(cfg: RunConfig, what: RunDir | str) -> ThreadPolicy:
+    """The thread policy (run/threads.py) of a run (or of ``what`` else trains: an LR sweep), registered among the
+    live runs and applied before the data and model are built (their loading is work on the cores too)."""
+    from tui_trainer.engine.device import pick_device
+    from tui_trainer.engine.loop import apply_threads
+
+    try:
+        kind = pick_device(cfg.train.device).type
+    except USER_ERRORS:
+        kind = "cpu"  # the fit reports the config problem itself
+    policy = ThreadPolicy(cfg.train.threads, kind)
+    apply_threads(policy.start(what.path if isinstance(what, RunDir) else what))
+    return policy
 
 
 def main(argv: list[str] | None = None) -> int:

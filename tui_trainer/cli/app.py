@@ -365,7 +365,13 @@ def lr_find_cmd(
             if lines is not None:
                 lines.emit(p)
 
-        result = lr_find(cfg, start=start, end=end, steps=steps, progress=report)
+        from tui_trainer.runner import start_threads
+
+        threads = start_threads(cfg, f"lr-find {cfg.name}")  # a share of the cores beside live runs, as a run takes
+        try:
+            result = lr_find(cfg, start=start, end=end, steps=steps, progress=report)
+        finally:
+            threads.stop()
     if json_out:
         import dataclasses
         import json

@@ -48,6 +48,9 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     """Serve requests until stdin closes."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads: one thread is plenty, and never a run's
     for line in sys.stdin:
         try:
             request = json.loads(line)

@@ -62,6 +62,7 @@ from tui_trainer.run.events import (
     StepLogged,
 )
 from tui_trainer.run.folder import RunDir, prepare_run
+from tui_trainer.run.threads import ThreadPlan, ThreadPolicy
 
 
 @dataclass
@@ -85,7 +86,8 @@ class FitResult:
 
 
 def fit(cfg: RunConfig, sink: Sink | None = None, controls: Controls | None = None, run_dir: RunDir | Path | None = None,
-        resume_path: Path | str | None = None, runs_dir: Path | str = "runs", world: World | None = None) -> FitResult:
+        resume_path: Path | str | None = None, runs_dir: Path | str = "runs", world: World | None = None,
+        threads: ThreadPolicy | None = None) -> FitResult:
     """Train ``cfg`` (or continue the checkpoint at ``resume_path``) until done, stopped or failed.
 
     ``run_dir``: the run's folder, prepared beforehand (the run process's, whose recorder is in ``sink``).
@@ -93,13 +95,15 @@ def fit(cfg: RunConfig, sink: Sink | None = None, controls: Controls | None = No
     for one once the setup succeeded (the checkpoint's own folder on resume, else a new one under ``runs_dir``;
     a setup that fails leaves none) and records into it with a ``RunRecorder`` beside ``sink``, as a run process
     does. Never raises; the result and the last event say how it ended. ``world``: this process's rank in a
-    data-parallel job (engine/dist.py); one process if None."""
+    data-parallel job (engine/dist.py); one process if None. ``threads``: the run process's thread policy
+    (run/threads.py, started and applied by its owner): the device line says what it chose, and it is looked at
+    again at log intervals; None (a fit in the caller's process) leaves torch's threads as the caller set them."""
     sink = sink or NullSink()
     controls = controls or Controls()
     folder = RunDir(run_dir) if isinstance(run_dir, (str, Path)) else run_dir
     relay = _Relay(sink) if folder is None else None
     try:
-        run = Fit(cfg, relay or sink, controls, resume_path, world or World())
+        run = Fit(cfg, relay or sink, controls, resume_path, world or World(), threads)
         if folder is None:
             folder = prepare_run(cfg, runs_dir, resume_path)
     except USER_ERRORS as exc:
@@ -150,6 +154,22 @@ class _Relay:
         self.sinks.insert(0, recorder)
 
 
+def apply_threads(plan: ThreadPlan) -> None:
+    """torch's intra-op threads as ``plan`` says (on the calling thread: OpenMP's count is per thread)."""
+    if torch.get_num_threads() != plan.threads:
+        torch.set_num_threads(plan.threads)
+
+
+def cap_workers(data: object, threads: int) -> None:
+    """A streaming loader's worker processes (``data.num_workers``) at most ``threads``, before its workers start:
+    they decode and augment on the cores the run's share allows (never 0 when some were asked: the work would
+    move onto the training thread)."""
+    for batches in (getattr(data, "train", None), getattr(data, "val", None)):
+        workers = getattr(batches, "num_workers", 0)
+        if workers > threads:
+            batches.num_workers = max(1, threads)
+
+
 def failed_setup(sink: Sink, rundir: RunDir | None, reason: Reason, message: str) -> FitResult:
     """The end of a fit that never started: one RunFinished, and its result."""
     path = rundir.path if rundir is not None else None
@@ -172,13 +192,15 @@ class Fit:
     """One fit: set up in ``__init__`` (nothing written), trained by ``run`` into the folder it is given."""
 
     def __init__(self, cfg: RunConfig, sink: Sink, controls: Controls, resume_path: Path | str | None = None,
-                 world: World | None = None) -> None:
-        self.cfg, self.sink = cfg, sink
+                 world: World | None = None, threads: ThreadPolicy | None = None) -> None:
+        self.cfg, self.sink, self.threads = cfg, sink, threads
         self.strategy = strategy(world or World(), cfg)
         self.world = self.strategy.world
         resume = load_checkpoint(resume_path) if resume_path is not None else None
         self.device, self.data, model = prepare(cfg)
         self.strategy.shard(self.data)
+        if threads is not None and threads.current is not None:  # a streaming loader's workers share the cores too
+            cap_workers(self.data, threads.current.threads)
         t, reg = cfg.train, cfg.regularization
         self.loss_fn = build_loss(self.data.task, reg.label_smoothing, cfg.model.head)
         self.optimizer = build_optimizer(model, cfg.optimizer, reg, self.device, capture=capture_possible(cfg, self.device))
@@ -257,6 +279,9 @@ class Fit:
             lr=current_lr(self.optimizer), samples_per_s=interval.rate_samples / max(now - interval.rate_since, 1e-9),
             elapsed_s=p.clock.elapsed(), layers=self.watch.layers, memory=memory, memory_ranks=memory_ranks))
         interval.rate_since, interval.rate_samples = now, 0
+        if self.threads is not None and (changed := self.threads.rebalance()) is not None:  # every few seconds
+            apply_threads(changed)
+            self.sink.emit(LogMessage("info", f"threads now {changed.describe()}"))
         self.steering.at_interval()  # under DDP every rank acts on rank 0's commands here, at the same step
 
     def end_epoch(self) -> bool:
@@ -404,6 +429,12 @@ class Fit:
         return (f"out of device memory at batch size {self.cfg.data.batch_size}{mem}: try a smaller "
                 f"data.batch_size, e.g. --set data.batch_size={max(1, self.cfg.data.batch_size // 2)}")
 
+    def _device_line(self) -> str:
+        """``cpu (2 cores) · 1 thread: 2 runs share 2 cores``: the device, and the threads chosen and why."""
+        line = describe_device(self.device).describe()
+        plan = self.threads.current if self.threads is not None else None
+        return f"{line} · {plan.describe()}" if plan is not None else line
+
     def _started(self) -> None:
         total, trainable = count_params(self.model)
         try:
@@ -412,7 +443,7 @@ class Fit:
             summary = f"(summary unavailable: {first_line(exc)})"
         p = self.progress
         self.sink.emit(RunStarted(
-            run_dir=str(self.folder.path), device=describe_device(self.device).describe(), n_params=total,
+            run_dir=str(self.folder.path), device=self._device_line(), n_params=total,
             n_trainable=trainable, epochs=self.cfg.train.epochs, start_epoch=p.epoch, start_step=p.step,
             steps_per_epoch=len(self.data.train), train_samples=self.data.train.n_samples,
             val_samples=self.data.val.n_samples, task=self.data.task, summary=summary, preset=self.cfg.name,

@@ -4,11 +4,10 @@ the CPU with a share of its cores. Stdlib only: the sweep process never imports 
 * GPUs: one trial per GPU by default (``--per-gpu N`` for N), each trial seeing only its GPU through
   ``CUDA_VISIBLE_DEVICES`` (so ``train.device = "auto"`` picks it as ``cuda:0``) and at most 2 CPU threads. The GPUs
   are those the sweep may see: ``CUDA_VISIBLE_DEVICES`` when it is set, else what ``nvidia-smi`` lists.
-* CPU: at most one trial per usable core, each with ``OMP_NUM_THREADS`` = cores // parallel, so trials do not fight
-  for the cores (benchmarks/RESULTS.md, "Runs that share a machine": two runs with torch's default threads on 2
-  cores did a fifth of the work of one). The run process's own thread policy (``train.threads = 0``, issue 26)
-  shares the cores among the live runs the same way once it is wired in; this holds until then and for a run that
-  pins nothing.
+* CPU: at most one trial per usable core. Each trial is a run process, whose thread policy (run/threads.py,
+  ``train.threads = 0``) shares the cores among the live runs, so trials do not fight for them
+  (benchmarks/RESULTS.md, "Runs that share a machine": two runs with torch's default threads on 2 cores did a
+  fifth of the work of one).
 """
 
 from __future__ import annotations
@@ -17,12 +16,9 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 from tui_trainer.errors import ConfigError
-
-GPU_THREADS = 2
-"""CPU threads a trial on a GPU takes at most (the host side of its steps and its data), as engine/threads.py's."""
+from tui_trainer.run.threads import GPU_THREADS, usable_cores
 
 
 @dataclass(frozen=True)
@@ -33,15 +29,15 @@ class Slot:
     gpu: str | None = None
     """The GPU it sees (an index or UUID as CUDA_VISIBLE_DEVICES names it); None on the CPU."""
     threads: int | None = None
-    """CPU threads of a trial on the CPU."""
+    """The CPU threads a trial will take: what its run's thread policy (run/threads.py) gives it while every slot
+    is busy. Said in the sweep's lines; the run process decides."""
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """The trial process's environment: ``base`` (this process's) with its GPU or its threads."""
+        """The trial process's environment: ``base`` (this process's) with its GPU. Its threads are its run's
+        thread policy's (the trials register as live runs, so they share the cores)."""
         env = dict(os.environ if base is None else base)
         if self.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu
-        if self.threads is not None:
-            env["OMP_NUM_THREADS"] = str(self.threads)
         return env
 
     def describe(self) -> str:
@@ -49,22 +45,6 @@ class Slot:
         if self.gpu is not None:
             return f"GPU {self.gpu}"
         return f"CPU, {self.threads} thread{'s' if self.threads != 1 else ''}"
-
-
-def usable_cores() -> int:
-    """The cores this process may use: its affinity, and a container's CPU quota (cgroup v2) when it sets one.
-    The same rule as ``engine/threads.py``, read here without the engine (whose package imports torch)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    try:
-        limit, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if limit != "max":
-            cores = min(cores, max(1, -(-int(limit) // int(period))))
-    except (OSError, ValueError, ZeroDivisionError):
-        pass
-    return max(1, cores)
 
 
 def visible_gpus(env: dict[str, str] | None = None) -> list[str]:

@@ -27,7 +27,7 @@ PANELS: dict[str, list[tuple[str, str]]] = {
     "Optimizer": [("optimizer", "name"), ("optimizer", "lr"), ("optimizer", "momentum"), ("optimizer", "beta1"),
                   ("optimizer", "beta2"), ("optimizer", "schedule"), ("optimizer", "step_size"),
                   ("optimizer", "gamma"), ("train", "epochs"), ("train", "seed"), ("train", "device"),
-                  ("train", "nproc"), ("train", "compile")],
+                  ("train", "nproc"), ("train", "threads"), ("train", "compile")],
     "Regularization": [("regularization", "weight_decay"), ("regularization", "l1"),
                        ("regularization", "decay_biases"), ("model", "dropout"),
                        ("regularization", "label_smoothing"), ("regularization", "grad_clip"),
@@ -43,13 +43,13 @@ EXPERT = {("data", "split"), ("data", "scaling"), ("data", "mean"), ("data", "st
           ("data", "val_points"), ("data", "points"), ("data", "image_size"), ("data", "subset"), ("data", "shuffle"),
           ("data", "seed"), ("model", "pool"), ("model", "head"), ("model", "init"), ("model", "init_weights"),
           ("model", "seed"), ("optimizer", "beta1"), ("optimizer", "beta2"), ("train", "seed"), ("train", "nproc"),
-          ("train", "compile"), ("regularization", "decay_biases"), ("regularization", "label_smoothing"),
+          ("train", "threads"), ("train", "compile"), ("regularization", "decay_biases"), ("regularization", "label_smoothing"),
           ("regularization", "grad_clip"), ("regularization", "stop_rule"), ("regularization", "min_delta"),
           ("regularization", "monitor"), ("regularization", "restore_best")}
 DEFAULTS: dict[str, dict[str, Any]] = RunConfig().to_dict()
 
 LABELS = {("train", "epochs"): "epochs", ("train", "device"): "device", ("train", "compile"): "compile step",
-          ("train", "nproc"): "processes",
+          ("train", "nproc"): "processes", ("train", "threads"): "CPU threads",
           ("train", "seed"): "seed", ("optimizer", "name"): "optimizer",
           ("regularization", "weight_decay"): "weight decay L2", ("regularization", "l1"): "L1",
           ("regularization", "decay_biases"): "decay biases", ("data", "seed"): "data seed",

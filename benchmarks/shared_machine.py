@@ -9,7 +9,7 @@ of the repeats), and each run's threads as it said in its log.
 
     python benchmarks/shared_machine.py                                    # spirals-mlp, N = 1 2 4 cores, the policy
     python benchmarks/shared_machine.py --preset fashion-mnist-mlp --window 20
-    python benchmarks/shared_machine.py --threads -1                       # torch's own default: every run every core
+    python benchmarks/shared_machine.py --threads 0,-1                     # the policy against torch's default
     python benchmarks/shared_machine.py --quick                            # that it runs (seconds)
 
 Targets (issue 26), on a 2-core CPU: the total at any N is never below one run alone; two tiny runs at once give
@@ -86,36 +86,42 @@ def main() -> None:
     parser.add_argument("--counts", default=None, help="runs at once, e.g. 1,2,4 (default: 1, 2, 4 and the cores)")
     parser.add_argument("--window", type=float, default=15.0, help="seconds each round is measured over")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of every count, interleaved")
-    parser.add_argument("--threads", type=int, default=0, help="train.threads of every run (0: the policy)")
+    parser.add_argument("--threads", default="0", help="train.threads of every run, or several to compare in one go "
+                                                       "(interleaved), e.g. 0,-1: the policy against torch's default")
     parser.add_argument("--quick", action="store_true", help="1 and 2 runs, a 3 s window, once")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     counts = sorted({1, 2, 4, cores}) if args.counts is None else [int(c) for c in args.counts.split(",")]
+    policies = [int(t) for t in args.threads.split(",")]
     if args.quick:
         counts, args.window, args.repeat = [1, 2], 3.0, 1
-    results: dict[int, list[dict]] = {n: [] for n in counts}
-    with tempfile.TemporaryDirectory(prefix="tui-trainer-concurrent-") as tmp:
+    results: dict[tuple[int, int], list[dict]] = {(t, n): [] for t in policies for n in counts}
+    with tempfile.TemporaryDirectory(prefix="tui-trainer-shared-") as tmp:
         for _ in range(args.repeat):
             for n in counts:
-                results[n].append(one_round(args.preset, n, args.window, args.threads, Path(tmp) / "home", Path(tmp)))
-    alone = statistics.median(r["samples_per_s"] for r in results[counts[0]]) if counts[0] == 1 else None
+                for t in policies:
+                    results[t, n].append(one_round(args.preset, n, args.window, t, Path(tmp) / "home", Path(tmp)))
+    first = (policies[0], 1)
+    alone = statistics.median(r["samples_per_s"] for r in results[first]) if first in results else None
     table = []
-    for n in counts:
-        total = statistics.median(r["samples_per_s"] for r in results[n])
-        ratios = [r["samples_per_s"] / a["samples_per_s"] for r, a in zip(results[n], results.get(1, []), strict=False)]
-        table.append({"runs": n, "samples_per_s": total, "vs_one": statistics.median(ratios) if ratios else None,
-                      "each": [round(x) for x in results[n][-1]["per_run"]], "threads": results[n][-1]["threads"]})
+    for t in policies:
+        for n in counts:
+            rounds = results[t, n]
+            ratios = [r["samples_per_s"] / a["samples_per_s"] for r, a in zip(rounds, results.get(first, []), strict=False)]
+            table.append({"threads": t, "runs": n, "samples_per_s": statistics.median(r["samples_per_s"] for r in rounds),
+                          "vs_one": statistics.median(ratios) if ratios else None,
+                          "each": [round(x) for x in rounds[-1]["per_run"]], "said": rounds[-1]["threads"]})
     if args.json:
-        print(json.dumps({"preset": args.preset, "threads": args.threads, "window": args.window, "cores": cores,
-                          "alone": alone, "rows": table}))
+        print(json.dumps({"preset": args.preset, "window": args.window, "cores": cores, "alone": alone, "rows": table}))
         return
-    print(f"{args.preset}, train.threads={args.threads}, {cores} cores, {args.window:g} s windows, "
-          f"{args.repeat} interleaved repeats (median)")
-    print(f"{'runs':>4}  {'samples/s':>10}  {'vs one':>7}  each (last round)")
+    print(f"{args.preset}, {cores} cores, {args.window:g} s windows, {args.repeat} interleaved repeats (median); "
+          f"'vs one': against one run alone with train.threads={policies[0]}")
+    print(f"{'threads':>7}  {'runs':>4}  {'samples/s':>10}  {'vs one':>7}  each (last round), what the first said")
     for row in table:
         ratio = f"{row['vs_one']:.2f}" if row["vs_one"] is not None else "-"
-        print(f"{row['runs']:>4}  {row['samples_per_s']:>10.0f}  {ratio:>7}  {row['each']}  {row['threads'][0]}")
+        print(f"{row['threads']:>7}  {row['runs']:>4}  {row['samples_per_s']:>10.0f}  {ratio:>7}  {row['each']}  "
+              f"{row['said'][0]}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ each run sizes its threads from what it may use and what else is running:
 * the live runs of this user on this machine: each run process registers itself, while it lives, as a small file in
   the user's state folder (``live/<pid>.json``, with the kernel's start time of the pid so a recycled pid is never
   counted); a run counts the entries whose process is alive, itself included, and removes stale ones;
+* other processes' load (a build, a test suite, another user's job, the other runs): a run takes no more threads
+  than the cores left idle, from /proc/stat against this process's own CPU time (an OpenMP thread that waits for a
+  core stalls the others at every barrier: 2 threads beside a busy test suite on 2 cores trained 8x slower than 1);
 * a CPU run takes an equal share of the cores (at least 1); a run on a GPU needs the CPU only for the host side of
   its steps and for data (which stays on the device for the built-in datasets), so it takes at most ``GPU_THREADS``
   of its share;
@@ -35,6 +38,8 @@ GPU_THREADS = 2
 """Threads a run on a GPU takes at most: the host side of its steps and its data, not its arithmetic."""
 REBALANCE_EVERY = 2.0
 """Seconds between looks at the live runs (at log intervals): a run that starts is seen within this."""
+START_SAMPLE = 0.2
+"""Seconds over which a run looks at how busy the cores are before it chooses its threads."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,42 @@ def _cgroup_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
         return None
 
 
-def plan(requested: int, device_type: str, live_runs: int, cores: int | None = None) -> ThreadPlan:
-    """The threads of a run on ``device_type`` while ``live_runs`` runs (itself included) share ``cores``."""
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds so far: busy on the whole machine (/proc/stat), and of this process (every thread of it)."""
+
+    at: float
+    machine_busy: float
+    mine: float
+
+
+def cpu_sample() -> CpuSample | None:
+    """Now's CPU seconds; None where /proc/stat is not there (not Linux)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle and iowait
+    return CpuSample(time.monotonic(), (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), time.process_time())
+
+
+def busy_elsewhere(before: CpuSample | None, after: CpuSample | None, cores: int) -> float:
+    """Cores of this process's ``cores`` kept busy by other processes between two samples (other runs and
+    whatever else: a build, a test suite, another user's job). The machine's busy time is spread over its CPUs, so
+    in a container allowed some of them, its share of the others' work is counted (a guess that the load spreads)."""
+    if before is None or after is None or after.at - before.at < 0.05:
+        return 0.0
+    seconds = after.at - before.at
+    others = max(0.0, (after.machine_busy - before.machine_busy) - (after.mine - before.mine)) / seconds
+    machine = os.cpu_count() or cores
+    return min(float(cores), others * cores / max(machine, cores))
+
+
+def plan(requested: int, device_type: str, live_runs: int, cores: int | None = None, busy: float = 0.0) -> ThreadPlan:
+    """The threads of a run on ``device_type`` while ``live_runs`` runs (itself included) share ``cores`` of which
+    ``busy`` are kept busy by other processes: an equal share of the cores, and no more than the idle ones (an
+    OpenMP thread that must wait for a core stalls all the others at the next barrier: measured, 2 threads beside
+    a busy test suite on 2 cores trained 8x slower than 1)."""
     cores = cores or usable_cores()
     if requested > 0:
         return ThreadPlan(requested, "set by train.threads")
@@ -84,6 +123,9 @@ def plan(requested: int, device_type: str, live_runs: int, cores: int | None = N
     share = max(1, cores // live_runs)
     sharing = (f"{live_runs} runs share {cores} core{'s' if cores != 1 else ''}" if live_runs > 1
                else f"this run alone on {cores} core{'s' if cores != 1 else ''}")
+    idle = max(1, round(cores - busy))
+    if idle < share:
+        share, sharing = idle, f"{sharing}, {busy:.1f} kept busy by other processes"
     if device_type != "cpu":
         return ThreadPlan(min(share, GPU_THREADS), f"the host side of a {device_type} run; {sharing}")
     return ThreadPlan(share, sharing)
@@ -142,23 +184,33 @@ class ThreadPolicy:
         self.registry = registry or Registry()
         self.cores = cores or usable_cores()
         self._looked = 0.0
+        self._sample: CpuSample | None = None
         self.current: ThreadPlan | None = None
 
     def start(self, run_dir: Path | str) -> ThreadPlan:
         """Join the registry (every run does: a pinned one still takes its cores from the others' share) and make
-        the first plan."""
+        the first plan, from the live runs and what the cores did in the last ``START_SAMPLE`` seconds."""
         self.registry.join(run_dir, self.device_type)
+        busy = 0.0
+        if self.requested == 0:
+            first = cpu_sample()
+            time.sleep(START_SAMPLE)  # a sampling interval, not a wait for anything
+            self._sample = cpu_sample()
+            busy = busy_elsewhere(first, self._sample, self.cores)
         self._looked = time.monotonic()
-        self.current = plan(self.requested, self.device_type, self.registry.count(), self.cores)
+        self.current = plan(self.requested, self.device_type, self.registry.count(), self.cores, busy)
         return self.current
 
     def rebalance(self) -> ThreadPlan | None:
-        """A new plan when the live runs changed since the last look (at most every REBALANCE_EVERY seconds), else
-        None. Cheap: a directory listing and a few small reads, every few seconds."""
+        """A new plan when the live runs or the other processes' load changed the share since the last look (at
+        most every REBALANCE_EVERY seconds), else None. Cheap: a directory listing and a few small reads."""
         if self.requested != 0 or time.monotonic() - self._looked < REBALANCE_EVERY:
             return None
         self._looked = time.monotonic()
-        new = plan(self.requested, self.device_type, self.registry.count(), self.cores)
+        sample = cpu_sample()
+        busy = busy_elsewhere(self._sample, sample, self.cores)
+        self._sample = sample
+        new = plan(self.requested, self.device_type, self.registry.count(), self.cores, busy)
         if self.current is not None and new.threads == self.current.threads:
             self.current = new  # the words may differ (3 runs instead of 2 on 2 cores): one thread either way
             return None

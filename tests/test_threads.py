@@ -39,12 +39,11 @@ def test_the_cores_are_shared_equally_and_never_below_one():
     assert plan(0, "cpu", 3, cores=8).threads == 2
     assert plan(0, "cpu", 4, cores=2).threads == 1
     assert plan(0, "cpu", 2, cores=2).describe() == "1 thread: 2 runs share 2 cores"
-    assert plan(0, "cpu", 1, cores=2).describe() == "2 threads: this run alone on 2 cores"
+    assert plan(0, "cpu", 1, cores=2).describe() == "2 threads: alone on 2 cores"
 
 
 def test_cores_other_processes_keep_busy_are_left_to_them():
-    assert plan(0, "cpu", 1, cores=2, busy=1.0).describe() == ("1 thread: this run alone on 2 cores, 1.0 kept busy by "
-                                                              "other processes")
+    assert plan(0, "cpu", 1, cores=2, busy=1.0).describe() == "1 thread: alone on 2 cores, 1.0 busy with other work"
     assert plan(0, "cpu", 1, cores=2, busy=0.3).threads == 2  # a terminal, an app: not worth a core
     assert plan(0, "cpu", 1, cores=8, busy=5.6).threads == 2
     assert plan(0, "cpu", 2, cores=8, busy=2.0).threads == 4  # the share is less than the idle cores: the share
@@ -166,7 +165,7 @@ def test_a_run_says_its_threads_and_takes_its_share_when_another_starts(tmp_path
             sink.other.communicate(b"")
     assert result.reason == "completed"
     started = next(e for e in sink.events if isinstance(e, RunStarted))
-    assert started.device.endswith(" · 2 threads: this run alone on 2 cores"), started.device
+    assert started.device.endswith(" · 2 threads: alone on 2 cores"), started.device
     said = [e.text for e in sink.events if isinstance(e, LogMessage) and e.text.startswith("threads now")]
     assert said == ["threads now 1 thread: 2 runs share 2 cores"]
     first_step = next(i for i, e in enumerate(sink.events) if isinstance(e, StepLogged))
@@ -194,7 +193,7 @@ def test_a_run_process_beside_a_live_run_says_it_took_its_share(tmp_path, runs):
     started = next(e for e in handle.run.read_events()[0] if isinstance(e, RunStarted))
     cores = usable_cores()
     share = max(1, cores // 2)  # or fewer, when other processes keep cores busy (this machine runs other tests)
-    said = re.search(rf" · (\d+) threads?: 2 runs share {cores} cores?(, [\d.]+ kept busy by other processes)?$",
+    said = re.search(rf" · (\d+) threads?: 2 runs share {cores} cores?(, [\d.]+ busy with other work)?$",
                      started.device)
     assert said and 1 <= int(said[1]) <= share, started.device
     assert not (live / f"{handle.process.pid}.json").exists()  # it left the registry when it ended

@@ -45,8 +45,9 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def describe_device(device: torch.device) -> DeviceInfo:
-    """Name and memory of a device."""
+def describe_device(device: torch.device, threads: bool = True) -> DeviceInfo:
+    """Name and memory of a device (a CPU's with torch's threads now, unless ``threads`` is False: a run's device
+    line names its thread plan instead)."""
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return DeviceInfo("cuda", props.name, props.total_memory)
@@ -54,8 +55,11 @@ def describe_device(device: torch.device) -> DeviceInfo:
         return DeviceInfo("mps", "Apple GPU (Metal)")
     import platform
 
-    threads = torch.get_num_threads()
-    return DeviceInfo("cpu", f"{platform.processor() or platform.machine()}, {threads} thread{'s' if threads != 1 else ''}")
+    name = platform.processor() or platform.machine()
+    if not threads:
+        return DeviceInfo("cpu", name)
+    n = torch.get_num_threads()
+    return DeviceInfo("cpu", f"{name}, {n} thread{'s' if n != 1 else ''}")
 
 
 def memory_in_use(device: torch.device) -> tuple[int, int] | None:

@@ -430,9 +430,9 @@ class Fit:
                 f"data.batch_size, e.g. --set data.batch_size={max(1, self.cfg.data.batch_size // 2)}")
 
     def _device_line(self) -> str:
-        """``cpu (2 cores) · 1 thread: 2 runs share 2 cores``: the device, and the threads chosen and why."""
-        line = describe_device(self.device).describe()
+        """``cpu: x86_64 · 1 thread: 2 runs share 2 cores``: the device, and the threads chosen and why."""
         plan = self.threads.current if self.threads is not None else None
+        line = describe_device(self.device, threads=plan is None).describe()
         return f"{line} · {plan.describe()}" if plan is not None else line
 
     def _started(self) -> None:

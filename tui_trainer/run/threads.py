@@ -122,10 +122,10 @@ def plan(requested: int, device_type: str, live_runs: int, cores: int | None = N
     live_runs = max(1, live_runs)
     share = max(1, cores // live_runs)
     sharing = (f"{live_runs} runs share {cores} core{'s' if cores != 1 else ''}" if live_runs > 1
-               else f"this run alone on {cores} core{'s' if cores != 1 else ''}")
+               else f"alone on {cores} core{'s' if cores != 1 else ''}")
     idle = max(1, round(cores - busy))
     if idle < share:
-        share, sharing = idle, f"{sharing}, {busy:.1f} kept busy by other processes"
+        share, sharing = idle, f"{sharing}, {busy:.1f} busy with other work"
     if device_type != "cpu":
         return ThreadPlan(min(share, GPU_THREADS), f"the host side of a {device_type} run; {sharing}")
     return ThreadPlan(share, sharing)

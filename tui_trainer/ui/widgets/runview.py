@@ -270,7 +270,9 @@ class RunView(Guarded, Vertical):
             for level, line in new_lines[-LOG_LINES:]:
                 self._show_log_line(level, line)
         if "started" in changed and h.started is not None:
-            self.query_one("#device", Label).update(h.started.device)
+            device = self.query_one("#device", Label)
+            device.update(h.started.device)
+            device.tooltip = h.started.device  # whole, where the line is cut (the threads and why)
             if self.query("#model-summary"):
                 self.query_one("#model-summary", Static).update(h.started.summary)
         if (memory := memory_line(h.last_step)) is not None:

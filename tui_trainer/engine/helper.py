@@ -5,6 +5,8 @@ reply per line on stdout, until stdin closes (the app quit or died):
 
 * ``{"id": 1, "op": "devices"}`` -> ``{"id": 1, "devices": ["cpu", ...], "describe": {"cpu": "cpu: ..."}}``
 * ``{"id": 2, "op": "describe", "config": {...}}`` -> ``{"id": 2, "total": n, "trainable": n, "summary": "..."}``
+* ``{"id": 3, "op": "examples", "config": {...}}`` -> ``{"id": 3, "class_names": [...], "shape": [c, h, w],
+  "raw": [[class, base64 pixels], ...], "fed": [...], "fed_range": [lo, hi]}`` (engine.samples.training_examples)
 * any failure -> ``{"id": n, "error": "one line"}``
 """
 
@@ -12,9 +14,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui_trainer.errors import first_line
+
+if TYPE_CHECKING:
+    from tui_trainer.config import RunConfig
 
 
 def answer(request: dict[str, Any]) -> dict[str, Any]:
@@ -41,9 +46,31 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
 
             total, trainable, summary = describe_model(from_dict(request["config"], source="panels"))
             return {"id": rid, "total": total, "trainable": trainable, "summary": summary}
-        return {"id": rid, "error": f"unknown op {op!r}; allowed: devices, describe"}
+        if op == "examples":
+            from tui_trainer.config import from_dict
+
+            return {"id": rid, **examples(from_dict(request["config"], source="panels"))}
+        return {"id": rid, "error": f"unknown op {op!r}; allowed: devices, describe, examples"}
     except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a dead helper
         return {"id": rid, "error": first_line(exc)}
+
+
+def examples(cfg: RunConfig, per_class: int = 6) -> dict[str, Any]:
+    """Training examples per class of an image classifier's data, raw and as fed (engine/samples.py), loaded on the
+    CPU; a ConfigError for data that are not images."""
+    import torch
+
+    from tui_trainer.data import load_data, peek_shape
+    from tui_trainer.engine.samples import is_image_classifier, training_examples
+    from tui_trainer.errors import ConfigError
+
+    if cfg.task != "classification" or len(peek_shape(cfg)[0]) != 3:
+        raise ConfigError(f"no images: {cfg.data.dataset} is not an image dataset (the Images tab shows image "
+                          "classifiers' data)")
+    data = load_data(cfg, torch.device("cpu"))
+    if not is_image_classifier(data):
+        raise ConfigError(f"no images: {cfg.data.dataset}'s data are not images of known scaling")
+    return training_examples(data, per_class, seed=cfg.train.seed)
 
 
 def main() -> None:

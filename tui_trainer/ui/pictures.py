@@ -21,6 +21,7 @@ from rich.color import Color
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 
 from tui_trainer.run.samples import Example, SampleSet
 
@@ -111,6 +112,24 @@ def picture_rows(pixels: bytes, shape: tuple[int, int, int], color: bool = True)
     return out
 
 
+def halved(p: Picture) -> Picture:
+    """The picture at half its size (each 2x2 block of pixels averaged): a 28x28 item in 14x7 cells, for a view
+    too low to hold it whole with its caption."""
+    c, h, w = p.shape
+    nh, nw = max(1, h // 2), max(1, w // 2)
+    out = bytearray(c * nh * nw)
+    px = p.pixels
+    for ch in range(c):
+        base = ch * h * w
+        for y in range(nh):
+            top, bottom = base + 2 * y * w, base + min(2 * y + 1, h - 1) * w
+            for x in range(nw):
+                x2 = min(2 * x + 1, w - 1)
+                out[ch * nh * nw + y * nw + x] = (px[top + 2 * x] + px[top + x2] + px[bottom + 2 * x] + px[bottom + x2]
+                                                  + 2) // 4
+    return Picture(bytes(out), (c, nh, nw), p.caption)
+
+
 def fit_caption(text: str, width: int) -> str:
     """A caption line cut to ``width`` (an ellipsis marks the cut) and padded to it."""
     if len(text) > width:
@@ -168,8 +187,7 @@ class PictureGrid:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         color = self.color if self.color is not None else (console.color_system is not None and not console.no_color)
         if self.title:
-            yield Segment(fit_caption(self.title, options.max_width).rstrip())
-            yield Segment.line()
+            yield Text(self.title)  # wrapped at the width, never cut
         for line in grid_rows(self.pictures, options.max_width, color):
             yield from line
             yield Segment.line()
@@ -234,10 +252,16 @@ def _line(s: SampleSet, e: Example) -> str:
 
 def example_pictures(reply: dict, fed: bool) -> tuple[str, list[Picture]]:
     """The training examples per class (``engine.samples.training_examples``, as the helper sends them), raw or as
-    fed: a title and the pictures captioned with their class."""
+    fed: a title and the pictures captioned with their class, one of each class first (the first screen shows
+    every class), then the next of each."""
     names = reply["class_names"]
     shape = tuple(reply["shape"])
-    items = reply["fed" if fed else "raw"]
+    seen: dict[int, int] = {}
+    ranked = []
+    for c, b64 in reply["fed" if fed else "raw"]:
+        seen[c] = seen.get(c, -1) + 1
+        ranked.append((seen[c], c, b64))
+    items = [(c, b64) for _rank, c, b64 in sorted(ranked, key=lambda r: (r[0], r[1]))]  # one of each class, then again
     pictures = [Picture(base64.b64decode(b64), shape, (names[c] if c < len(names) else str(c),))  # type: ignore[arg-type]
                 for c, b64 in items]
     if fed:

@@ -155,6 +155,19 @@ def test_each_epoch_writes_a_bounded_sample_of_the_validation_set(fashion_run):
     assert from_json(to_json(sample)) == sample
 
 
+def test_a_streamed_image_folder_of_large_images_is_stored_shrunk_in_colour(tmp_path, runs):
+    from tests.test_data_real import folder_cfg, make_image_folder
+
+    root = make_image_folder(tmp_path / "imgs")  # reddish and bluish squares, decoded per batch from disk
+    cfg = folder_cfg(root, "data.image_size=64", 'data.device_resident="never"', "train.epochs=1")
+    result = fit(cfg, ListSink(), runs_dir=runs)
+    sample = read_samples(result.run_dir)
+    assert sample.shape == (3, 48, 48) and sample.val_samples == 12 and sample.class_names == ("eva", "not_eva")
+    for e in sample.examples:  # the class is the dominant channel: red planes first, blue last
+        red, blue = sum(e.pixels[:48 * 48]), sum(e.pixels[2 * 48 * 48:])
+        assert (red > blue) == (e.true == 0)
+
+
 def test_a_run_that_is_not_of_images_writes_no_sample(runs):
     result = fit(tiny(), ListSink(), runs_dir=runs)
     assert result.ok and not (result.run_dir / FILE_NAME).exists()

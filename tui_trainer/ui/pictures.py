@@ -6,7 +6,8 @@ monochrome terminal, ``color=False``) each cell is a character of a grey ramp by
 blank for black, ``@`` for white: the items still read (bright on a dark screen, as the data is).
 
 ``PictureGrid`` lays pictures out as many to a row as the width allows, each with its caption lines under it.
-Measured by benchmarks/images.py: an 8x8 grid of 28x28 images draws in about 25 ms on a 2-core CPU.
+Measured by benchmarks/images.py: an 8x8 grid of 28x28 images draws in 28-60 ms on a shared 2-core CPU (the
+grey ramp 18-28 ms), once per view change or resize: the app stays responsive.
 Views of a ``run.samples.SampleSet`` (``VIEWS``: mistakes, confused, classes) become pictures and captions here,
 and plain lines for a pipe.
 """

@@ -155,6 +155,22 @@ def test_each_epoch_writes_a_bounded_sample_of_the_validation_set(fashion_run):
     assert from_json(to_json(sample)) == sample
 
 
+def test_a_cnn_sample_holds_its_first_layer_filters(fashion_run):
+    import torch
+
+    sample = read_samples(fashion_run.run_dir)
+    weights = next(m.weight.detach() for m in fashion_run.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert len(sample.filters) == 4 and sample.filter_shape == (1, 6, 6)  # model.channels=[4, 8]: 3x3, enlarged 2x
+    for f, (lo, hi), w in zip(sample.filters, sample.filter_ranges, weights, strict=True):
+        assert min(f) == 0 and max(f) == 255  # each filter from its own smallest weight to its largest
+        assert lo == pytest.approx(float(w.min()), abs=1e-6) and hi == pytest.approx(float(w.max()), abs=1e-6)
+        k = int(w.flatten().argmax())  # the largest weight is white, in both pixels of its enlarged 2x2 block
+        assert f[(k // 3) * 2 * 6 + (k % 3) * 2] == 255 and f[(k // 3) * 2 * 6 + 6 + (k % 3) * 2 + 1] == 255
+    title, pictures = view_pictures(sample, "filters")
+    assert title.startswith("the first convolution's 4 filters after epoch 2") and pictures[3].caption == ("#3",)
+    assert view_lines(sample, "filters")[1].startswith("filter #0: weights -")
+
+
 def test_a_streamed_image_folder_of_large_images_is_stored_shrunk_in_colour(tmp_path, runs):
     from tests.test_data_real import folder_cfg, make_image_folder
 
@@ -210,7 +226,7 @@ def test_evaluate_show_mistakes_in_a_pipe_is_plain_lines(fashion_run):
 def test_evaluate_show_refuses_what_it_cannot_show(fashion_run, runs):
     proc = cli("evaluate", str(fashion_run.run_dir / "checkpoints" / "last.pt"), "--show", "nonsense")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == "error: --show 'nonsense' is not a view; allowed: mistakes, confused, classes"
+    assert proc.stderr.strip() == "error: --show 'nonsense' is not a view; allowed: mistakes, confused, classes, filters"
     regression = fit(tiny(preset="regression-toy"), ListSink(), runs_dir=runs)
     proc = cli("evaluate", str(regression.run_dir / "checkpoints" / "last.pt"), "--show", "mistakes")
     assert proc.returncode == 2 and proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1

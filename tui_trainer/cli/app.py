@@ -307,7 +307,7 @@ def evaluate(
         collect = SampleCollector() if show is not None and is_image_classifier(data) else None
         val_loss, val_acc = eval_model(model, data, loss_fn, collect=collect)
         report = format_class_report(class_report(model, data)) if data.task == "classification" else None
-        sample = pick(collect.table(), data, ck["epoch"]) if collect is not None else None
+        sample = pick(collect.table(), data, ck["epoch"], model) if collect is not None else None
     acc = f" val_acc {format_number(val_acc)}" if val_acc is not None else ""
     print(f"{checkpoint}: epoch {ck['epoch']} step {ck['step']} val_loss {format_number(val_loss)}{acc}")
     if report is not None:

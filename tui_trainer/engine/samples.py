@@ -4,8 +4,9 @@
   keeps the loss (cross-entropy without smoothing, ``-log p(true)``), the predicted class and its probability,
   on the device; ``pick`` then reads them once (one host copy of 4 x N numbers) and chooses a bounded
   ``run.samples.SampleSet``: the highest losses, the most confused pairs with examples, a few right and wrong per
-  class. No second forward pass: on fashion-mnist-mlp (CPU, 2 cores) the collector takes 2 ms and picking and
-  writing the sample 5-22 ms an epoch, 0.03-0.4% of it (benchmarks/images.py).
+  class, and a CNN's first-layer filters as small images. No second forward pass: on fashion-mnist-mlp (CPU,
+  2 cores) the collector takes 2 ms and picking and writing the sample 5-22 ms an epoch, 0.03-0.4% of it
+  (benchmarks/images.py).
 * ``training_examples``: the first few training images of each class, raw and as the network is fed them
   (after the preset's scaling and augmentation), for the app's helper (its ``examples`` op) and the CLI.
 
@@ -20,9 +21,20 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tui_trainer.data import DataBundle, LoaderBatches, Norm, TensorBatches
-from tui_trainer.run.samples import CONFUSED_PAIRS, MAX_SIDE, PER_CLASS, PER_PAIR, TOP_LOSSES, Example, SampleSet
+from tui_trainer.run.samples import (
+    CONFUSED_PAIRS,
+    FILTER_SCALE,
+    MAX_FILTERS,
+    MAX_SIDE,
+    PER_CLASS,
+    PER_PAIR,
+    TOP_LOSSES,
+    Example,
+    SampleSet,
+)
 
 
 def is_image_classifier(data: DataBundle) -> bool:
@@ -54,8 +66,9 @@ class SampleCollector:
         return torch.cat(self.parts).cpu()
 
 
-def pick(table: torch.Tensor, data: DataBundle, epoch: int) -> SampleSet:
-    """The sample of one validation pass (``table``: ``SampleCollector.table()``, rows in the split's order)."""
+def pick(table: torch.Tensor, data: DataBundle, epoch: int, model: nn.Module | None = None) -> SampleSet:
+    """The sample of one validation pass (``table``: ``SampleCollector.table()``, rows in the split's order), and
+    ``model``'s first convolution's filters."""
     loss, pred, prob, true = table[:, 0], table[:, 1].long(), table[:, 2], table[:, 3].long()
     k = data.n_classes
     names = tuple(data.class_names) if len(data.class_names) == k else tuple(str(i) for i in range(k))
@@ -79,8 +92,26 @@ def pick(table: torch.Tensor, data: DataBundle, epoch: int) -> SampleSet:
     examples = tuple(Example(i, int(true[i]), int(pred[i]), float(prob[i]), float(loss[i]), bytes(px.numpy().tobytes()))
                      for i, px in zip(chosen, pixels, strict=True))
     shape = tuple(pixels.shape[1:]) if len(chosen) else _stored_shape(data.input_shape)
+    filters, filter_shape, ranges = first_filters(model) if model is not None else ((), (0, 0, 0), ())
     return SampleSet(epoch, names, shape, examples, tuple(top), tuple(confused), tuple(per_class),  # type: ignore[arg-type]
-                     val_samples=len(table))
+                     val_samples=len(table), filters=filters, filter_shape=filter_shape, filter_ranges=ranges)
+
+
+@torch.no_grad()
+def first_filters(model: nn.Module) -> tuple[tuple[bytes, ...], tuple[int, int, int], tuple[tuple[float, float], ...]]:
+    """The first convolution's filters as images, when it looks at the image itself (1 or 3 input channels): each
+    scaled from its own smallest to largest weight to 0-255 and enlarged ``FILTER_SCALE`` times; their shape and
+    weight ranges. Nothing for a model that does not start with a convolution of a few pixels."""
+    conv = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    if not isinstance(conv, nn.Conv2d) or conv.in_channels not in (1, 3) or max(conv.kernel_size) > 16:
+        return (), (0, 0, 0), ()
+    w = conv.weight.detach().float().cpu()[:MAX_FILTERS]  # host copy: once an epoch, a few hundred numbers
+    flat = w.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    scaled = (w - lo.view(-1, 1, 1, 1)) / (hi - lo).clamp_min(1e-12).view(-1, 1, 1, 1) * 255
+    big = scaled.repeat_interleave(FILTER_SCALE, 2).repeat_interleave(FILTER_SCALE, 3).round().to(torch.uint8)
+    return (tuple(f.contiguous().numpy().tobytes() for f in big), tuple(big.shape[1:]),  # type: ignore[return-value]
+            tuple(zip(lo.tolist(), hi.tolist(), strict=True)))
 
 
 def _worst(order: torch.Tensor, mask: torch.Tensor, n: int) -> tuple[int, ...]:

@@ -80,7 +80,7 @@ class Watch:
         if collect is None:
             return
         try:
-            sample = pick(collect.table(), self.data, self.progress.epoch)
+            sample = pick(collect.table(), self.data, self.progress.epoch, self.model)
         except Exception as exc:  # noqa: BLE001 - a view's sample must never turn training into a failure
             self.alarm([("samples", f"no image sample: {first_line(exc)}")], where=f"after epoch {self.progress.epoch}")
             return

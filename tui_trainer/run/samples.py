@@ -9,7 +9,8 @@ at most ``MAX_SIDE`` pixels a side (about 130 kB for Fashion-MNIST, 500 kB for C
 What it holds, as fastai's ``plot_top_losses`` and ``most_confused`` show it:
 * ``top_losses``: the validation examples with the highest loss (at most ``TOP_LOSSES``), worst first;
 * ``confused``: the most confused (true, predicted) pairs of the confusion matrix, with up to ``PER_PAIR`` examples;
-* ``per_class``: for each class, up to ``PER_CLASS`` examples it gets right and as many it gets wrong.
+* ``per_class``: for each class, up to ``PER_CLASS`` examples it gets right and as many it gets wrong;
+* ``filters``: a CNN's first convolution's filters (at most ``MAX_FILTERS``), each enlarged ``FILTER_SCALE`` times.
 Each example is stored once (``examples``), the lists name them by their index in the validation split.
 """
 
@@ -28,6 +29,8 @@ TOP_LOSSES = 64
 CONFUSED_PAIRS = 5
 PER_PAIR = 4
 PER_CLASS = 2
+MAX_FILTERS = 64
+FILTER_SCALE = 2  # a 3x3 filter is drawn 6x6 pixels (6x3 cells)
 MAX_SIDE = 48  # larger images (an image folder at 224 px) are shrunk to this before they are stored
 MAX_EXAMPLES = TOP_LOSSES + CONFUSED_PAIRS * PER_PAIR + 2 * PER_CLASS * 100  # at most 100 classes are listed
 FILE_NAME = "samples.json"
@@ -58,6 +61,9 @@ class SampleSet:
     confused: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # (true, predicted, count, example indices)
     per_class: tuple[tuple[int, tuple[int, ...], tuple[int, ...]], ...]  # (class, right, wrong)
     val_samples: int = 0
+    filters: tuple[bytes, ...] = ()  # a CNN's first convolution's filters, each scaled black..white on its own
+    filter_shape: tuple[int, int, int] = (0, 0, 0)  # channels, height, width of each filter's pixels (enlarged)
+    filter_ranges: tuple[tuple[float, float], ...] = ()  # each filter's smallest and largest weight
 
     def example(self, index: int) -> Example:
         """The example with this validation index (KeyError if it is not in the sample)."""
@@ -89,6 +95,8 @@ def to_json(s: SampleSet) -> str:
         "top_losses": list(s.top_losses),
         "confused": [[t, p, n, list(idx)] for t, p, n, idx in s.confused],
         "per_class": [[c, list(right), list(wrong)] for c, right, wrong in s.per_class],
+        "filters": [base64.b64encode(f).decode("ascii") for f in s.filters], "filter_shape": list(s.filter_shape),
+        "filter_ranges": [[_num(lo), _num(hi)] for lo, hi in s.filter_ranges],
     }, separators=(",", ":"))
 
 
@@ -111,7 +119,10 @@ def from_json(text: str) -> SampleSet:
             examples=tuple(examples), top_losses=tuple(map(int, row["top_losses"])),
             confused=tuple((int(t), int(p), int(n), tuple(map(int, idx))) for t, p, n, idx in row["confused"]),
             per_class=tuple((int(k), tuple(map(int, r)), tuple(map(int, wr))) for k, r, wr in row["per_class"]),
-            val_samples=int(row.get("val_samples", 0)))
+            val_samples=int(row.get("val_samples", 0)),
+            filters=tuple(base64.b64decode(f) for f in row.get("filters", ())),
+            filter_shape=tuple(int(v) for v in row.get("filter_shape", (0, 0, 0))),  # type: ignore[arg-type]
+            filter_ranges=tuple((float(lo), float(hi)) for lo, hi in row.get("filter_ranges", ())))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a samples file: {exc}") from None
 

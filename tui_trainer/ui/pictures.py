@@ -8,7 +8,7 @@ blank for black, ``@`` for white: the items still read (bright on a dark screen,
 ``PictureGrid`` lays pictures out as many to a row as the width allows, each with its caption lines under it.
 Measured by benchmarks/images.py: an 8x8 grid of 28x28 images draws in 28-60 ms on a shared 2-core CPU (the
 grey ramp 18-28 ms), once per view change or resize: the app stays responsive.
-Views of a ``run.samples.SampleSet`` (``VIEWS``: mistakes, confused, classes) become pictures and captions here,
+Views of a ``run.samples.SampleSet`` (``VIEWS``: mistakes, confused, classes, filters) become pictures and captions here,
 and plain lines for a pipe.
 """
 
@@ -35,6 +35,7 @@ VIEWS = {
     "mistakes": "the validation examples with the highest loss",
     "confused": "the most confused classes, with examples",
     "classes": "per class, examples it gets right and wrong",
+    "filters": "a CNN's first-layer filters",
 }
 """The views of a validation sample, by name (``evaluate --show NAME`` and the app's Images tab)."""
 
@@ -226,6 +227,12 @@ def view_pictures(s: SampleSet, view: str) -> tuple[str, list[Picture]]:
             pictures += [pic(i, (f"{s.name(c)}: right", probability(s.example(i).prob))) for i in right]
             pictures += [pic(i, _mistake(s, s.example(i))) for i in wrong]
         return f"{VIEWS[view]} ({of})", pictures
+    if view == "filters":
+        if not s.filters:
+            return "no filters to show: the model does not start with a convolution of the image", []
+        return (f"the first convolution's {len(s.filters)} filters after epoch {s.epoch}, each drawn from its smallest "
+                "weight (black) to its largest (white)",
+                [Picture(f, s.filter_shape, (f"#{i}",)) for i, f in enumerate(s.filters)])
     raise KeyError(view)
 
 
@@ -239,6 +246,8 @@ def view_lines(s: SampleSet, view: str) -> list[str]:
         for t, p, n, idx in s.confused:
             lines.append(f"{s.name(t)} -> {s.name(p)}: {n} times")
             lines += [f"  {_line(s, s.example(i))}" for i in idx]
+    elif view == "filters":
+        lines += [f"filter #{i}: weights {lo:.3g} .. {hi:.3g}" for i, (lo, hi) in enumerate(s.filter_ranges)]
     else:
         for c, right, wrong in s.per_class:
             lines.append(f"{s.name(c)}:")

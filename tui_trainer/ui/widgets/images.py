@@ -5,7 +5,8 @@ the preset's scaling and augmentation): the helper process loads the data and pi
 samples.py), asked through the screen when the tab is first shown for a dataset (``ExamplesWanted``). With a run
 shown it reads the run's samples.json (run/samples.py) whenever the run view says an epoch ended, so an attached
 app shows the same: the validation examples with the highest loss, the most confused classes, per class right and
-wrong. ``t`` shows the next view. Drawing is ui/pictures.py (half blocks; the grey ramp under NO_COLOR).
+wrong, and a CNN's first-layer filters. ``t`` shows the next view. Drawing is ui/pictures.py (half blocks; the
+grey ramp under NO_COLOR).
 """
 
 from __future__ import annotations
@@ -106,9 +107,15 @@ class ImagesTab(Guarded, TabPane):
 
     def next_view(self) -> None:
         """Show the next view (the run's views only once it has a sample)."""
-        views = ALL_VIEWS if self.sample is not None else EXAMPLE_VIEWS
+        views = self.views()
         i = views.index(self.view) if self.view in views else -1
         self.view = views[(i + 1) % len(views)]
+
+    def views(self) -> tuple[str, ...]:
+        """The views there is something to show in: the run's only with a sample, filters only of a CNN."""
+        if self.sample is None:
+            return EXAMPLE_VIEWS
+        return tuple(v for v in ALL_VIEWS if v != "filters" or self.sample.filters)
 
     def watch_view(self) -> None:
         self.draw()
@@ -119,7 +126,7 @@ class ImagesTab(Guarded, TabPane):
         """Draw the view (the grid is drawn by Rich when the tab is shown, at its width)."""
         if self._grid is None:
             return
-        keys = "t: next view (" + ", ".join(ALL_VIEWS if self.sample is not None else EXAMPLE_VIEWS) + ")"
+        keys = "t: next view (" + ", ".join(self.views()) + ")"
         color = not self.app.no_color
         if self.view in EXAMPLE_VIEWS:
             if self.examples is None:

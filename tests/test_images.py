@@ -234,6 +234,25 @@ def test_evaluate_show_refuses_what_it_cannot_show(fashion_run, runs):
     assert "image classifier" in proc.stderr
 
 
+def test_examples_draws_each_class_raw_and_as_fed_and_refuses_data_that_are_not_images(tmp_path):
+    cache = fashion_cache(tmp_path)
+    proc = cli("examples", "fashion-mnist-cnn", "--set", f'data.cache_dir="{cache}"', "--per-class", "1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "training examples, raw pixels" and "\x1b" not in proc.stdout  # a pipe: the grey ramp
+    assert lines[15].split() == ["T-shirt/top", "Trouser"]  # 80 columns: two 28-wide pictures a row, one of each class
+    assert lines[1][:28] == "@" * 28 and lines[2][:28] == "@" * 28  # T-shirt's bright band: rows 0-3, 2 cells
+    assert set(lines[3][:28]) <= set(" .:")  # the stand-in's dark noise elsewhere (0-59 of 255)
+    assert lines[2][30:58] == "@" * 28 and lines[1][30:58] != "@" * 28  # Trouser's band: rows 2-5
+    fed = cli("examples", "fashion-mnist-cnn", "--set", f'data.cache_dir="{cache}"', "--set",
+              'data.augment=["hflip"]', "--per-class", "1", "--fed")
+    assert fed.returncode == 0 and fed.stdout.startswith("training examples as fed (scaled, augmented; values -0.81..")
+    proc = cli("examples", "spirals-mlp")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("error: no images: spirals is not an image dataset (the image views show image classifiers' "
+                           "data)\n")
+
+
 # -- the app ---------------------------------------------------------------------------------------
 
 

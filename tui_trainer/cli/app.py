@@ -449,6 +449,29 @@ def summary(
 
 
 @app.command()
+def examples(
+    preset: Annotated[str, typer.Argument(help="preset name or path to a .toml file")],
+    set_: SetOpt = None,
+    fed: Annotated[bool, typer.Option("--fed", help="as the network is fed them: after the preset's scaling and "
+                                      "augmentation (values drawn from their smallest, black, to their largest)")] = False,
+    per_class: Annotated[int, typer.Option("--per-class", min=1, max=50, help="examples of each class")] = 4,
+) -> None:
+    """Training examples of each class of an image dataset, drawn in the terminal (a grey ramp in a pipe)."""
+    cfg = build_config(preset, set_, device="cpu")
+    with Busy("loading torch…") as busy:
+        from tui_trainer.engine.samples import examples_of
+
+        busy.update(f"loading the {cfg.data.dataset} data…")
+        reply = examples_of(cfg, per_class)
+    from rich.console import Console
+
+    from tui_trainer.ui.pictures import PictureGrid, example_pictures
+
+    title, pictures = example_pictures(reply, fed)
+    Console(highlight=False).print(PictureGrid(pictures, title=title))
+
+
+@app.command()
 def ui(
     preset: Annotated[str, typer.Option("--preset", help="preset to open")] = DEFAULT_PRESET,
     set_: SetOpt = None,

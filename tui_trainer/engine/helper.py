@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tui_trainer.errors import first_line
-
-if TYPE_CHECKING:
-    from tui_trainer.config import RunConfig
 
 
 def answer(request: dict[str, Any]) -> dict[str, Any]:
@@ -48,29 +45,12 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
             return {"id": rid, "total": total, "trainable": trainable, "summary": summary}
         if op == "examples":
             from tui_trainer.config import from_dict
+            from tui_trainer.engine.samples import examples_of
 
-            return {"id": rid, **examples(from_dict(request["config"], source="panels"))}
+            return {"id": rid, **examples_of(from_dict(request["config"], source="panels"))}
         return {"id": rid, "error": f"unknown op {op!r}; allowed: devices, describe, examples"}
     except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a dead helper
         return {"id": rid, "error": first_line(exc)}
-
-
-def examples(cfg: RunConfig, per_class: int = 6) -> dict[str, Any]:
-    """Training examples per class of an image classifier's data, raw and as fed (engine/samples.py), loaded on the
-    CPU; a ConfigError for data that are not images."""
-    import torch
-
-    from tui_trainer.data import load_data, peek_shape
-    from tui_trainer.engine.samples import is_image_classifier, training_examples
-    from tui_trainer.errors import ConfigError
-
-    if cfg.task != "classification" or len(peek_shape(cfg)[0]) != 3:
-        raise ConfigError(f"no images: {cfg.data.dataset} is not an image dataset (the Images tab shows image "
-                          "classifiers' data)")
-    data = load_data(cfg, torch.device("cpu"))
-    if not is_image_classifier(data):
-        raise ConfigError(f"no images: {cfg.data.dataset}'s data are not images of known scaling")
-    return training_examples(data, per_class, seed=cfg.train.seed)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@
   2 cores) the collector takes 2 ms and picking and writing the sample 5-22 ms an epoch, 0.03-0.4% of it
   (benchmarks/images.py).
 * ``training_examples``: the first few training images of each class, raw and as the network is fed them
-  (after the preset's scaling and augmentation), for the app's helper (its ``examples`` op) and the CLI.
+  (after the preset's scaling and augmentation), for the app's helper (its ``examples`` op) and
+  ``tui-trainer examples`` (``examples_of``: a config's data loaded on the CPU).
 
 Pixels are stored as uint8: scaled images go back through the split's ``pixel_norm`` (x * std + mean) * 255.
 Under data parallelism the validation pass is shared out between the ranks; no sample is taken there (yet).
@@ -23,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tui_trainer.data import DataBundle, LoaderBatches, Norm, TensorBatches
+from tui_trainer.config import RunConfig
+from tui_trainer.data import DataBundle, LoaderBatches, Norm, TensorBatches, load_data, peek_shape
+from tui_trainer.errors import ConfigError
 from tui_trainer.run.samples import (
     CONFUSED_PAIRS,
     FILTER_SCALE,
@@ -189,3 +192,15 @@ def training_examples(data: DataBundle, per_class: int = 8, seed: int = 0) -> di
             "raw": [[c, _b64(px)] for c, px in zip(labels, raw, strict=True)],
             "fed": [[c, _b64(px)] for c, px in zip(labels, fed_px, strict=True)],
             "fed_range": [lo, hi]}
+
+
+def examples_of(cfg: RunConfig, per_class: int = 6) -> dict[str, Any]:
+    """``training_examples`` of a config's data, loaded on the CPU (the app's helper, ``tui-trainer examples``);
+    ConfigError for data that are not images of classes."""
+    if cfg.task != "classification" or len(peek_shape(cfg)[0]) != 3:
+        raise ConfigError(f"no images: {cfg.data.dataset} is not an image dataset (the image views show image "
+                          "classifiers' data)")
+    data = load_data(cfg, torch.device("cpu"))
+    if not is_image_classifier(data):
+        raise ConfigError(f"no images: {cfg.data.dataset}'s data are not images of known scaling")
+    return training_examples(data, per_class, seed=cfg.train.seed)

@@ -248,7 +248,10 @@ class TrainScreen(Guarded, Screen):
     def _examples_wanted(self) -> None:
         """The Images tab is shown without training examples: the helper loads the data and picks them."""
         key = self._data_key()
-        if key is None or key == self.examples_key:
+        if key is None:
+            self.view.images.show_examples(None, "no training examples: the panels' settings are not valid")
+            return
+        if key == self.examples_key:
             return
         if not self.helper_ready:
             return  # asked again when the helper has answered its first question (on_helper_reply)

@@ -155,6 +155,17 @@ def test_each_epoch_writes_a_bounded_sample_of_the_validation_set(fashion_run):
     assert from_json(to_json(sample)) == sample
 
 
+@pytest.mark.parametrize(("every", "epochs"), [(0.0, [1, 2, 3]), (1e9, [1, 3])])
+def test_samples_are_taken_at_most_every_so_often_and_after_the_last_epoch(tmp_path, monkeypatch, every, epochs):
+    from tui_trainer.engine import watch
+
+    monkeypatch.setattr(watch, "SAMPLE_EVERY", every)
+    sink = ListSink()
+    result = fit(cnn_cfg(fashion_cache(tmp_path, 200, 50), "train.epochs=3"), sink, runs_dir=tmp_path / "runs")
+    assert [s.epoch for s in sink.of(SampleSet)] == epochs
+    assert read_samples(result.run_dir).epoch == 3
+
+
 def test_a_cnn_sample_holds_its_first_layer_filters(fashion_run):
     import torch
 

@@ -6,8 +6,8 @@
   on one validation batch (kept on the device, taken once);
 * a 2-D classifier's decision boundary: at most once a second of training, after the last epoch,
   and the one the run ended with;
-* an image classifier's validation sample at each epoch end (engine/samples.py picks it from the epoch's
-  own validation pass; the recorder writes it to samples.json);
+* an image classifier's validation sample at epoch ends, at most every 2 s and after the last epoch
+  (engine/samples.py picks it from the epoch's own validation pass; the recorder writes it to samples.json);
 * per-class results when a classifier ends as asked.
 
 Each kind of alarm or hint is said once per run. The numbers come from ``diagnostics.py``; this is
@@ -31,6 +31,8 @@ from tui_trainer.errors import first_line
 from tui_trainer.run.events import Boundary, ClassResults, LayerHealth, LogMessage, Reason, RecordLost, Sink
 
 BOUNDARY_EVERY = 1.0  # seconds of training between two decision boundaries
+SAMPLE_EVERY = 2.0  # seconds between two image samples, and the last epoch's: picking and writing one takes 5-20 ms
+# (benchmarks/images.py), a share worth saving on an image folder whose epochs take 30 ms on a GPU
 
 
 class Watch:
@@ -45,6 +47,7 @@ class Watch:
         self._probe: torch.Tensor | None = None
         self._last_boundary = -1e9
         self._boundary_epoch = 0
+        self._last_sample = -1e9
 
     def layer_health(self, table: list[float]) -> None:
         """The interval's (layers, 3) health table, already on the host: kept for the events, alarms said."""
@@ -70,9 +73,13 @@ class Watch:
 
     def sample_collector(self) -> SampleCollector | None:
         """A collector for this epoch's validation pass when the image views apply (one process, an image
-        classifier; a sample that failed once is not tried again), else None."""
+        classifier; a sample that failed once is not tried again) and one is due (``SAMPLE_EVERY``), else None."""
         if "samples" in self.alarmed or self.world.size > 1 or not is_image_classifier(self.data):
             return None
+        now = time.perf_counter()
+        if self.progress.epoch + 1 < self.cfg.train.epochs and now - self._last_sample < SAMPLE_EVERY:
+            return None
+        self._last_sample = now
         return SampleCollector()
 
     def samples(self, collect: SampleCollector | None) -> None:

@@ -1,10 +1,10 @@
 """The run folder's ``samples.json``: a small, bounded sample of validation images for the image views.
 
-Stdlib only: the app and ``evaluate --show`` read it without torch. At each epoch end of an image classifier the
-engine emits a ``SampleSet`` (engine/samples.py picks it); the recorder writes it here whole (``atomic_write``),
-before the epoch's ``EpochEnded`` reaches events.jsonl, so a reader that sees an epoch end finds that epoch's
-sample. It is never written to events.jsonl: one file, replaced each epoch, of at most ``MAX_EXAMPLES`` images of
-at most ``MAX_SIDE`` pixels a side (about 130 kB for Fashion-MNIST, 500 kB for CIFAR-10).
+Stdlib only: the app reads it without torch. At epoch ends of an image classifier (at most every 2 s, and after
+the last epoch) the engine emits a ``SampleSet`` (engine/samples.py picks it); the recorder writes it here whole
+(``atomic_write``) before the epoch's ``EpochEnded`` reaches events.jsonl, so a reader that sees an epoch end finds
+that epoch's sample (or an earlier one). It is never written to events.jsonl: one file, replaced, of at most
+``MAX_EXAMPLES`` images of at most ``MAX_SIDE`` pixels a side (about 110 kB for Fashion-MNIST, 500 kB for CIFAR-10).
 
 What it holds, as fastai's ``plot_top_losses`` and ``most_confused`` show it:
 * ``top_losses``: the validation examples with the highest loss (at most ``TOP_LOSSES``), worst first;

@@ -317,3 +317,31 @@ async def test_the_images_tab_reads_at_80x24_without_colour(tmp_path, monkeypatc
         grid = [line for line in text.splitlines() if "@" in line]
         assert grid and all(len(line.rstrip()) <= 80 for line in grid)
         assert images.sample == read_samples(result.run_dir)
+
+
+async def test_a_live_run_s_mistakes_are_redrawn_at_each_epoch_end(tmp_path, fashion_run):
+    """What a run process does (samples.json replaced, then the epoch's end in events.jsonl) through a fake client:
+    the tab shows each epoch's sample as the epoch ends."""
+    import dataclasses
+
+    from tests.fakes import FakeClient
+    from tests.test_ui import ready, until
+    from tui_trainer.run.samples import write_samples
+    from tui_trainer.ui.app import make_app
+
+    sample = read_samples(fashion_run.run_dir)
+    client = FakeClient(("layers.1",))
+    app = make_app(cnn_cfg(tmp_path / "cache"), tmp_path / "live", client=client)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: screen.handle is not None and client.runs)
+        run = client.last
+        await pilot.press("9")
+        images = screen.view.images
+        for epoch in (1, 2):
+            write_samples(run.run.path, dataclasses.replace(sample, epoch=epoch))
+            run.epoch()
+            await until(pilot, lambda epoch=epoch: images.sample is not None and images.sample.epoch == epoch)
+            await pilot.pause()
+            assert images.view == "mistakes" and f"highest loss (epoch {epoch}," in screen_text(app)

@@ -204,11 +204,11 @@ def test_the_views_caption_true_and_predicted_classes(fashion_run):
     sample = read_samples(fashion_run.run_dir)
     title, pictures = view_pictures(sample, "mistakes")
     worst = sample.example(sample.top_losses[0])
-    assert title.startswith("the validation examples with the highest loss (epoch 2, 200 validation examples)")
+    assert title == "highest loss (epoch 2, 200 validation images): true -> predicted, its probability"
     assert pictures[0].caption == (f"{FASHION[worst.true]} -> {FASHION[worst.pred]}",
                                    f"p={worst.prob:.2f} loss {worst.loss:.2f}")
     t, p, n, _idx = sample.confused[0]
-    assert view_pictures(sample, "confused")[0].startswith(f"most confused (epoch 2, 200 validation examples): "
+    assert view_pictures(sample, "confused")[0].startswith(f"most confused (epoch 2, 200 validation images): "
                                                            f"{FASHION[t]} -> {FASHION[p]} {n}")
     assert view_lines(sample, "confused")[1] == f"{FASHION[t]} -> {FASHION[p]}: {n} times"
 
@@ -225,7 +225,7 @@ def test_evaluate_show_mistakes_in_a_pipe_is_plain_lines(fashion_run):
     proc = cli("evaluate", str(fashion_run.run_dir / "checkpoints" / "last.pt"), "--show", "mistakes")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("the validation examples with the highest loss"))
+    start = next(i for i, line in enumerate(lines) if line.startswith("highest loss (epoch 2"))
     shown = lines[start + 1:]
     assert len(shown) == len(sample.top_losses) and "▀" not in proc.stdout and "\x1b" not in proc.stdout
     expected = view_lines(sample, "mistakes")[1:]
@@ -283,7 +283,7 @@ async def test_the_images_tab_shows_examples_before_a_run_and_the_mistakes_of_a_
         assert images.examples_error is None
         await pilot.pause()
         text = screen_text(app)
-        assert "training examples, raw pixels" in text and "t: next view (raw, fed)" in text
+        assert "training examples, raw pixels" in text and "t: [raw] fed" in text
         assert "T-shirt/top" in text and "Trouser" in text and "▀" in text  # captions under half-block pictures
         await pilot.press("t")
         await pilot.pause()
@@ -294,7 +294,7 @@ async def test_the_images_tab_shows_examples_before_a_run_and_the_mistakes_of_a_
         text = screen_text(app)
         worst = sample.example(sample.top_losses[0])
         assert f"{FASHION[worst.true]} -> {FASHION[worst.pred]}" in text and f"p={worst.prob:.2f}" in text
-        assert "the validation examples with the highest loss" in text and "epoch 2" in text  # the title, wrapped
+        assert "highest loss (epoch 2, 200 validation images)" in text and "t: raw fed [mistakes] confused" in text
 
 
 async def test_the_images_tab_reads_at_80x24_without_colour(tmp_path, monkeypatch):

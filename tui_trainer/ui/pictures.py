@@ -212,9 +212,9 @@ def view_pictures(s: SampleSet, view: str) -> tuple[str, list[Picture]]:
     def pic(index: int, caption: tuple[str, ...]) -> Picture:
         return Picture(s.example(index).pixels, s.shape, caption)
 
-    of = f"epoch {s.epoch}, {s.val_samples:,} validation examples"
+    of = f"epoch {s.epoch}, {s.val_samples:,} validation images"
     if view == "mistakes":
-        return (f"{VIEWS[view]} ({of}): true -> predicted, the predicted class's probability",
+        return (f"highest loss ({of}): true -> predicted, its probability",
                 [pic(i, _mistake(s, s.example(i))) for i in s.top_losses])
     if view == "confused":
         pairs = ", ".join(f"{s.name(t)} -> {s.name(p)} {n}" for t, p, n, _idx in s.confused) or "none"

@@ -126,7 +126,7 @@ class ImagesTab(Guarded, TabPane):
         """Draw the view (the grid is drawn by Rich when the tab is shown, at its width)."""
         if self._grid is None:
             return
-        keys = "t: next view (" + ", ".join(self.views()) + ")"
+        keys = "t: " + " ".join(f"[{v}]" if v == self.view else v for v in self.views())
         color = not self.app.no_color
         if self.view in EXAMPLE_VIEWS:
             if self.examples is None:
@@ -140,7 +140,7 @@ class ImagesTab(Guarded, TabPane):
             return
         if pictures and self.size.height and self.size.height < pictures[0].shape[1] // 2 + 6:
             pictures = [halved(p) for p in pictures]  # too low for one whole picture, its caption and the titles
-            keys += ", half size: the view is low"
+            keys += " (half size: the view is low)"
         self._grid.update(Group(Text(keys, style="dim"), PictureGrid(pictures, color=color, title=title)))
 
     def on_resize(self) -> None:

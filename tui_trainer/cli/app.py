@@ -264,10 +264,12 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="a checkpoint file")],
     device: DeviceOpt = None,
     show: Annotated[str | None, typer.Option("--show", help="draw validation images of an image classifier: "
-                                             "mistakes (highest loss), confused (most confused classes) or classes "
-                                             "(right and wrong per class); plain lines in a pipe")] = None,
+                                             "mistakes (highest loss), confused (most confused classes), classes "
+                                             "(right and wrong per class) or filters (a CNN's first layer); plain "
+                                             "lines in a pipe")] = None,
 ) -> None:
-    """Validation loss and accuracy of a checkpoint (and per-class results for classification)."""
+    """Validation loss and accuracy of a checkpoint (and per-class results for classification; with --show, a view
+    of its validation images)."""
     from tui_trainer.ui.pictures import VIEWS
 
     if show is not None and show not in VIEWS:

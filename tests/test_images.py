@@ -195,6 +195,27 @@ def test_a_streamed_image_folder_of_large_images_is_stored_shrunk_in_colour(tmp_
         assert (red > blue) == (e.true == 0)
 
 
+def test_the_collector_reads_softmax_and_binary_heads():
+    import math
+
+    import torch
+
+    from tui_trainer.engine.samples import SampleCollector
+
+    collect = SampleCollector()
+    collect(torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]), torch.tensor([0, 1]))
+    loss, pred, prob, true = collect.table().T.tolist()
+    p0 = math.exp(2) / (math.exp(2) + 2)
+    assert pred == [0, 2] and true == [0, 1] and prob[0] == pytest.approx(p0)
+    assert loss == pytest.approx([-math.log(p0), -math.log(1 / (2 + math.exp(3)))], rel=1e-5)
+    binary = SampleCollector()  # one logit for two classes (model.head = "binary")
+    binary(torch.tensor([[2.0], [-1.0]]), torch.tensor([1, 1]))
+    loss, pred, prob, _true = binary.table().T.tolist()
+    s2, s1 = 1 / (1 + math.exp(-2)), 1 / (1 + math.exp(1))
+    assert pred == [1, 0] and prob == pytest.approx([s2, 1 - s1], rel=1e-5)
+    assert loss == pytest.approx([-math.log(s2), -math.log(s1)], rel=1e-5)
+
+
 def test_a_run_that_is_not_of_images_writes_no_sample(runs):
     result = fit(tiny(), ListSink(), runs_dir=runs)
     assert result.ok and not (result.run_dir / FILE_NAME).exists()

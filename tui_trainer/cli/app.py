@@ -24,10 +24,11 @@ from tui_trainer.cli.common import (
     resume_config,
 )
 from tui_trainer.cli.ways import run_as_rank, run_foreground, run_launched, run_other_node, start_detached
-from tui_trainer.config import apply_overrides, list_presets, load_preset, preset_description
+from tui_trainer.config import IMAGE_DATASETS, apply_overrides, list_presets, load_preset, preset_description
 from tui_trainer.errors import USER_ERRORS, CheckpointError
 from tui_trainer.run.formats import format_column, format_number
 from tui_trainer.run.history import end_line
+from tui_trainer.run.samples import SampleSet
 from tui_trainer.sweep.folder import find_sweep
 
 # typer >= 0.25 vendors its own click: find its UsageError through a public class instead of importing click
@@ -262,14 +263,24 @@ def stop(
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="a checkpoint file")],
     device: DeviceOpt = None,
+    show: Annotated[str | None, typer.Option("--show", help="draw validation images of an image classifier: "
+                                             "mistakes (highest loss), confused (most confused classes), classes "
+                                             "(right and wrong per class) or filters (a CNN's first layer); plain "
+                                             "lines in a pipe")] = None,
 ) -> None:
-    """Validation loss and accuracy of a checkpoint (and per-class results for classification)."""
+    """Validation loss and accuracy of a checkpoint (and per-class results for classification; with --show, a view
+    of its validation images)."""
+    from tui_trainer.ui.pictures import VIEWS
+
+    if show is not None and show not in VIEWS:
+        fail(f"--show {show!r} is not a view; allowed: {', '.join(VIEWS)}")
     _check_checkpoint_path(checkpoint)  # a missing file or a folder is said before torch loads
     with Busy("loading torch…") as busy:
         from tui_trainer.engine import build_loss, config_from_checkpoint, prepare
         from tui_trainer.engine import evaluate as eval_model
         from tui_trainer.engine.models import state_mismatch
         from tui_trainer.engine.report import class_report, format_class_report
+        from tui_trainer.engine.samples import SampleCollector, is_image_classifier, pick
 
         busy.update(f"loading {checkpoint}…")
         ck = _load_ck(checkpoint)
@@ -282,6 +293,10 @@ def evaluate(
         cfg = config_from_checkpoint(ck)
         if device is not None:
             cfg = apply_overrides(cfg, [f'train.device="{device}"'])
+        if show is not None and (cfg.task != "classification" or cfg.data.dataset not in IMAGE_DATASETS):
+            busy.stop()
+            fail(f"--show {show}: {checkpoint} is a {cfg.task} model of {cfg.data.dataset}; the image views need an "
+                 f"image classifier (data.dataset one of {', '.join(IMAGE_DATASETS)})")
         busy.update(f"loading the {cfg.data.dataset} data and the model…")
         _dev, data, model = prepare(cfg)
         why = state_mismatch(model, ck["model"])
@@ -291,12 +306,31 @@ def evaluate(
         model.load_state_dict(ck["model"])
         busy.update("evaluating on the validation set…")
         loss_fn = build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head)
-        val_loss, val_acc = eval_model(model, data, loss_fn)
+        collect = SampleCollector() if show is not None and is_image_classifier(data) else None
+        val_loss, val_acc = eval_model(model, data, loss_fn, collect=collect)
         report = format_class_report(class_report(model, data)) if data.task == "classification" else None
+        sample = pick(collect.table(), data, ck["epoch"], model) if collect is not None else None
     acc = f" val_acc {format_number(val_acc)}" if val_acc is not None else ""
     print(f"{checkpoint}: epoch {ck['epoch']} step {ck['step']} val_loss {format_number(val_loss)}{acc}")
     if report is not None:
         print(report)
+    if show is not None:
+        _show_view(sample, show)
+
+
+def _show_view(sample: SampleSet | None, view: str) -> None:
+    """A view of the validation sample: a grid of images on a terminal, plain lines in a pipe."""
+    from tui_trainer.ui.pictures import PictureGrid, view_lines, view_pictures
+
+    if sample is None:  # an image dataset without known pixel scaling (cannot happen with the built-in loaders)
+        fail(f"--show {view}: this model's data are not images the views can draw")
+    if not sys.stdout.isatty():
+        print("\n".join(view_lines(sample, view)))
+        return
+    from rich.console import Console
+
+    title, pictures = view_pictures(sample, view)
+    Console(highlight=False).print(PictureGrid(pictures, title=title))
 
 
 @app.command()
@@ -420,6 +454,29 @@ def summary(
         busy.update("building the model…")
         table = describe_model(cfg)[2]  # no data loaded (or downloaded)
     print(table)
+
+
+@app.command()
+def examples(
+    preset: Annotated[str, typer.Argument(help="preset name or path to a .toml file")],
+    set_: SetOpt = None,
+    fed: Annotated[bool, typer.Option("--fed", help="as the network is fed them: after the preset's scaling and "
+                                      "augmentation (values drawn from their smallest, black, to their largest)")] = False,
+    per_class: Annotated[int, typer.Option("--per-class", min=1, max=50, help="examples of each class")] = 4,
+) -> None:
+    """Training examples of each class of an image dataset, drawn in the terminal (a grey ramp in a pipe)."""
+    cfg = build_config(preset, set_, device="cpu")
+    with Busy("loading torch…") as busy:
+        from tui_trainer.engine.samples import examples_of
+
+        busy.update(f"loading the {cfg.data.dataset} data…")
+        reply = examples_of(cfg, per_class)
+    from rich.console import Console
+
+    from tui_trainer.ui.pictures import PictureGrid, example_pictures
+
+    title, pictures = example_pictures(reply, fed)
+    Console(highlight=False).print(PictureGrid(pictures, title=title))
 
 
 @app.command()

@@ -5,6 +5,8 @@ reply per line on stdout, until stdin closes (the app quit or died):
 
 * ``{"id": 1, "op": "devices"}`` -> ``{"id": 1, "devices": ["cpu", ...], "describe": {"cpu": "cpu: ..."}}``
 * ``{"id": 2, "op": "describe", "config": {...}}`` -> ``{"id": 2, "total": n, "trainable": n, "summary": "..."}``
+* ``{"id": 3, "op": "examples", "config": {...}}`` -> ``{"id": 3, "class_names": [...], "shape": [c, h, w],
+  "raw": [[class, base64 pixels], ...], "fed": [...], "fed_range": [lo, hi]}`` (engine.samples.training_examples)
 * any failure -> ``{"id": n, "error": "one line"}``
 """
 
@@ -41,7 +43,12 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
 
             total, trainable, summary = describe_model(from_dict(request["config"], source="panels"))
             return {"id": rid, "total": total, "trainable": trainable, "summary": summary}
-        return {"id": rid, "error": f"unknown op {op!r}; allowed: devices, describe"}
+        if op == "examples":
+            from tui_trainer.config import from_dict
+            from tui_trainer.engine.samples import examples_of
+
+            return {"id": rid, **examples_of(from_dict(request["config"], source="panels"))}
+        return {"id": rid, "error": f"unknown op {op!r}; allowed: devices, describe, examples"}
     except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a dead helper
         return {"id": rid, "error": first_line(exc)}
 

@@ -10,7 +10,7 @@ loop calls is not in it:
 * ``checkpoint.Checkpoints``: the payload, writing it, restoring a fit from it;
 * ``dist.strategy``: the data-parallel rules (shard, wrap, seed each rank, share commands);
 * ``watch.Watch``: layer health and its alarms, the curve's hints, dead units, the decision boundary,
-  per-class results at the end;
+  an image classifier's validation sample each epoch (samples.json), per-class results at the end;
 * ``progress.Progress``: where the run is, the epoch's totals, its rows and clock.
 
 The engine reports only through ``sink.emit(event)`` (the run process's recorder writes the folder;
@@ -287,7 +287,8 @@ class Fit:
     def end_epoch(self) -> bool:
         """Validate, record, checkpoint; True when early stopping says stop."""
         t_val = time.perf_counter()
-        val_loss, val_acc = evaluate(self.model, self.data, self.loss_fn, self.body.amp, self.world)
+        collect = self.watch.sample_collector()  # the image views' per-example results, from the same pass
+        val_loss, val_acc = evaluate(self.model, self.data, self.loss_fn, self.body.amp, self.world, collect)
         p, totals = self.progress, self.progress.totals
         train_acc = totals.train_acc if self.data.task == "classification" else None
         p.epoch += 1
@@ -305,6 +306,7 @@ class Fit:
                          grad_norms=tuple((r.name, r.grad_norm) for r in self.watch.layers), dead_units=tuple(dead.items()))
         p.totals = EpochTotals()
         p.rows.append(row.metrics())
+        self.watch.samples(collect)  # before the epoch's end is said: whoever sees it finds this epoch's sample
         self.sink.emit(row)  # the recorder writes it to events.jsonl and metrics.jsonl
         self.watch.after_epoch()
         self._save_epoch_checkpoints(is_best)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -42,9 +43,12 @@ def prepare(cfg: RunConfig) -> tuple[torch.device, DataBundle, nn.Module]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataBundle, loss_fn: nn.Module, amp: bool = False,
-             world: World | None = None) -> tuple[float, float | None]:
+             world: World | None = None, collect: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+             ) -> tuple[float, float | None]:
     """Validation loss (summed over samples, divided by their count) and accuracy; under DDP each rank
-    validates its share and the sums are all-reduced, so every rank gets the same numbers."""
+    validates its share and the sums are all-reduced, so every rank gets the same numbers. ``collect``: also
+    called with each batch's outputs and labels, in the split's order (engine/samples.py keeps per-example
+    results for the image views from it, without a second pass)."""
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -54,6 +58,8 @@ def evaluate(model: nn.Module, data: DataBundle, loss_fn: nn.Module, amp: bool =
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 out = model(xb)
             loss_sum += loss_fn(out.float(), yb) * len(yb)
+            if collect is not None:
+                collect(out, yb)
             hits = correct_count(out, yb, data.task)
             if hits is not None:
                 correct += hits

@@ -6,6 +6,8 @@
   on one validation batch (kept on the device, taken once);
 * a 2-D classifier's decision boundary: at most once a second of training, after the last epoch,
   and the one the run ended with;
+* an image classifier's validation sample at epoch ends, at most every 2 s and after the last epoch
+  (engine/samples.py picks it from the epoch's own validation pass; the recorder writes it to samples.json);
 * per-class results when a classifier ends as asked.
 
 Each kind of alarm or hint is said once per run. The numbers come from ``diagnostics.py``; this is
@@ -24,10 +26,13 @@ from tui_trainer.data import DataBundle
 from tui_trainer.engine.diagnostics import GradientMonitor, curve_hints, dead_units, decision_grid, gradient_alarms, health_rows
 from tui_trainer.engine.dist import World
 from tui_trainer.engine.progress import Progress
+from tui_trainer.engine.samples import SampleCollector, is_image_classifier, pick
 from tui_trainer.errors import first_line
 from tui_trainer.run.events import Boundary, ClassResults, LayerHealth, LogMessage, Reason, RecordLost, Sink
 
 BOUNDARY_EVERY = 1.0  # seconds of training between two decision boundaries
+SAMPLE_EVERY = 2.0  # seconds between two image samples, and the last epoch's: picking and writing one takes 5-20 ms
+# (benchmarks/images.py), a share worth saving on an image folder whose epochs take 30 ms on a GPU
 
 
 class Watch:
@@ -42,6 +47,7 @@ class Watch:
         self._probe: torch.Tensor | None = None
         self._last_boundary = -1e9
         self._boundary_epoch = 0
+        self._last_sample = -1e9
 
     def layer_health(self, table: list[float]) -> None:
         """The interval's (layers, 3) health table, already on the host: kept for the events, alarms said."""
@@ -64,6 +70,28 @@ class Watch:
         if self._probe is None:  # one validation batch, taken once and kept on the device
             self._probe = next(iter(self.data.val.epoch(0)))[0]
         return dead_units(self.model, self._probe)  # curve_hints reads them from the rows and decides
+
+    def sample_collector(self) -> SampleCollector | None:
+        """A collector for this epoch's validation pass when the image views apply (one process, an image
+        classifier; a sample that failed once is not tried again) and one is due (``SAMPLE_EVERY``), else None."""
+        if "samples" in self.alarmed or self.world.size > 1 or not is_image_classifier(self.data):
+            return None
+        now = time.perf_counter()
+        if self.progress.epoch + 1 < self.cfg.train.epochs and now - self._last_sample < SAMPLE_EVERY:
+            return None
+        self._last_sample = now
+        return SampleCollector()
+
+    def samples(self, collect: SampleCollector | None) -> None:
+        """Emit the epoch's validation sample (a ``run.samples.SampleSet``) picked from ``collect``."""
+        if collect is None:
+            return
+        try:
+            sample = pick(collect.table(), self.data, self.progress.epoch, self.model)
+        except Exception as exc:  # noqa: BLE001 - a view's sample must never turn training into a failure
+            self.alarm([("samples", f"no image sample: {first_line(exc)}")], where=f"after epoch {self.progress.epoch}")
+            return
+        self.sink.emit(sample)
 
     def after_epoch(self) -> None:
         """The curve's hints from the epoch rows so far, and the decision boundary when one is due."""

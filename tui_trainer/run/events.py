@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from tui_trainer.errors import ProtocolError  # noqa: F401 - part of this module's interface (decode raises it)
+from tui_trainer.run.samples import SampleSet
 
 PROTOCOL = 1
 """Version of the events.jsonl format. A reader refuses a file with a newer one, by name."""
@@ -226,7 +227,9 @@ class RunFinished:
 
 
 Event = (RunStarted | StepLogged | EpochEnded | CheckpointSaved | LogMessage | LrChanged | Paused | ParamValues
-         | Boundary | ClassResults | RunFinished)
+         | Boundary | ClassResults | RunFinished | SampleSet)
+"""``SampleSet`` (run/samples.py) is said to sinks like the others, but the recorder writes it to samples.json,
+never to events.jsonl (it is images, replaced each epoch): it has no JSON line and no place in ``EVENT_TYPES``."""
 
 EVENT_TYPES: dict[str, type] = {t.__name__: t for t in (
     RunStarted, StepLogged, EpochEnded, CheckpointSaved, LogMessage, LrChanged, Paused, ParamValues, Boundary,

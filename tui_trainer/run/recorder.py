@@ -1,6 +1,7 @@
 """The run process's sink: what a run says becomes its folder.
 
-``RunRecorder`` writes every event to events.jsonl, each epoch's row to metrics.jsonl (from ``EpochEnded``;
+``RunRecorder`` writes every event to events.jsonl (an image classifier's ``SampleSet`` to samples.json
+instead), each epoch's row to metrics.jsonl (from ``EpochEnded``;
 a resumed ``RunStarted`` first drops the rows after its start epoch, which the run is about to train again),
 and keeps status.json up to date: the one writer of a run folder's record (the engine only emits events).
 
@@ -45,6 +46,8 @@ from tui_trainer.run.files import why_not_written
 from tui_trainer.run.folder import RunDir
 from tui_trainer.run.follow import fold
 from tui_trainer.run.history import RunHistory
+from tui_trainer.run.samples import FILE_NAME as SAMPLES_FILE
+from tui_trainer.run.samples import SampleSet, write_samples
 
 
 def folder_identity(path: Path) -> tuple[int, int] | None:
@@ -104,6 +107,9 @@ class RunRecorder:
             return
         final = isinstance(event, RunFinished)
         if self.failed is not None and not final:
+            return
+        if isinstance(event, SampleSet):
+            self._write_samples(event)
             return
         if isinstance(event, (StepLogged, EpochEnded)):
             self.check_folder()  # once per log interval and epoch: a stat, no more
@@ -219,6 +225,13 @@ class RunRecorder:
             self.run.append_metrics(event.metrics())
         except OSError as exc:  # a copy of the epoch events: say so, train on
             self._log_error(f"could not append to {self.run.metrics_path}: {why_not_written(exc)}")
+
+    def _write_samples(self, sample: SampleSet) -> None:
+        """The epoch's image sample replaces samples.json (a view's copy: failing to write it is logged)."""
+        try:
+            write_samples(self.run.path, sample)
+        except OSError as exc:
+            self._log_error(f"could not write {self.run.path / SAMPLES_FILE}: {why_not_written(exc)}")
 
     def _drop_metrics_after(self, epoch: int) -> None:
         """A run (re)starting at ``epoch``: rows of later epochs are trained again, so they go."""

@@ -13,6 +13,7 @@ another run cancels the last follower, and what it had posted is dropped).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +49,7 @@ from tui_trainer.ui.messages import (
 from tui_trainer.ui.screens.dialogs import HelpScreen, LearningRateDialog, QuitDialog
 from tui_trainer.ui.state import RunState
 from tui_trainer.ui.widgets.footer import KeyFooter
+from tui_trainer.ui.widgets.images import ImagesTab
 from tui_trainer.ui.widgets.runs import RunsTab
 from tui_trainer.ui.widgets.runview import TABS, RunView
 from tui_trainer.ui.widgets.setup import SetupColumn
@@ -90,6 +92,7 @@ class TrainScreen(Guarded, Screen):
         Binding("m", "mark_run", "Compare"),
         Binding("v", "next_chart", "Next chart"),
         Binding("w", "write_svg", "SVG"),
+        Binding("t", "next_image_view", "Next view"),
         Binding("d", "detach", "Detach"),
         Binding("q", "quit", "Quit"),
         Binding("x", "every_field", "All fields", show=False),
@@ -117,6 +120,8 @@ class TrainScreen(Guarded, Screen):
         self.helper_ready = False
         self.device_text = ""
         self.model_request: int | None = None
+        self.examples_request: int | None = None  # the helper's training examples for the Images tab
+        self.examples_key: str | None = None  # the data section they were asked for
         self._follower: Worker[None] | None = None  # the worker following the run shown
         self._changed_while_catching_up: set[str] = set()
         self.setup = SetupColumn(cfg, id="setup")
@@ -216,6 +221,8 @@ class TrainScreen(Guarded, Screen):
             return not live
         if action == "mark_run":
             return self.view.active_tab == "tab-runs"
+        if action == "next_image_view":
+            return self.view.active_tab == "tab-images"
         return True
 
     # -- setup column -------------------------------------------------------------------
@@ -226,6 +233,30 @@ class TrainScreen(Guarded, Screen):
         self.app.sub_title = self.setup.cfg.name
         if event.model_changed:
             self._request_model_info()
+        if self.examples_key is not None and self._data_key() != self.examples_key:
+            self.examples_key = None
+            self.view.images.forget_examples(shown=self.view.active_tab == "tab-images")
+
+    def _data_key(self) -> str | None:
+        """What the training examples depend on: the panels' data section (None: the panels are invalid)."""
+        try:
+            return json.dumps(self.setup.config().to_dict()["data"], sort_keys=True)
+        except ConfigError:
+            return None
+
+    @on(ImagesTab.ExamplesWanted)
+    def _examples_wanted(self) -> None:
+        """The Images tab is shown without training examples: the helper loads the data and picks them."""
+        key = self._data_key()
+        if key is None:
+            self.view.images.show_examples(None, "no training examples: the panels' settings are not valid")
+            return
+        if key == self.examples_key:
+            return
+        if not self.helper_ready:
+            return  # asked again when the helper has answered its first question (on_helper_reply)
+        self.examples_key = key
+        self.examples_request = self.helper.ask("examples", config=self.setup.config().to_dict())
 
     @on(Said)
     def _said(self, event: Said) -> None:
@@ -255,10 +286,14 @@ class TrainScreen(Guarded, Screen):
                 self.view.show_device(self.device_text)
             self.setup.set_devices(reply["devices"], gpus)
             self._request_model_info()
+            if self.view.active_tab == "tab-images":
+                self._examples_wanted()
         elif reply.get("gone"):
             self.helper_ready = False
             if not self.device_text:
                 self.view.show_device("device: unknown (helper ended)")
+        elif reply.get("id") == self.examples_request and self.examples_request is not None:
+            self.view.images.show_examples(None if "error" in reply else reply, reply.get("error"))
         elif reply.get("id") == self.model_request:
             if "error" in reply:
                 self.setup.show_param_count(f"params: ? ({reply['error']})")
@@ -636,6 +671,10 @@ class TrainScreen(Guarded, Screen):
         """Escape leaves a text field, so the next key is a command again."""
         if isinstance(self.focused, Input):
             self._focus_home()
+
+    def action_next_image_view(self) -> None:
+        """The Images tab's next view: training examples raw, as fed; the run's mistakes, confused, classes."""
+        self.view.images.next_view()
 
     def action_mark_run(self) -> None:
         """Mark (or unmark) the highlighted run for comparison; two or more are overlaid below the list."""

@@ -4,7 +4,7 @@ It owns the fold of the run it shows (``history.RunHistory``): ``apply(events)``
 updates the text views at once; the charts get new series and redraw themselves (at most ``chart_hz``
 times a second, only while on screen). ``reset()`` forgets the run (another one is shown). Its buttons
 follow ``run_state`` and ``settings_valid``, reactives the screen binds to its own. The Runs tab and the
-LR find tab are widgets of their own (runs.py, lrfinder.py).
+LR find tab and the Images tab are widgets of their own (runs.py, lrfinder.py, images.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.state import RunState
 from tui_trainer.ui.widgets.boundary import BoundaryView
 from tui_trainer.ui.widgets.fields import CompactButton
+from tui_trainer.ui.widgets.images import ImagesTab
 from tui_trainer.ui.widgets.lrfinder import LrFinderTab
 from tui_trainer.ui.widgets.runs import RunsTab
 
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from tui_trainer.ui.widgets.charts import SeriesChart
 
 TABS = (("tab-charts", "Charts"), ("tab-log", "Log"), ("tab-gradients", "Grads"), ("tab-boundary", "Boundary"),
-        ("tab-lr", "LR find"), ("tab-results", "Results"), ("tab-model", "Model"), ("tab-runs", "Runs"))
+        ("tab-lr", "LR find"), ("tab-results", "Results"), ("tab-model", "Model"), ("tab-runs", "Runs"),
+        ("tab-images", "Images"))
 LEVEL_STYLE = {"warning": "bold", "error": "bold reverse"}  # reads without colour too
 LOG_LINES = 2000  # the Log tab keeps the last this many lines (log_lines keeps all)
 BACKLOG_LINES = 500  # lines of an attached run's history written to the Log tab (events.jsonl has them all)
@@ -77,6 +79,7 @@ class RunView(Guarded, Vertical):
         titles = dict(TABS)
         self.lr_finder = LrFinderTab(titles["tab-lr"], max_hz=chart_hz, id="tab-lr")  # tabs that are widgets of their own
         self.runs_tab = RunsTab(titles["tab-runs"], runs_dir, max_hz=chart_hz, id="tab-runs")
+        self.images = ImagesTab(titles["tab-images"], id="tab-images")
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="buttons"):
@@ -89,7 +92,7 @@ class RunView(Guarded, Vertical):
         yield Static("", id="alarm")
         with TabbedContent(id="tabs"):
             for tab_id, title in TABS:
-                own = {"tab-lr": self.lr_finder, "tab-runs": self.runs_tab}
+                own = {"tab-lr": self.lr_finder, "tab-runs": self.runs_tab, "tab-images": self.images}
                 yield own.get(tab_id) or TabPane(title, id=tab_id)
 
     async def mount_tabs(self) -> None:
@@ -118,6 +121,7 @@ class RunView(Guarded, Vertical):
         await self.query_one("#tab-results").mount(VerticalScroll(Static(RESULTS_HINT, id="results")))
         await self.query_one("#tab-model").mount(VerticalScroll(Static("", id="model-summary")))
         await self.runs_tab.fill()
+        await self.images.fill()
         for level, text in self._pending_log[-LOG_LINES:]:
             self._show_log_line(level, text)
         self._pending_log.clear()
@@ -163,7 +167,7 @@ class RunView(Guarded, Vertical):
         self.query_one("#tabs", TabbedContent).focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if isinstance(event.pane, RunsTab):
+        if isinstance(event.pane, (RunsTab, ImagesTab)):
             event.pane.activated()
 
     def on_resize(self) -> None:
@@ -236,6 +240,7 @@ class RunView(Guarded, Vertical):
             self.query_one("#params", Static).display = False
             self.query_one("#boundary", BoundaryView).clear(BOUNDARY_HINT)
             self.query_one("#results", Static).update(RESULTS_HINT)
+        self.images.show_run(path)
 
     def apply(self, events: tuple[Event, ...], catching_up: bool = False) -> set[str]:
         """Fold a batch of events and update what shows them; returns what changed. ``catching_up``: more of an
@@ -284,6 +289,8 @@ class RunView(Guarded, Vertical):
             self.query_one("#boundary", BoundaryView).show(h.boundary)
         if "results" in changed and self.query("#results"):
             self.query_one("#results", Static).update(Text(h.results.text, no_wrap=True))
+        if "epochs" in changed:
+            self.images.load_sample()  # written before the epoch's end: this epoch's
         if "params" in changed and self.query("#params"):
             params = self.query_one("#params", Static)
             params.update(Text(f"step {h.params.step}:\n" + params_table(h.params.params), no_wrap=True))

@@ -159,6 +159,7 @@ async def _poke(pilot, rng: random.Random, steps: int, app) -> int:
     ("spirals-mlp", ("train.epochs=400", "data.n_samples=2000")),
     ("fashion-mnist-mlp", ("train.epochs=50", "data.subset=2000", "data.batch_size=64")),
 ], ids=["2d", "image"])
+@pytest.mark.slow
 async def test_monkey_keys_clicks_and_resizes_before_during_and_after_training(tmp_path, monkeypatch, preset, overrides):
     """A seeded monkey, about half a minute per preset on 2 cores (120 keys, clicks and resizes): the app stays up,
     and q still leaves with exit code 0."""

@@ -21,6 +21,7 @@ def run_benchmark(tmp_path: Path, script: str, *args: str) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_throughput_benchmark_quick_mode_runs_every_mode(tmp_path):
     result = run_benchmark(tmp_path, "throughput.py", "--quick", "--modes", "abc", "--steps", "20")
@@ -39,6 +40,7 @@ def test_throughput_benchmark_quick_mode_runs_every_mode(tmp_path):
     assert 0 < result["app_cpu_share"][0] < (os.cpu_count() or 1) + 1
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_events_cost_benchmark_quick_mode_times_the_recorder(tmp_path):
     result = run_benchmark(tmp_path, "events_cost.py", "--quick")
@@ -57,6 +59,7 @@ def test_events_cost_benchmark_quick_mode_times_the_recorder(tmp_path):
     assert 0 < result["direct_share"] < 1
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_attach_benchmark_paints_every_epoch_of_a_long_run(tmp_path):
     result = run_benchmark(tmp_path, "attach.py", "--epochs", "1000")
@@ -67,6 +70,7 @@ def test_attach_benchmark_paints_every_epoch_of_a_long_run(tmp_path):
     assert attempt["folded_s"] > 0 and 0 < attempt["replotted_s"] <= attempt["painted_s"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ddp_cost_benchmark_times_the_step_and_each_collective(tmp_path):
     result = run_benchmark(tmp_path, "ddp_cost.py", "--steps", "5", "--warmup", "2")

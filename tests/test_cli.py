@@ -33,6 +33,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_train_plain_lines_when_piped_and_exit_zero(tmp_path):
     proc = cli("train", "moons-mlp", "--epochs", "3", "--runs-dir", str(tmp_path / "r"), "--set", "data.n_samples=300")
     assert proc.returncode == 0, proc.stderr
@@ -98,6 +99,7 @@ def offline_image_data(monkeypatch, tmp_path):
     return make_image_folder(tmp_path / "images", per_class=4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(list_presets()))
 def test_every_preset_runs_one_step(capsys, tmp_path, preset, offline_image_data):
     extra = []
@@ -167,6 +169,7 @@ def test_help_does_not_import_torch():
     assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_within_a_step_saves_and_exits_130(tmp_path, sig):
     runs = tmp_path / "r"
@@ -333,6 +336,7 @@ def test_evaluate_or_resume_on_a_folder_suggests_a_checkpoint_that_exists(capsys
 # nothing silent on a terminal: a spinner on stderr, nothing in a pipe; lr-find's progress for a program
 
 
+@pytest.mark.slow
 def test_summary_on_a_terminal_shows_a_spinner_and_clears_it_and_a_pipe_gets_none():
     code, out = read_pty(["summary", "spirals-mlp"], stderr_too=True)
     assert code == 0
@@ -343,6 +347,7 @@ def test_summary_on_a_terminal_shows_a_spinner_and_clears_it_and_a_pipe_gets_non
     assert proc.returncode == 0 and proc.stderr == "" and "\x1b" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_lr_find_progress_is_json_lines_on_stderr_and_the_result_one_object_on_stdout():
     proc = cli("lr-find", "moons-mlp", "--json", "--progress", "--set", "data.n_samples=300")
     assert proc.returncode == 0, proc.stderr
@@ -386,6 +391,7 @@ def test_presets_marks_those_whose_data_is_not_here_without_importing_torch(tmp_
     assert after["cifar10-cnn"] == "[download]"
 
 
+@pytest.mark.slow
 def test_doctor_and_summary_load_only_what_they_need(tmp_path):
     """torchvision (1.5 s here, torch._dynamo included) is not needed to find a dataset's files, and a model's
     summary on the meta device imported torch._dynamo and sympy (1.9 s): both are gone from these commands."""
@@ -401,6 +407,7 @@ def test_doctor_and_summary_load_only_what_they_need(tmp_path):
     assert lines[0].startswith("ok    runs directory ") and lines[1].split()[1:3] == ["dataset", "fashion-mnist"]
 
 
+@pytest.mark.slow
 def test_train_on_a_terminal_says_it_is_loading_until_its_first_line(tmp_path):
     code, out = read_pty(["train", "moons-mlp", "--epochs", "1", "--set", "data.n_samples=200", "--runs-dir",
                           str(tmp_path / "runs")], stderr_too=True)

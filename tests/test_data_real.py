@@ -278,6 +278,7 @@ def test_augmentation_applies_to_training_batches_only(tmp_path):
 
 @pytest.mark.skipif(not (real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
                     reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.slow
 def test_real_fashion_mnist_mlp_one_epoch(runs, tmp_path):
     """The real data: one epoch of the lecture's MLP. Measured 0.818-0.859 over seeds 0-3; the bar is 0.80."""
     cfg = apply_overrides(load_preset("fashion-mnist-mlp"), ["train.epochs=1", 'train.device="cpu"',
@@ -293,6 +294,7 @@ def test_peek_shape_without_loading(tmp_path):
     assert peek_shape(load_preset("regression-toy")) == ((1,), 1)
 
 
+@pytest.mark.slow
 def test_streaming_path_resume_equals_a_straight_run(tmp_path, runs):
     root = make_image_folder(tmp_path / "imgs")
     extra = ('data.device_resident="never"', "model.dropout=0.2", "data.num_workers=1")  # persistent spawned workers

@@ -34,6 +34,7 @@ def overrides(*pairs: str) -> list[str]:
     return [arg for pair in pairs for arg in ("--set", pair)]
 
 
+@pytest.mark.slow
 def test_two_ranks_at_32_give_the_steps_of_one_process_at_64(tmp_path):
     one = cli("train", "spirals-mlp", "--runs-dir", str(tmp_path / "one"), *overrides(*EXACT, "data.batch_size=64"))
     assert one.returncode == 0, one.stderr
@@ -64,6 +65,7 @@ def start_two(tmp_path: Path, *extra: str, env: dict | None = None) -> session.R
     return handle
 
 
+@pytest.mark.slow
 def test_a_stop_reaches_both_ranks_at_one_step_and_a_two_rank_checkpoint_resumes_on_one(tmp_path, capsys):
     handle = start_two(tmp_path)
     run = handle.run
@@ -92,6 +94,7 @@ def _ranks(handle: session.RunHandle) -> list[int]:
             if int(line.split()[1]) == handle.process.pid and faulty_runner.MODULE in line]
 
 
+@pytest.mark.slow
 def test_a_rank_killed_ends_every_rank_with_a_clear_reason(tmp_path):
     handle = start_two(tmp_path, env={"TUI_TRAINER_DIST_TIMEOUT": "30"})
     run = handle.run
@@ -109,6 +112,7 @@ def test_a_rank_killed_ends_every_rank_with_a_clear_reason(tmp_path):
     assert events_of(run, RunFinished)[-1].reason == "error"
 
 
+@pytest.mark.slow
 def test_two_torchrun_invocations_with_two_nodes_form_one_run(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,6 +136,7 @@ def test_two_torchrun_invocations_with_two_nodes_form_one_run(tmp_path):
     assert "node 1 of 2" in out1
 
 
+@pytest.mark.slow
 async def test_the_app_attached_to_a_two_rank_run_shows_it_and_stops_it(tmp_path):
     from tests.test_ui import ready, until
     from tui_trainer.config import load_preset
@@ -150,6 +155,7 @@ async def test_the_app_attached_to_a_two_rank_run_shows_it_and_stops_it(tmp_path
     assert handle.process.wait(60) == 0
 
 
+@pytest.mark.slow
 def test_torchrun_launched_by_hand_trains_one_run(tmp_path):
     """`torchrun --nproc-per-node 2 --standalone -m tui_trainer train PRESET`, as the README shows."""
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m",
@@ -181,6 +187,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_every_ranks_memory_is_gathered_in_rank_order(tmp_path):
     script = tmp_path / "gather.py"
     script.write_text(GATHER)

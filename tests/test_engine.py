@@ -505,6 +505,7 @@ def test_learning_rate_change_during_a_run(runs):
     assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["optimizer"]["param_groups"][0]["lr"] == 0.0005
 
 
+@pytest.mark.slow
 def test_engine_imports_no_ui_libraries():
     code = ("import sys, tui_trainer.engine, tui_trainer.data, tui_trainer.run.folder;"
             "bad=[m for m in ('textual','textual_plotext','plotext','typer') if m in sys.modules];"
@@ -513,6 +514,7 @@ def test_engine_imports_no_ui_libraries():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_compile_option_trains_or_falls_back_cleanly(runs, monkeypatch):
     sink = ListSink()

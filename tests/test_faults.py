@@ -228,6 +228,7 @@ def test_out_of_memory_headless_exits_1_with_the_batch_size(capsys, tmp_path, mo
     assert code == 1 and "out of device memory at batch size 32" in err and "data.batch_size=16" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["nan", "oom"])
 async def test_app_shows_faults_and_unlocks_the_panels(tmp_path, monkeypatch, fault):
     cfg = tiny("optimizer.lr=100.0", 'optimizer.name="sgd"', "train.log_every=1", "train.epochs=50")
@@ -252,6 +253,7 @@ async def test_app_shows_faults_and_unlocks_the_panels(tmp_path, monkeypatch, fa
 # -- the app's inline validation, every field --------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_every_text_field_in_the_app_rejects_bad_input(tmp_path):
     from textual.widgets import Input
 
@@ -285,6 +287,7 @@ async def test_every_text_field_in_the_app_rejects_bad_input(tmp_path):
         assert checked >= 20
 
 
+@pytest.mark.slow
 async def test_ctrl_c_in_the_app_asks_and_can_stop_and_save(tmp_path, monkeypatch):
     use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500", "data.n_samples=2000"), tmp_path) as (pilot, screen, rec):
@@ -298,6 +301,7 @@ async def test_ctrl_c_in_the_app_asks_and_can_stop_and_save(tmp_path, monkeypatc
     assert load_checkpoint(end.last_checkpoint)["step"] == end.step
 
 
+@pytest.mark.slow
 async def test_resizing_during_training_does_not_crash(tmp_path):
     """Resizes while a run's steps arrive (a fake run: tests/fakes.py; the steps are written between resizes)."""
     async with faking(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec, run):
@@ -391,6 +395,7 @@ def _run_state(runs: Path) -> str:
     return found[0].state() if found else "none"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["hangup", "sigterm", "sigkill"])
 def test_the_run_outlives_the_app_and_attach_shows_all_of_it(tmp_path, how):
     """The SSH connection drops (the terminal hangs up), the app is terminated, or killed: the run process
@@ -425,6 +430,7 @@ def test_the_run_outlives_the_app_and_attach_shows_all_of_it(tmp_path, how):
     assert epochs == [f"{i}/4" for i in range(1, 5)], proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_bare_command_opens_the_app_on_the_default_preset_without_typer(tmp_path):
     """`tui-trainer` alone (the quick start) skips the typer CLI; it trains, saves and quits the same."""
     import subprocess
@@ -446,6 +452,7 @@ def test_bare_command_opens_the_app_on_the_default_preset_without_typer(tmp_path
 
 @pytest.mark.parametrize("term", [{"TERM": "dumb"}, {"NO_COLOR": "1"}, {"TERM": "xterm-256color"}],
                          ids=["dumb", "no-color", "xterm"])
+@pytest.mark.slow
 def test_real_terminal_trains_and_quits_cleanly(tmp_path, term):
     runs = tmp_path / "runs"
     env = _env(tmp_path)

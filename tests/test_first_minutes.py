@@ -25,6 +25,7 @@ from tui_trainer.ui.widgets.runview import RunView
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.mark.slow
 async def test_typing_a_preset_name_into_the_open_list_picks_it_and_starts_nothing(tmp_path):
     app = make_app(load_preset("spirals-mlp"), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
@@ -43,6 +44,7 @@ async def test_typing_a_preset_name_into_the_open_list_picks_it_and_starts_nothi
         assert app.sub_title == "fashion-mnist-mlp"
 
 
+@pytest.mark.slow
 async def test_slash_opens_the_preset_list_from_anywhere(tmp_path):
     app = make_app(tiny(), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
@@ -53,6 +55,7 @@ async def test_slash_opens_the_preset_list_from_anywhere(tmp_path):
         assert "/ Preset" in screen_text(app).splitlines()[-1]  # the footer says how to get there
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["spirals-mlp", "fashion-mnist-mlp", "moons-mlp"])
 async def test_every_panel_in_sight_at_120x36(tmp_path, preset):
     """The everyday fields of all five panels are on screen at once; x shows the expert ones."""
@@ -90,6 +93,7 @@ def test_an_expert_field_the_preset_sets_is_shown():
     assert not shown("data", "split", load_preset("fashion-mnist-mlp").to_dict())
 
 
+@pytest.mark.slow
 async def test_sixty_by_twenty_shows_one_readable_chart_at_a_time_and_the_help_key(tmp_path):
     app = make_app(tiny(), tmp_path / "runs")
     async with app.run_test(size=(60, 20)) as pilot:
@@ -109,6 +113,7 @@ async def test_sixty_by_twenty_shows_one_readable_chart_at_a_time_and_the_help_k
         assert "Next chart" not in screen_text(app).splitlines()[-1]
 
 
+@pytest.mark.slow
 async def test_the_footer_says_what_p_does_and_f_during_a_run_says_why_it_waits(tmp_path):
     """n, p and s steer a fake run (tests/fakes.py), which writes the events a run writes for them."""
     client = FakeClient()
@@ -134,6 +139,7 @@ async def test_the_footer_says_what_p_does_and_f_during_a_run_says_why_it_waits(
         assert screen.handle.sent == ["resume", "stop"] and screen.handle.state() == "stopped"
 
 
+@pytest.mark.slow
 async def test_w_with_no_run_shown_writes_into_the_runs_folder(tmp_path):
     app = make_app(tiny(), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
@@ -216,6 +222,7 @@ def _finished_run(runs, name: str, best: float, monitor: str = "val_loss"):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(80, 24), (120, 36)])
 async def test_the_runs_tab_never_cuts_a_number(tmp_path, size):
     runs = tmp_path / "runs"

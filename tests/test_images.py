@@ -125,6 +125,7 @@ def fashion_run(tmp_path):
     return result
 
 
+@pytest.mark.slow
 def test_each_epoch_writes_a_bounded_sample_of_the_validation_set(fashion_run):
     run = fashion_run.run_dir
     sample = read_samples(run)
@@ -241,6 +242,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tui_trainer", *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_evaluate_show_mistakes_in_a_pipe_is_plain_lines(fashion_run):
     sample = read_samples(fashion_run.run_dir)  # the last epoch's: last.pt holds the same weights
     proc = cli("evaluate", str(fashion_run.run_dir / "checkpoints" / "last.pt"), "--show", "mistakes")
@@ -255,6 +257,7 @@ def test_evaluate_show_mistakes_in_a_pipe_is_plain_lines(fashion_run):
     assert shown[0].startswith(f"#{worst.index} {FASHION[worst.true]} -> {FASHION[worst.pred]} p=")
 
 
+@pytest.mark.slow
 def test_evaluate_show_refuses_what_it_cannot_show(fashion_run, runs):
     proc = cli("evaluate", str(fashion_run.run_dir / "checkpoints" / "last.pt"), "--show", "nonsense")
     assert proc.returncode == 2 and proc.stdout == ""
@@ -266,6 +269,7 @@ def test_evaluate_show_refuses_what_it_cannot_show(fashion_run, runs):
     assert "image classifier" in proc.stderr
 
 
+@pytest.mark.slow
 def test_examples_draws_each_class_raw_and_as_fed_and_refuses_data_that_are_not_images(tmp_path):
     cache = fashion_cache(tmp_path)
     proc = cli("examples", "fashion-mnist-cnn", "--set", f'data.cache_dir="{cache}"', "--per-class", "1")
@@ -288,6 +292,7 @@ def test_examples_draws_each_class_raw_and_as_fed_and_refuses_data_that_are_not_
 # -- the app ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_the_images_tab_shows_examples_before_a_run_and_the_mistakes_of_a_run(tmp_path, monkeypatch):
     from tests.test_ui import ready, until
     from tui_trainer.ui.app import make_app
@@ -318,6 +323,7 @@ async def test_the_images_tab_shows_examples_before_a_run_and_the_mistakes_of_a_
         assert "highest loss (epoch 2, 200 validation images)" in text and "t: raw fed [mistakes] confused" in text
 
 
+@pytest.mark.slow
 async def test_the_images_tab_reads_at_80x24_without_colour(tmp_path, monkeypatch):
     from tests.test_ui import ready, until
     from tui_trainer.ui.app import make_app
@@ -340,6 +346,7 @@ async def test_the_images_tab_reads_at_80x24_without_colour(tmp_path, monkeypatc
         assert images.sample == read_samples(result.run_dir)
 
 
+@pytest.mark.slow
 async def test_a_live_run_s_mistakes_are_redrawn_at_each_epoch_end(tmp_path, fashion_run):
     """What a run process does (samples.json replaced, then the epoch's end in events.jsonl) through a fake client:
     the tab shows each epoch's sample as the epoch ends."""

@@ -121,6 +121,7 @@ def test_regression_toy_data_are_the_notes_tensors():
     assert torch.equal(make_regression_toy(40, 1.0, 0)[2], torch.linspace(-3, 3, 25)[:-1, None])  # 24 points as before
 
 
+@pytest.mark.slow
 def test_early_stopping_preset_stops_at_the_notes_epoch(runs):
     sink = ListSink()
     result = fit(lecture("lecture5-early-stopping"), sink, runs_dir=runs)
@@ -228,6 +229,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_lecture_fashion_mlp_first_epoch_is_in_the_notes_regime(runs, tmp_path, one_thread):
     """Epoch 1 of the notes' run (raw pixels, 52,500 at batch 32). Measured (benchmarks/RESULTS.md): the tool over

@@ -96,6 +96,7 @@ def test_lr_find_stops_when_asked():
     assert result.suggestion is None and result.reason == "the sweep was stopped before the loss fell"
 
 
+@pytest.mark.slow
 def test_lr_find_on_the_default_preset_suggests_a_rate_that_trains_it(runs):
     """spirals-mlp (the app's default) needs a few hundred steps at a good rate before its loss leaves
     ln 2: the 100-step sweep found nothing; the finder sweeps again, 4x longer, until it does (100, 400, 1600:
@@ -118,6 +119,7 @@ def test_lr_find_on_the_default_preset_suggests_a_rate_that_trains_it(runs):
     assert trained.rows[-1]["val_acc"] >= 0.95
 
 
+@pytest.mark.slow
 def test_lr_find_scores_small_sets_on_fixed_samples_so_batch_size_one_gives_a_usable_rate():
     """regression-toy trains with batch size 1: a batch's loss ranges from 0 to about 80. On its
     40-sample set the sweep scores the same samples (all of them) after each step, and the suggestion lands where
@@ -138,6 +140,7 @@ def test_no_suggestion_says_why():
 
 @pytest.mark.skipif(not (real.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
                     reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.slow
 def test_lr_find_on_fashion_mnist_is_within_10x_of_the_preset(tmp_path):
     cfg = apply_overrides(load_preset("fashion-mnist-mlp"), ['train.device="cpu"', f'data.cache_dir="{tmp_path}"'])
     result = lr_find(cfg)

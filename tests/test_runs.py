@@ -49,6 +49,7 @@ def events_of(run: RunDir, kind: type) -> list:
     return [e for e in run.read_events()[0] if isinstance(e, kind)]
 
 
+@pytest.mark.slow
 def test_a_run_process_lives_in_its_own_session_and_its_folder_is_private(tmp_path):
     handle = start(tmp_path)
     status = handle.run.read_status()
@@ -63,6 +64,7 @@ def test_a_run_process_lives_in_its_own_session_and_its_folder_is_private(tmp_pa
     assert handle.run.read_status()["reason"] == "stopped" and handle.run.last.is_file()
 
 
+@pytest.mark.slow
 def test_every_command_is_acknowledged_and_a_malformed_one_is_refused(tmp_path):
     handle = start(tmp_path, "train.log_every=1")
     run = handle.run
@@ -89,6 +91,7 @@ def test_every_command_is_acknowledged_and_a_malformed_one_is_refused(tmp_path):
     assert handle.run.read_status()["state"] == "stopped"
 
 
+@pytest.mark.slow
 def test_a_connection_without_the_key_gets_nothing(tmp_path):
     handle = start(tmp_path)
     address = handle.run.read_status()["control"]
@@ -104,6 +107,7 @@ def test_a_connection_without_the_key_gets_nothing(tmp_path):
     assert send(handle.run, "stop")["ok"] and handle.wait(30) == "stopped"
 
 
+@pytest.mark.slow
 def test_sighup_is_ignored_and_sigterm_stops_and_saves(tmp_path):
     handle = start(tmp_path)
     pid = handle.run.read_status()["pid"]
@@ -117,6 +121,7 @@ def test_sighup_is_ignored_and_sigterm_stops_and_saves(tmp_path):
     assert end.reason == "stopped" and Path(end.last_checkpoint).is_file()
 
 
+@pytest.mark.slow
 def test_kill_9_reads_as_crashed_offers_the_checkpoint_and_resume_continues_the_curve(tmp_path, capsys):
     handle = start(tmp_path, "data.n_samples=200")
     run = handle.run
@@ -152,6 +157,7 @@ def _resume_cfg(run: RunDir, epochs: int):
     return resume_config(run.last, epochs=epochs)
 
 
+@pytest.mark.slow
 def test_two_clients_stop_at_once_and_the_run_stops_once(tmp_path):
     import threading
 
@@ -172,6 +178,7 @@ def test_two_clients_stop_at_once_and_the_run_stops_once(tmp_path):
         send(other.run, "stop")  # the run is gone: a clear error, not a hang
 
 
+@pytest.mark.slow
 def test_detach_prints_where_and_attach_plain_follows_to_the_end(tmp_path, capsys):
     code, out, err = run_main(capsys, "train", "moons-mlp", "--epochs", "3", "--set", "data.n_samples=300",
                               "--runs-dir", str(tmp_path / "runs"), "--detach")
@@ -188,6 +195,7 @@ def test_detach_prints_where_and_attach_plain_follows_to_the_end(tmp_path, capsy
     assert proc.stdout.count("completed 3 epochs") == 1  # the end is said once
 
 
+@pytest.mark.slow
 def test_detach_prints_the_folder_before_the_run_has_started(tmp_path):
     """The run process takes seconds to load torch: its folder is said at once, on a line of its own."""
     proc = subprocess.Popen([sys.executable, "-m", "tui_trainer.cli", "train", "moons-mlp", "--epochs", "2", "--set",
@@ -203,6 +211,7 @@ def test_detach_prints_the_folder_before_the_run_has_started(tmp_path):
     assert seen in ("starting", "running", "finished")
 
 
+@pytest.mark.slow
 def test_detach_with_a_setup_error_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys):
     code, _out, err = run_main(capsys, "train", "imagefolder-cnn", "--set", 'data.root="/nonexistent/images"',
                                "--runs-dir", str(tmp_path / "runs"), "--detach")
@@ -217,6 +226,7 @@ def test_unwritable_runs_directory_fails_before_any_process(tmp_path, capsys):
     assert code == 2 and "is not writable" in err and out == ""
 
 
+@pytest.mark.slow
 def test_stop_command_from_a_script(tmp_path, capsys):
     handle = start(tmp_path)
     code, out, _ = run_main(capsys, "stop", handle.run.name, "--runs-dir", str(tmp_path / "runs"))
@@ -232,6 +242,7 @@ def test_stop_command_from_a_script(tmp_path, capsys):
     assert code == 2 and "is not running (state: stopped)" in err
 
 
+@pytest.mark.slow
 def test_runs_lists_live_runs_first_and_resolves_names(tmp_path, capsys):
     code, _out, err = run_main(capsys, "train", "moons-mlp", "--epochs", "2", "--set", "data.n_samples=200",
                                "--runs-dir", str(tmp_path / "runs"))
@@ -253,6 +264,7 @@ def test_runs_lists_live_runs_first_and_resolves_names(tmp_path, capsys):
         handle.wait(30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["removed", "replaced-while-paused"])
 def test_a_run_whose_folder_is_removed_stops_and_writes_nothing_more_there(tmp_path, how):
     """Issue 20: after `rm -rf` of its runs folder a run trained on for minutes, made checkpoints/ and status.json
@@ -274,6 +286,7 @@ def test_a_run_whose_folder_is_removed_stops_and_writes_nothing_more_there(tmp_p
         assert [p.name for p in run.path.iterdir()] == ["theirs.txt"]
 
 
+@pytest.mark.slow
 def test_nohup_keeps_a_foreground_run_training_through_a_hang_up(tmp_path):
     """`nohup tui-trainer train ... &`: SIGHUP is already ignored when it starts, and stays ignored."""
     env = {**os.environ, faulty_runner.FAULT_ENV: SLOW, "PYTHONUNBUFFERED": "1"}

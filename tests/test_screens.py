@@ -57,18 +57,21 @@ async def shown(pilot, run: RunDir) -> None:
     await pilot.pause()
 
 
+@pytest.mark.slow
 def test_a_run_in_progress_at_120x36(snap_compare, tmp_path):
     run = in_progress(tmp_path)
     app = make_app(tiny(), tmp_path / "runs", attach=run.path)
     assert snap_compare(app, terminal_size=(120, 36), run_before=lambda pilot: shown(pilot, run))
 
 
+@pytest.mark.slow
 def test_a_run_in_progress_at_80x24(snap_compare, tmp_path):
     run = in_progress(tmp_path)
     app = make_app(tiny(), tmp_path / "runs", attach=run.path)
     assert snap_compare(app, terminal_size=(80, 24), run_before=lambda pilot: shown(pilot, run))
 
 
+@pytest.mark.slow
 def test_a_run_in_progress_without_colour(snap_compare, tmp_path, monkeypatch):
     """NO_COLOR: Textual draws greys only; the charts' series still read apart by their markers."""
     run = in_progress(tmp_path)
@@ -78,6 +81,7 @@ def test_a_run_in_progress_without_colour(snap_compare, tmp_path, monkeypatch):
     assert snap_compare(app, terminal_size=(80, 24), run_before=lambda pilot: shown(pilot, run))
 
 
+@pytest.mark.slow
 def test_the_setup_screen_without_colour(snap_compare, tmp_path, monkeypatch):
     async def settle(pilot):
         screen = await ready(pilot, helper=True)
@@ -91,6 +95,7 @@ def test_the_setup_screen_without_colour(snap_compare, tmp_path, monkeypatch):
     assert snap_compare(app, terminal_size=(120, 36), run_before=settle)
 
 
+@pytest.mark.slow
 def test_the_runs_tab_with_two_runs_marked_and_compared(snap_compare, tmp_path):
     runs = tmp_path / "runs"
     for name, lr in (("20260101-000000-spirals-mlp", "0.01"), ("20260101-010000-spirals-mlp", "0.02")):

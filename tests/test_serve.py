@@ -144,6 +144,7 @@ def _stop_runs(runs: Path) -> None:
                 time.sleep(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_the_app_in_a_browser_shows_its_panels_and_trains(tmp_path):
     if CHROMIUM is None:

@@ -216,6 +216,7 @@ def _seed_drawing(spec: SweepSpec, key: str, wanted: list) -> int:
     raise AssertionError(f"no seed draws {wanted}")
 
 
+@pytest.mark.slow
 def test_a_sweep_prunes_through_the_trials_endpoint_and_its_best_trains_again_alike(tmp_path):
     """4 trials, 2 at a time, choosing lr 0.05 (learns) or 1e-5 (does not): seeded so trials 0 and 1 learn and 2
     and 3 start after one has finished. The median pruner stops 2 and 3 at epoch 1 through their endpoints: each
@@ -271,6 +272,7 @@ def _epochs_seed(pattern: list[int]) -> tuple[str, str]:
     return param, str(_seed_drawing(spec, "train.epochs", pattern))
 
 
+@pytest.mark.slow
 def test_a_killed_trial_is_recorded_failed_and_the_sweep_goes_on(tmp_path):
     """Trial 0's run process killed with -9: the study records it failed with the run's crash, and trials 1 and 2
     run and complete."""
@@ -294,6 +296,7 @@ def test_a_killed_trial_is_recorded_failed_and_the_sweep_goes_on(tmp_path):
     assert "trial 0 failed: run " in out and "finished: 2 complete, 1 failed" in out
 
 
+@pytest.mark.slow
 def test_the_sweep_killed_then_resumed_loses_nothing_and_counts_no_trial_twice(tmp_path):
     """kill -9 of the sweep process while trials 0 and 1 train (they are processes of their own: they go on), then
     kill -9 of trial 1 as well (crashed, with a last.pt). The resumed sweep follows trial 0 again, resumes trial 1
@@ -325,6 +328,7 @@ def test_the_sweep_killed_then_resumed_loses_nothing_and_counts_no_trial_twice(t
         assert len(finished) == 1  # told once
 
 
+@pytest.mark.slow
 def test_stop_sweep_saves_every_trial_and_resume_goes_on_and_one_folder_has_one_sweep_process(tmp_path):
     """While the sweep runs, a second sweep process on its folder and a resume both refuse (exit 2, nothing
     written). `stop SWEEP` stops both trials (each last.pt, "stopped with its sweep"); `resume` finishes them from
@@ -362,6 +366,7 @@ def test_stop_sweep_saves_every_trial_and_resume_goes_on_and_one_folder_has_one_
         assert [r["epoch"] for r in run_of(sweep, number).read_metrics()] == list(range(1, 151))
 
 
+@pytest.mark.slow
 def test_a_dropped_terminal_leaves_the_sweep_running_and_attach_follows_it_to_its_end(tmp_path):
     """The foreground `sweep` gets SIGHUP (its terminal closed) while a trial trains: it ends, the sweep process
     (a session of its own) does not; `attach SWEEP` then follows it to the end."""
@@ -462,6 +467,7 @@ def postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_sharing_a_postgresql_study_finish_its_trials_between_them(tmp_path, postgres):
     """The same sweep command twice at once (as on two machines, each with its own sweeps folder), sharing a study
     in PostgreSQL: the study ends with its 6 trials, each run by exactly one worker, and both took part."""

@@ -173,6 +173,7 @@ def test_a_run_says_its_threads_and_takes_its_share_when_another_starts(tmp_path
     assert during == 1  # the run trained on its share
 
 
+@pytest.mark.slow
 def test_a_run_process_beside_a_live_run_says_it_took_its_share(tmp_path, runs):
     """Two runs at once through the registry in the user's state folder (TUI_TRAINER_HOME, set per test): the second
     run process's device line says what it took and why."""

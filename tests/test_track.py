@@ -140,6 +140,7 @@ def clean_events(run: RunDir) -> list:
 # -- a plain loop with its model and optimizer handed over --------------------------------------
 
 
+@pytest.mark.slow
 def test_the_example_loop_is_followed_and_every_key_acts_in_it(tmp_path, capsys):
     runs = tmp_path / "runs"
     proc, run = start(tmp_path, [str(PLAIN), "--synthetic", "1200", "--epochs", "1000", "--batch-size", "40",
@@ -413,6 +414,7 @@ def test_runs_compare_and_export_read_a_tracked_loop_beside_a_presets_run(tmp_pa
 # -- the app -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_the_app_attached_to_a_loop_draws_its_curves_and_its_keys_act_in_it(tmp_path):
     from tests.test_ui import log_text, ready, until
     from tui_trainer.config import load_preset
@@ -470,6 +472,7 @@ lightning_loop.main(sys.argv[2:])
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", [1, 2])
 def test_the_lightning_example_is_steered_on_every_rank_at_the_same_step(tmp_path, capsys, devices):
     pytest.importorskip("lightning", reason="Lightning is not installed (pip install 'tui-trainer[lightning]')")

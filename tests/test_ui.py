@@ -108,6 +108,7 @@ def log_text(screen) -> str:
     return "\n".join(screen.view.log_lines)
 
 
+@pytest.mark.slow
 async def test_first_frame_focus_panels_and_parameter_count(tmp_path):
     app = make_app(tiny(), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
@@ -151,6 +152,7 @@ async def test_choosing_a_preset_fills_every_panel_and_the_title(tmp_path):
         await until(pilot, lambda: not hint.display)
 
 
+@pytest.mark.slow
 async def test_invalid_lr_is_marked_and_disables_start(tmp_path):
     app = make_app(tiny(), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
@@ -170,6 +172,7 @@ async def test_invalid_lr_is_marked_and_disables_start(tmp_path):
         assert screen.setup.config().optimizer.lr == 0.02
 
 
+@pytest.mark.slow
 async def test_a_run_trains_in_its_own_process_and_the_charts_fold_its_events(tmp_path):
     import os
 
@@ -195,6 +198,7 @@ async def test_a_run_trains_in_its_own_process_and_the_charts_fold_its_events(tm
         assert pilot.app.focused.id == "preset-select"
 
 
+@pytest.mark.slow
 async def test_save_and_stop_are_acknowledged_commands(tmp_path, monkeypatch):
     use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
@@ -220,6 +224,7 @@ async def test_save_and_stop_are_acknowledged_commands(tmp_path, monkeypatch):
         assert Path(saved.path).name == f"manual-e{shown_epoch(ck['epoch'], ck['batch_in_epoch']):03d}-s{ck['step']:07d}.pt"
 
 
+@pytest.mark.slow
 async def test_quit_asks_and_detach_leaves_the_run_training(tmp_path, monkeypatch):
     use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
@@ -237,6 +242,7 @@ async def test_quit_asks_and_detach_leaves_the_run_training(tmp_path, monkeypatc
         assert reply["ok"] and handle.wait(timeout=30) == "stopped"
 
 
+@pytest.mark.slow
 async def test_quit_dialog_can_stop_the_run(tmp_path, monkeypatch):
     use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
@@ -249,6 +255,7 @@ async def test_quit_dialog_can_stop_the_run(tmp_path, monkeypatch):
     assert load_checkpoint(screen.handle.run.last)["step"] > 0
 
 
+@pytest.mark.slow
 async def test_the_quit_question_follows_a_run_that_ends_while_it_is_open(tmp_path, monkeypatch):
     use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
@@ -265,6 +272,7 @@ async def test_the_quit_question_follows_a_run_that_ends_while_it_is_open(tmp_pa
     assert screen.handle.state() == "stopped"
 
 
+@pytest.mark.slow
 async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock_the_panels(tmp_path, monkeypatch):
     use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500"), tmp_path) as (pilot, screen, rec):
@@ -304,6 +312,7 @@ async def test_resume_pressed_twice_resumes_once_and_the_old_end_does_not_unlock
             session.start(load_preset(str(run.config_path)), tmp_path / "runs", resume=run.last)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("snapshot", [False, True], ids=["events", "snapshot"])
 async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path, capsys, monkeypatch, snapshot):
     from tests.test_cli import run_main
@@ -331,6 +340,7 @@ async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path
         await until(pilot, lambda: "completed 4 epochs" in log_text(screen))
 
 
+@pytest.mark.slow
 async def test_resume_from_a_checkpoint_takes_its_config_and_continues_the_curves(tmp_path, capsys):
     from tests.test_cli import run_main
     from tui_trainer.cli.common import resume_config
@@ -351,6 +361,7 @@ async def test_resume_from_a_checkpoint_takes_its_config_and_continues_the_curve
     assert [r["epoch"] for r in run.read_metrics()] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 async def test_learning_rate_change_is_sent_marked_and_saved(tmp_path, monkeypatch):
     use_in_run_processes(monkeypatch, "slow@0.005")
     async with training(tiny("train.epochs=500", "train.log_every=1"), tmp_path) as (pilot, screen, rec):
@@ -373,6 +384,7 @@ async def test_learning_rate_change_is_sent_marked_and_saved(tmp_path, monkeypat
         assert ck["optimizer"]["param_groups"][0]["lr"] == 0.0025
 
 
+@pytest.mark.slow
 async def test_pause_and_one_step_at_a_time_show_every_parameter(tmp_path, monkeypatch):
     use_in_run_processes(monkeypatch, "slow@0.005")
     cfg = tiny("model.hidden=[3]", "train.epochs=500", "train.log_every=50")  # 2-3-2: 17 parameters
@@ -399,6 +411,7 @@ async def test_pause_and_one_step_at_a_time_show_every_parameter(tmp_path, monke
         await until(pilot, lambda: rec.of(StepLogged)[-1].step > second.step + 10)
 
 
+@pytest.mark.slow
 async def test_an_error_in_the_run_is_shown_and_unlocks_the_panels(tmp_path, monkeypatch):
     use_in_run_processes(monkeypatch, "error@3")
     async with training(tiny(), tmp_path) as (pilot, screen, rec):
@@ -410,6 +423,7 @@ async def test_an_error_in_the_run_is_shown_and_unlocks_the_panels(tmp_path, mon
         assert not screen.setup.disabled and not screen.live
 
 
+@pytest.mark.slow
 async def test_a_run_that_fails_at_setup_leaves_no_folder(tmp_path):
     cfg = tiny('data.dataset="imagefolder"', 'data.root="/nonexistent/images"', 'model.arch="mlp"')
     async with training(cfg, tmp_path) as (pilot, screen, rec):
@@ -419,6 +433,7 @@ async def test_a_run_that_fails_at_setup_leaves_no_folder(tmp_path):
         assert "/nonexistent/images" in log_text(screen)
 
 
+@pytest.mark.slow
 async def test_device_that_is_not_here_is_marked_before_start(tmp_path):
     app = make_app(tiny('train.device="cuda"'), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
@@ -431,6 +446,7 @@ async def test_device_that_is_not_here_is_marked_before_start(tmp_path):
         assert not screen.setup.invalid and not screen.query_one("#start").disabled
 
 
+@pytest.mark.slow
 async def test_lr_finder_runs_in_a_child_process_and_applies(tmp_path):
     app = make_app(tiny("data.n_samples=2000", preset="moons-mlp"), tmp_path / "runs")
     async with app.run_test(size=(120, 36)) as pilot:
@@ -445,6 +461,7 @@ async def test_lr_finder_runs_in_a_child_process_and_applies(tmp_path):
         assert "suggested lr:" in log_text(screen)
 
 
+@pytest.mark.slow
 async def test_keys_switch_tabs_help_lists_every_key_and_escape_leaves_a_field(tmp_path):
     from textual.widgets import TabbedContent
 
@@ -477,6 +494,7 @@ async def test_keys_switch_tabs_help_lists_every_key_and_escape_leaves_a_field(t
         assert box.value == "2" and pilot.app.focused.id == "preset-select"
 
 
+@pytest.mark.slow
 async def test_small_terminal_keeps_everything_reachable(tmp_path):
     app = make_app(tiny(), tmp_path / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -494,6 +512,7 @@ async def test_small_terminal_keeps_everything_reachable(tmp_path):
         assert loss.y == acc.y and loss.width >= 38 and acc.right <= 80 and loss.height >= 14
 
 
+@pytest.mark.slow
 async def test_runs_tab_lists_runs_and_attaches_to_one(tmp_path):
     for hour, lr in ((0, "0.01"), (1, "0.05")):  # two finished moons-mlp runs, as run processes leave them
         write_run(tmp_path / "runs", f"20260101-0{hour}0000-moons-mlp", tiny("train.epochs=2", f"optimizer.lr={lr}",
@@ -542,6 +561,7 @@ def test_downsample_keeps_a_few_hundred_points_and_the_mean():
     assert downsample([1, 2], [3, 4]) == ([1, 2], [3, 4])
 
 
+@pytest.mark.slow
 def test_setup_screen_snapshot(snap_compare, tmp_path):
     async def settle(pilot):
         screen = await ready(pilot, helper=True)
@@ -552,6 +572,7 @@ def test_setup_screen_snapshot(snap_compare, tmp_path):
     assert snap_compare(make_app(load_preset("spirals-mlp"), tmp_path / "runs"), terminal_size=(120, 36), run_before=settle)
 
 
+@pytest.mark.slow
 def test_the_app_never_imports_torch_even_while_a_run_trains(tmp_path):
     """First frame, panels, parameter count, a whole run and its charts: torch stays out of the app's process."""
     code = f"""
@@ -612,6 +633,7 @@ asyncio.run(main())
 
 
 
+@pytest.mark.slow
 async def test_the_autograd_example_one_step_at_a_time_shows_the_notes_gradients(tmp_path):
     """Lecture 5's network(1, 2, 1) at x=1, y=3 with the figure's weights: n starts the run held before its first
     step and takes it; the Gradients tab lists every parameter with the gradient the notes print."""
@@ -655,6 +677,7 @@ def test_a_2d_classifier_emits_what_the_insight_views_show(tmp_path):
     assert {layer.name for step in sink.of(StepLogged) for layer in step.layers} == {"layers.1", "layers.3", "layers.5"}
 
 
+@pytest.mark.slow
 async def test_insight_views_fill_and_fit_a_narrow_terminal(tmp_path):
     from tui_trainer.engine.report import ClassReport, format_class_report
     from tui_trainer.run.events import Boundary, ClassResults

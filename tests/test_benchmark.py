@@ -78,3 +78,14 @@ def test_ddp_cost_benchmark_times_the_step_and_each_collective(tmp_path):
     for name in ("step", "plain_step", "share_commands", "gather_memory", "all_reduce"):
         assert result[f"{name}_ms"] > 0, name
     assert result["share_commands_per_step"] == pytest.approx(result["share_commands_ms"] / result["step_ms"])
+
+
+def test_track_cost_benchmark_times_the_loop_with_and_without_the_tracking_lines(tmp_path):
+    result = run_benchmark(tmp_path, "track_cost.py", "--quick")
+    assert (result["steps"], result["repeat"], result["log_every"], result["model"]) == (40, 2, 50, True)
+    for what in ("wall", "cpu"):
+        r = result[what]
+        assert len(r["plain_all"]) == len(r["tracked_all"]) == 2 and min(r["plain_all"] + r["tracked_all"]) > 0
+        assert r["plain_s"] == sorted(r["plain_all"])[0] + (sorted(r["plain_all"])[1] - sorted(r["plain_all"])[0]) / 2
+    assert 0 < result["inside_s"] < result["wall"]["tracked_s"]  # the calls took time, and less than the loop
+    assert not (tmp_path / "runs").exists()  # its runs went to its own temporary folder

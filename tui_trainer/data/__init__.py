@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tui_trainer.config import REGRESSION_DATASETS, SYNTHETIC_DATASETS, RunConfig
+from tui_trainer.config import PLUGIN_PREFIX, REGRESSION_DATASETS, SYNTHETIC_DATASETS, RunConfig
 from tui_trainer.data import synthetic
 from tui_trainer.errors import DataError
 
@@ -350,9 +350,18 @@ def _synthetic(cfg: RunConfig) -> DataBundle:
     )
 
 
+def own_data(cfg: RunConfig) -> bool:
+    """Whether the data comes from the user's own factory (``custom`` or ``plugin:NAME``)."""
+    return cfg.data.dataset == "custom" or cfg.data.dataset.startswith(PLUGIN_PREFIX)
+
+
 def peek_shape(cfg: RunConfig) -> tuple[tuple[int, ...], int]:
-    """(input_shape, out_features) without loading the data (for a live parameter count)."""
+    """(input_shape, out_features) without loading the data (for a live parameter count); the user's own data is
+    made by its factory (on the CPU) to know."""
     d = cfg.data
+    if own_data(cfg):
+        bundle = load_data(cfg, torch.device("cpu"))
+        return bundle.input_shape, bundle.out_features
     if d.dataset in REGRESSION_DATASETS:
         return (1,), 1
     if d.dataset in SYNTHETIC_DATASETS:
@@ -368,6 +377,10 @@ def load_data(cfg: RunConfig, device: torch.device) -> DataBundle:
     """Build the dataset a config names, with batches on ``device``; DataError if it cannot."""
     if cfg.data.dataset in SYNTHETIC_DATASETS:
         bundle = _synthetic(cfg)
+    elif own_data(cfg):
+        from tui_trainer.data.custom import load_custom
+
+        bundle = load_custom(cfg, device)
     else:
         from tui_trainer.data import real
 

@@ -34,7 +34,7 @@ def _patterns(n: int, side: int, noise: float, seed: int) -> tuple[np.ndarray, n
     return x, y.astype(np.int64)
 
 
-def build(folder: str = "", n: int = 600, side: int = 16, noise: float = 0.5, seed: int = 0) -> CustomData:
+def build(folder: str = "", n: int = 600, side: int = 16, noise: float = 1.0, seed: int = 0) -> CustomData:
     """Images from a folder of .npy arrays, or three generated patterns (bars across, bars down, a diagonal)."""
     if folder:
         root = Path(folder)

@@ -150,8 +150,8 @@ def changed_code(records: list[dict[str, Any]]) -> list[str]:
             continue
         now = sha256(file) if Path(file).is_file() else None
         if now is None:
-            lines.append(f"warning: {file} ({rec['what']} factory) is gone since this run started")
+            lines.append(f"{file} ({rec['what']} factory) is gone since this run started")
         elif now != before:
-            lines.append(f"warning: {file} ({rec['what']} factory) changed since this run started "
+            lines.append(f"{file} ({rec['what']} factory) changed since this run started "
                          f"(sha256 {before[:12]} then, {now[:12]} now): resuming with the code as it is now")
     return lines

@@ -254,6 +254,7 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)  # skips and fallbacks worth reporting
     head: str = "logits"  # model.head: "binary" is one output for two classes
     pixel_norm: Norm | None = None  # images: x = (pixel / 255 - mean) / std per channel, as scaled here
+    checked: str = ""  # what one batch through the user's own model or data said (engine/factories.py)
 
     @property
     def out_features(self) -> int:

@@ -68,9 +68,9 @@ class DryRun:
     loss: float
 
     def line(self) -> str:
-        """``dry run: a batch of 32 -> output 32x10, loss 2.3; backward ok``."""
-        return (f"dry run: a batch of {self.batch} -> output {'x'.join(map(str, self.output_shape))}, "
-                f"loss {self.loss:.4g}; backward ok")
+        """``checked one batch through your code: 32 samples -> output 32x10, loss 2.303, backward ok``."""
+        return (f"checked one batch through your code: {self.batch} samples -> output "
+                f"{'x'.join(map(str, self.output_shape))}, loss {self.loss:.4g}, backward ok")
 
 
 def first_batch(data: DataBundle, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,6 +39,7 @@ from tui_trainer.engine.checkpoint import Checkpoints, load_checkpoint
 from tui_trainer.engine.device import describe_device, memory_in_use
 from tui_trainer.engine.diagnostics import GradientMonitor
 from tui_trainer.engine.dist import World, strategy
+from tui_trainer.engine.factories import first_batch
 from tui_trainer.engine.models import count_params, format_summary, layer_summary
 from tui_trainer.engine.optim import build_optimizer, build_schedule, current_lr
 from tui_trainer.engine.parts import EarlyStopping, build_loss, epoch_seed, evaluate, prepare
@@ -407,7 +408,8 @@ class Fit:
     def _started(self) -> None:
         total, trainable = count_params(self.model)
         try:
-            summary = format_summary(layer_summary(self.model, self.data.input_shape), self.model)
+            example = first_batch(self.data)[0] if self.data.checked else None  # the user's model: a real batch
+            summary = format_summary(layer_summary(self.model, self.data.input_shape, example), self.model)
         except Exception as exc:  # noqa: BLE001 - a summary is a nicety; never let it stop a run
             summary = f"(summary unavailable: {first_line(exc)})"
         p = self.progress
@@ -420,3 +422,5 @@ class Fit:
             world_size=self.world.size))
         for note in self.data.notes:
             self.sink.emit(LogMessage("warning", note))
+        if self.data.checked:
+            self.sink.emit(LogMessage("info", self.data.checked))

@@ -40,7 +40,7 @@ def prepare(cfg: RunConfig) -> tuple[torch.device, DataBundle, nn.Module]:
     if device.type == "cuda" and len(data.input_shape) == 3:
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
     if names_code(cfg):  # the user's code: one batch through it before anything trains (errors at their line)
-        dry_run_code(cfg, data, model)
+        data.checked = dry_run_code(cfg, data, model).line()
     return device, data, model
 
 

@@ -144,11 +144,25 @@ def call(fn: Callable[..., Any], label: str, **kwargs: Any) -> Any:
         raise ConfigError(user_line(exc)) from None
 
 
+def first_doc_line(obj: object) -> str:
+    """The first line of an object's docstring ('' if none)."""
+    doc = inspect.getdoc(obj) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
 def doc_line(kind: str, name: str) -> str:
     """The first line of an installed entry point's docstring (loading it imports its package)."""
     try:
         obj = installed(kind)[name].load()
     except Exception as exc:  # noqa: BLE001
         return f"(does not load: {user_line(exc)})"
-    doc = inspect.getdoc(obj) or ""
-    return doc.splitlines()[0] if doc else ""
+    return first_doc_line(obj)
+
+
+def described(kind: str, choice: str, factory: str) -> str:
+    """``model: my_cnn.py:build (A small CNN of my own ...)``: a factory and its docstring's first line."""
+    spec, label = factory_spec(kind, choice, factory)
+    target, name = split_factory(spec)
+    shown = f"{Path(target).name}:{name}" if is_file(target) else spec
+    doc = first_doc_line(load_function(spec, label))
+    return f"{kind}: {choice if choice != 'custom' else shown}" + (f" ({doc})" if doc else "")

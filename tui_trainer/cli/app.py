@@ -310,6 +310,23 @@ def presets() -> None:
     for name, path in found.items():
         mark = f"{marks[name]:<{mark_width}}  " if mark_width else ""
         print(f"{name:<{width}}  {mark}{preset_description(path)}")
+    _list_plugins()
+
+
+def _list_plugins() -> None:
+    """The models and datasets installed packages register (entry points), with their docstring's first line;
+    loading them imports those packages."""
+    from tui_trainer.config.factories import GROUPS, installed
+    from tui_trainer.usercode import doc_line
+
+    for kind, what, key in (("model", "models", "model.arch"), ("data", "datasets", "data.dataset")):
+        found = installed(kind)
+        if not found:
+            continue
+        print(f"\n{what} from installed packages ({GROUPS[kind]}; {key} = \"plugin:NAME\"):")
+        width = max(len(n) for n in found) + len("plugin:")
+        for name in sorted(found):
+            print(f"{'plugin:' + name:<{width}}  {doc_line(kind, name)}")
 
 
 def _data_mark(path: Path) -> str:

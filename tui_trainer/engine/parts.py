@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tui_trainer.config import RunConfig, from_dict
+from tui_trainer.config import PLUGIN_PREFIX, RunConfig, from_dict
 from tui_trainer.config.factories import names_code
 from tui_trainer.data import DataBundle, load_data, peek_shape
 from tui_trainer.engine.device import pick_device
@@ -19,6 +19,7 @@ from tui_trainer.engine.factories import DryRun, check_one_batch, first_batch, m
 from tui_trainer.engine.losses import build_loss, correct_count
 from tui_trainer.engine.models import build_model, count_params, eval_mode, format_summary, layer_summary
 from tui_trainer.engine.stopping import EarlyStopping
+from tui_trainer.usercode import described
 
 __all__ = ["EarlyStopping", "build_loss", "correct_count", "describe_model", "epoch_seed", "evaluate", "prepare",
            "warm_up"]
@@ -96,7 +97,10 @@ def describe_model(cfg: RunConfig) -> tuple[int, int, str]:
             checked = dry_run_code(cpu, data, model)
             rows = layer_summary(model, data.input_shape, first_batch(data)[0])
         total, trainable = count_params(model)
-        return total, trainable, format_summary(rows, model) + "\n" + checked.line()
+        heads = [described(kind, choice, factory) for kind, choice, factory in
+                 (("model", cfg.model.arch, cfg.model.factory), ("data", cfg.data.dataset, cfg.data.factory))
+                 if choice == "custom" or choice.startswith(PLUGIN_PREFIX)]
+        return total, trainable, "\n".join([*heads, format_summary(rows, model), checked.line()])
     shape, out = peek_shape(cfg)
     spec = dataclasses.replace(cfg.model, pretrained=False)
     device = "meta" if spec.arch.startswith("torchvision:") else "cpu"

@@ -513,12 +513,18 @@ def serve(
     runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
     public_url: Annotated[str | None, typer.Option(
         "--public-url", help="the address browsers use, when it is not http://HOST:PORT (a proxy)")] = None,
+    allow_code: Annotated[bool, typer.Option(
+        "--allow-code", help="let the preset and the browser's fields name Python code to run (model.factory, "
+        "data.factory, plugin:NAME): anyone who reaches the page runs code here")] = False,
 ) -> None:
-    """Serve the app in a web browser (needs the serve extra): each tab gets its own app; runs go to --runs-dir."""
-    from tui_trainer.cli.serve import app_command, serve_app
+    """Serve the app in a web browser (needs the serve extra): each tab gets its own app; runs go to --runs-dir.
+    Without --allow-code, presets and fields that name code (your own model or data) are refused."""
+    from tui_trainer.cli.serve import app_command, refuse_code, serve_app
 
-    build_config(preset, set_, device=device)  # a bad preset fails here, once, not in every browser tab
-    serve_app(app_command(preset, set_ or [], runs_dir, device), host, port, public_url)
+    cfg = build_config(preset, set_, device=device)  # a bad preset fails here, once, not in every browser tab
+    if not allow_code:
+        refuse_code(cfg)
+    serve_app(app_command(preset, set_ or [], runs_dir, device), host, port, public_url, allow_code)
 
 
 # sweeps (issue 23): the commands are in cli/sweeps.py, the work in tui_trainer/sweep/

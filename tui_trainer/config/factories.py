@@ -89,6 +89,9 @@ def check_plugin(name: str, value: str, kind: str) -> str:
     """``plugin:NAME`` must be an installed entry point of the kind's group."""
     from tui_trainer.config.validate import did_you_mean
 
+    if code_forbidden():
+        raise ConfigError(f"{name} = {value!r}: naming code is off in this server (tui-trainer serve was started "
+                          "without --allow-code); allowed: the built-in choices")
     found = installed(kind)
     plugin = value[len(PLUGIN_PREFIX):]
     if plugin not in found:

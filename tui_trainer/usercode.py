@@ -62,7 +62,7 @@ def _import_file(path: Path) -> Any:
         sys.path.insert(0, folder)
     loaded = sys.modules.get(name)
     if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path:
-        return loaded
+        return importlib.reload(loaded)  # asked again (the app's helper): the file as it is now
     if loaded is None and name.isidentifier():
         importlib.invalidate_caches()
         module = importlib.import_module(name)
@@ -142,6 +142,12 @@ def call(fn: Callable[..., Any], label: str, **kwargs: Any) -> Any:
         return fn(**kwargs)
     except Exception as exc:  # noqa: BLE001 - the user's error, said as theirs
         raise ConfigError(user_line(exc)) from None
+
+
+def a_type(obj: object) -> str:
+    """``a dict``, ``an int``: what an object is, for an error line."""
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def first_doc_line(obj: object) -> str:

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from tui_trainer.config import RunConfig
 from tui_trainer.data import DataBundle, LoaderBatches, TensorBatches, _split
 from tui_trainer.errors import ConfigError
-from tui_trainer.usercode import call, factory_spec, load_function
+from tui_trainer.usercode import a_type, call, factory_spec, load_function
 
 __all__ = ["CustomData", "data_label", "load_custom"]
 
@@ -52,7 +52,7 @@ def _as_custom(result: Any, label: str) -> CustomData:
             raise ConfigError(f"{label} returned a dict with keys {sorted(result)}; allowed: train (required), val, "
                               "classes")
         return CustomData(**result)
-    raise ConfigError(f"{label} returned a {type(result).__name__}; expected CustomData(train=..., val=..., "
+    raise ConfigError(f"{label} returned {a_type(result)}; expected CustomData(train=..., val=..., "
                       "classes=[...] or None) or a dict with those keys")
 
 
@@ -147,6 +147,8 @@ def _hold_out(cfg: RunConfig, train: Split, label: str) -> tuple[Split, Split]:
     """(train, val) of data given without a validation split: ``val_fraction`` held out at random."""
     pair = _tensors(train, "train", label)
     n = len(pair[0]) if pair is not None else len(train)
+    if n == 0:
+        raise ConfigError(f"{label}: the train set is empty")
     if n < 2:
         raise ConfigError(f"{label}: train has {n} sample(s) and no val was given; give val, or more data")
     tr, va = _split(n, cfg.data.val_fraction, cfg.data_seed)

@@ -27,7 +27,7 @@ from torch import nn
 from tui_trainer.config import PLUGIN_PREFIX, ModelConfig
 from tui_trainer.data import DataBundle, LoaderBatches
 from tui_trainer.errors import ConfigError
-from tui_trainer.usercode import call, factory_spec, load_function, user_line
+from tui_trainer.usercode import a_type, call, factory_spec, load_function, user_line
 
 
 def own_model(cfg: ModelConfig) -> bool:
@@ -53,7 +53,7 @@ def build_own_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_outputs:
         pass
     model = call(fn, label, **given, **cfg.args)
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"{label} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise ConfigError(f"{label} returned {a_type(model)}, not a torch.nn.Module")
     if not any(True for _ in model.parameters()):
         raise ConfigError(f"{label} returned a {type(model).__name__} with no parameters: nothing to train")
     return model
@@ -85,7 +85,7 @@ def first_batch(data: DataBundle, size: int = 32) -> tuple[torch.Tensor, torch.T
 
 def _check_output(out: object, yb: torch.Tensor, data: DataBundle, label: str) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
-        raise ConfigError(f"{label}: the model's forward returned a {type(out).__name__}; it must return one tensor "
+        raise ConfigError(f"{label}: the model's forward returned {a_type(out)}; it must return one tensor "
                           "of outputs")
     n, want = len(yb), data.out_features
     shape = "x".join(map(str, out.shape))

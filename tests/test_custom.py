@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -213,7 +214,9 @@ def plugin(tmp_path, monkeypatch):
     info = site / "tiny_plugin-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[tui_trainer.models]\ntiny-mlp = tiny_plugin:build\n")
+    (info / "entry_points.txt").write_text("[tui_trainer.models]\ntiny-mlp = tiny_plugin:build\n\n"
+                                           "[tui_trainer.datasets]\npatterns = npy_data:build\n")
+    shutil.copy(EXAMPLES / "npy_data.py", site / "npy_data.py")
     monkeypatch.syspath_prepend(str(site))
     return site
 
@@ -222,9 +225,12 @@ def test_an_installed_packages_model_is_listed_checked_and_trained(plugin, tmp_p
     assert list(installed("model")) == ["tiny-mlp"]
     code, out, _ = run_main(capsys, "presets")
     assert code == 0
-    assert out.splitlines()[-2:] == ['models from installed packages (tui_trainer.models; model.arch = "plugin:NAME"):',
-                                     "plugin:tiny-mlp  A tiny MLP from a plugin: flatten, one hidden layer of tanh "
-                                     "units, a linear output."]
+    assert out.splitlines()[-5:] == [
+        'models from installed packages (tui_trainer.models; model.arch = "plugin:NAME"):',
+        "plugin:tiny-mlp  A tiny MLP from a plugin: flatten, one hidden layer of tanh units, a linear output.", "",
+        'datasets from installed packages (tui_trainer.datasets; data.dataset = "plugin:NAME"):',
+        "plugin:patterns  Images from a folder of .npy arrays, or three generated patterns (bars across, bars down, "
+        "a diagonal)."]
     args = ["--set", "model.arch=plugin:tiny-mlp", "--set", "model.args={hidden = 16}", "--set", "data.n_samples=300"]
     code, out, err = run_main(capsys, "summary", "spirals-mlp", *args)
     assert code == 0, err
@@ -235,6 +241,52 @@ def test_an_installed_packages_model_is_listed_checked_and_trained(plugin, tmp_p
                               *args)
     assert code == 0, err
     assert only_run(tmp_path / "runs").read_status()["imports"][0]["module"] == "tiny_plugin"
+    # the plugin's dataset, and a model named by module (importable: the plugin's package) instead of by file
+    code, out, err = run_main(capsys, "train", "spirals-mlp", "--dry-run", "--set", "data.dataset=plugin:patterns",
+                              "--set", "data.args={n = 100}", "--set", "model.arch=custom", "--set",
+                              "model.factory=tiny_plugin:build")
+    assert code == 0, err
+    assert "checked one batch through your code: 32 samples -> output 32x3" in out
+
+
+def test_tensors_that_fit_stay_resident_and_other_datasets_stream_through_the_loader(tmp_path):
+    import torch
+
+    from tui_trainer.data import LoaderBatches, TensorBatches, load_data
+
+    (tmp_path / "points_data.py").write_text(textwrap.dedent('''
+        import torch
+        from torch.utils.data import Dataset
+
+
+        class Points(Dataset):
+            def __len__(self):
+                return 40
+
+            def __getitem__(self, i):
+                return torch.tensor([float(i), 1.0]), i % 2
+
+
+        def as_dataset():
+            return {"train": Points(), "classes": ["even", "odd"]}
+
+
+        def as_tensors():
+            return {"train": (torch.randn(40, 2), torch.arange(40) % 2), "val": (torch.randn(8, 2), torch.zeros(8)),
+                    "classes": None}
+        '''))
+    base = ["data.dataset=custom", "data.num_workers=0", "data.val_fraction=0.25"]
+    streamed = load_data(apply_overrides(load_preset("spirals-mlp"), [*base, f"data.factory={tmp_path}/points_data.py:"
+                                                                     "as_dataset"]), torch.device("cpu"))
+    assert isinstance(streamed.train, LoaderBatches) and isinstance(streamed.val, LoaderBatches)
+    assert (streamed.train.n_samples, streamed.val.n_samples, streamed.input_shape) == (30, 10, (2,))
+    assert streamed.class_names == ["even", "odd"] and streamed.task == "classification"
+    xb, yb = next(streamed.train.epoch(0))
+    assert xb.shape == (30, 2) and yb.dtype == torch.long  # one batch: 30 samples at batch_size 32
+    resident = load_data(apply_overrides(load_preset("spirals-mlp"), [*base, f"data.factory={tmp_path}/points_data.py:"
+                                                                      "as_tensors"]), torch.device("cpu"))
+    assert isinstance(resident.train, TensorBatches) and resident.task == "regression"
+    assert resident.val.y.shape == (8, 1) and resident.val.y.dtype == torch.float32  # float targets, one column
 
 
 # -- trust: serve ---------------------------------------------------------------------------------------------------

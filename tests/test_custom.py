@@ -353,3 +353,24 @@ def test_the_readme_shows_each_example():
     for needle in ("examples/my_cnn.py", "examples/npy_data.py", "examples/custom.toml", "pip install examples/plugin",
                    "--allow-code"):
         assert needle in readme
+
+
+async def test_installed_plugins_are_among_the_apps_architecture_and_dataset_choices(plugin, tmp_path):
+    from tests.conftest import tiny
+    from tui_trainer.ui.app import make_app
+
+    app = make_app(tiny(), tmp_path / "runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await ready(pilot)
+        arch = screen.setup.field("model.arch").query_one("Select")
+        dataset = screen.setup.field("data.dataset").query_one("Select")
+        assert [v for _label, v in arch._options][3:] == ["custom", "torchvision:resnet18", "torchvision:mobilenet_v3_small",
+                                                          "torchvision:densenet121", "plugin:tiny-mlp"]
+        assert "plugin:patterns" in [v for _label, v in dataset._options]
+        assert not screen.setup.field("model.factory").display  # shown where custom is chosen
+        arch.value = "custom"
+        await pilot.pause()
+        assert screen.setup.field("model.factory").display and screen.setup.field("model.args").display
+        assert "model.arch = 'custom' needs model.factory" in str(
+            screen.query_one("#panel-architecture .panel-error").render())
+        assert screen.query_one("#start").disabled

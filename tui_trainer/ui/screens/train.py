@@ -242,7 +242,10 @@ class TrainScreen(Guarded, Screen):
             return
         try:
             cfg = self.setup.config()
-        except ConfigError:
+        except ConfigError as exc:  # a rule between fields; where it is about the user's code, Start waits on it
+            values = self.setup.values
+            custom = "custom" in (values["model"]["arch"], values["data"]["dataset"])
+            self._show_code_check(custom, str(exc).removeprefix("panels: ") if custom else None)
             return
         if not self.helper_ready:  # asked once the helper is up; the user's code waits for that check
             self._show_code_check(names_code(cfg), pending=self.helper.process is not None)

@@ -147,6 +147,9 @@ CASES = {
     "does not import": ("model", "noimport.py:build",
                         "model.factory = 'noimport.py:build': noimport.py does not import: noimport.py:1: "
                         "ModuleNotFoundError: No module named 'nosuchmodule_for_this_test'"),
+    "syntax error": ("model", "syntax.py:build",
+                     "model.factory = 'syntax.py:build': syntax.py does not import: syntax.py:3: SyntaxError: invalid "
+                     "syntax"),
     "no file": ("model", "missing.py:build", "model.factory = 'missing.py:build': file not found: {tmp}/missing.py"),
     "float labels": ("data", "broken.py:float_labels",
                      "data.factory = 'broken.py:float_labels': train labels are torch.float32; classification needs "
@@ -163,6 +166,7 @@ def test_a_broken_factory_is_one_line_at_the_users_file_exit_2_nothing_created(c
     kind, factory, line = CASES[case]
     (tmp_path / "broken.py").write_text(BROKEN)
     (tmp_path / "noimport.py").write_text("import nosuchmodule_for_this_test\n")
+    (tmp_path / "syntax.py").write_text("import torch\n\ndef build(:\n    pass\n")
     monkeypatch.chdir(tmp_path)  # a factory path on the command line is relative to the current folder
     extra = ["--set", f"{kind}.factory={factory}", "--set", f"{kind}.args={{}}",
              *(SMALL[:2] if kind == "model" else [])]

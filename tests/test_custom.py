@@ -207,6 +207,31 @@ def test_a_factory_path_is_relative_to_the_preset_file_there_and_to_the_current_
     assert apply_overrides(cfg, ["model.factory=mypkg.models:make"]).model.factory == "mypkg.models:make"
 
 
+def test_an_own_loss_is_what_the_check_and_the_run_use(tmp_path, capsys, monkeypatch):
+    (tmp_path / "losses.py").write_text(textwrap.dedent('''
+        import torch.nn.functional as F
+
+
+        def doubled():
+            """Cross-entropy, twice."""
+            return lambda out, y: 2 * F.cross_entropy(out, y)
+
+
+        def not_callable():
+            return 3
+        '''))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(capsys, "summary", str(EXAMPLES / "custom.toml"), *SMALL[:2], "--set",
+                              "model.loss=losses.py:doubled")
+    assert code == 0, err
+    loss = float(out.splitlines()[-1].split("loss ")[1].split(",")[0])
+    assert 2 * 1.0 < loss < 2 * 1.2  # three classes at the start: cross-entropy near ln 3 = 1.0986, doubled
+    code, _, err = run_main(capsys, "train", str(EXAMPLES / "custom.toml"), "--dry-run", *SMALL[:2], "--set",
+                            "model.loss=losses.py:not_callable")
+    assert (code, err) == (2, "error: model.loss = 'losses.py:not_callable' returned an int; expected a callable "
+                              "(outputs, targets) -> loss, e.g. an nn.Module\n")
+
+
 # -- entry points ---------------------------------------------------------------------------------------------------
 
 

@@ -266,7 +266,7 @@ def evaluate(
     """Validation loss and accuracy of a checkpoint (and per-class results for classification)."""
     _check_checkpoint_path(checkpoint)  # a missing file or a folder is said before torch loads
     with Busy("loading torch…") as busy:
-        from tui_trainer.engine import build_loss, config_from_checkpoint, prepare
+        from tui_trainer.engine import config_from_checkpoint, loss_for, prepare
         from tui_trainer.engine import evaluate as eval_model
         from tui_trainer.engine.models import state_mismatch
         from tui_trainer.engine.report import class_report, format_class_report
@@ -290,7 +290,7 @@ def evaluate(
             fail(f"{checkpoint}: checkpoint does not match the {cfg.model.arch} model of its config: {why}")
         model.load_state_dict(ck["model"])
         busy.update("evaluating on the validation set…")
-        loss_fn = build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head)
+        loss_fn = loss_for(cfg, data.task)
         val_loss, val_acc = eval_model(model, data, loss_fn)
         report = format_class_report(class_report(model, data)) if data.task == "classification" else None
     acc = f" val_acc {format_number(val_acc)}" if val_acc is not None else ""

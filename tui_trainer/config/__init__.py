@@ -5,7 +5,8 @@ validation all use it before torch is imported.
 ``validate.py`` the one validator behind preset files, ``--set section.key=value`` and the app's fields,
 ``presets.py`` finding, loading and writing presets, ``paths.py`` the user's folders, ``datafiles.py``
 whether a preset's data is on this machine, and ``factories.py`` the user's own code as a config names it (the
-syntax, the paths, installed entry points, what a run records about it; nothing there imports it). The names most code needs are re-exported here.
+syntax, the paths, installed entry points, what a run records about it; nothing there imports it).
+The names most code needs are re-exported here.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def code_forbidden() -> bool:
 def names_code(cfg: RunConfig) -> bool:
     """Whether the config runs the user's own code (a factory or an installed entry point)."""
     return cfg.model.arch == "custom" or cfg.data.dataset == "custom" or cfg.model.arch.startswith(PLUGIN_PREFIX) \
-        or cfg.data.dataset.startswith(PLUGIN_PREFIX)
+        or cfg.data.dataset.startswith(PLUGIN_PREFIX) or bool(cfg.model.loss)
 
 
 # ---------------------------------------------------------------------------
@@ -131,6 +131,8 @@ def imported_code(cfg: RunConfig) -> list[dict[str, Any]]:
             ep = installed(what).get(choice[len(PLUGIN_PREFIX):])
             if ep is not None:
                 named.append((what, ep.value))
+    if cfg.model.loss:
+        named.append(("loss", cfg.model.loss))
     records = []
     for what, factory in named:
         target, _function = split_factory(factory)

@@ -102,6 +102,9 @@ class ModelConfig:
                           "(relative to the preset file; on the command line to the current folder), called as "
                           "function(*, input_shape, num_outputs, **args); returns an nn.Module", factory=True)
     args: dict = _f({}, "keyword arguments of the model factory (a TOML table, e.g. {width = 32})")
+    loss: str = _f("", "your own loss (optional, any model): 'package.module:function' or 'path/to/file.py:function', "
+                       "called with no arguments; returns a callable (outputs, targets) -> the batch's mean loss, e.g. "
+                       "an nn.Module ('' = cross-entropy, or MSE for regression)", factory=True)
     hidden: list = _f([64, 64], "hidden layer sizes of the MLP", items_min=1)
     activation: str = _f("relu", "activation function", choices=ACTIVATIONS)
     init: str = _f("default", "weight initialisation", choices=INITS)

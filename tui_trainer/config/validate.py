@@ -372,6 +372,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>", base: Path | str | 
     folder = Path(base) if base is not None else Path.cwd()
     cfg.model.factory = factories.absolute_factory(cfg.model.factory, folder)
     cfg.data.factory = factories.absolute_factory(cfg.data.factory, folder)
+    cfg.model.loss = factories.absolute_factory(cfg.model.loss, folder)
     return cfg
 
 

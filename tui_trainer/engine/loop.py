@@ -42,7 +42,7 @@ from tui_trainer.engine.dist import World, strategy
 from tui_trainer.engine.factories import first_batch
 from tui_trainer.engine.models import count_params, format_summary, layer_summary
 from tui_trainer.engine.optim import build_optimizer, build_schedule, current_lr
-from tui_trainer.engine.parts import EarlyStopping, build_loss, epoch_seed, evaluate, prepare
+from tui_trainer.engine.parts import EarlyStopping, epoch_seed, evaluate, loss_for, prepare
 from tui_trainer.engine.progress import EpochTotals, Progress, StopRun
 from tui_trainer.engine.steering import Steering
 from tui_trainer.engine.steps import StepBody, capture_possible
@@ -181,7 +181,7 @@ class Fit:
         self.device, self.data, model = prepare(cfg)
         self.strategy.shard(self.data)
         t, reg = cfg.train, cfg.regularization
-        self.loss_fn = build_loss(self.data.task, reg.label_smoothing, cfg.model.head)
+        self.loss_fn = loss_for(cfg, self.data.task)
         self.optimizer = build_optimizer(model, cfg.optimizer, reg, self.device, capture=capture_possible(cfg, self.device))
         self.schedule = build_schedule(self.optimizer, cfg.optimizer, t.epochs, len(self.data.train))
         self.stopper = EarlyStopping(reg.monitor, reg.patience, reg.min_delta, reg.stop_rule)

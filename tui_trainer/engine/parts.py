@@ -16,12 +16,13 @@ from tui_trainer.data import DataBundle, load_data, peek_shape
 from tui_trainer.engine.device import pick_device
 from tui_trainer.engine.dist import World
 from tui_trainer.engine.factories import DryRun, check_one_batch, first_batch, model_label, own_model
-from tui_trainer.engine.losses import build_loss, correct_count
+from tui_trainer.engine.losses import build_loss, correct_count, loss_for
 from tui_trainer.engine.models import build_model, count_params, eval_mode, format_summary, layer_summary
 from tui_trainer.engine.stopping import EarlyStopping
 from tui_trainer.usercode import described
 
-__all__ = ["EarlyStopping", "build_loss", "correct_count", "describe_model", "epoch_seed", "evaluate", "prepare",
+__all__ = ["EarlyStopping", "build_loss", "correct_count", "describe_model", "epoch_seed", "evaluate", "loss_for",
+           "prepare",
            "warm_up"]
 
 
@@ -50,7 +51,7 @@ def dry_run_code(cfg: RunConfig, data: DataBundle, model: nn.Module) -> DryRun:
     from tui_trainer.data.custom import data_label
 
     label = model_label(cfg.model) if own_model(cfg.model) else data_label(cfg)
-    loss_fn = build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head)
+    loss_fn = loss_for(cfg, data.task)
     return check_one_batch(model, data, loss_fn, label)
 
 

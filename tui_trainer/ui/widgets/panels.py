@@ -28,7 +28,7 @@ PANELS: dict[str, list[tuple[str, str]]] = {
                 ("data", "noise"), ("data", "n_classes"), ("data", "val_points"), ("data", "points"),
                 ("data", "image_size"), ("data", "augment"), ("data", "root"), ("data", "path"), ("data", "target"),
                 ("data", "subset"), ("data", "shuffle"), ("data", "seed")],
-    "Architecture": [("model", "arch"), ("model", "factory"), ("model", "args"), ("model", "hidden"),
+    "Architecture": [("model", "arch"), ("model", "factory"), ("model", "args"), ("model", "loss"), ("model", "hidden"),
                      ("model", "channels"), ("model", "pool"),
                      ("model", "depth"), ("model", "width"), ("model", "activation"), ("model", "head"),
                      ("model", "init"), ("model", "init_weights"), ("model", "seed"),
@@ -48,7 +48,7 @@ PANELS: dict[str, list[tuple[str, str]]] = {
 # Knobs most runs leave alone: folded away unless the settings give them a value other than the default, or the
 # person asks for every field (x). What stays is what the lecture's topics and a first run need, so that at 120x36
 # all five panels show without scrolling (the lecture presets, which set many of these, show them).
-EXPERT = {("data", "split"), ("data", "scaling"), ("data", "mean"), ("data", "std"), ("data", "n_classes"),
+EXPERT = {("model", "loss"), ("data", "split"), ("data", "scaling"), ("data", "mean"), ("data", "std"), ("data", "n_classes"),
           ("data", "val_points"), ("data", "points"), ("data", "image_size"), ("data", "subset"), ("data", "shuffle"),
           ("data", "seed"), ("model", "pool"), ("model", "head"), ("model", "init"), ("model", "init_weights"),
           ("model", "seed"), ("optimizer", "beta1"), ("optimizer", "beta2"), ("train", "seed"), ("train", "nproc"),

@@ -130,6 +130,12 @@ def empty():
 
 def not_data():
     return 5
+
+
+def missing_arrays():
+    import numpy as np
+
+    return {"train": (np.load("no_such_arrays.npy"), None)}
 '''
 
 CASES = {
@@ -143,7 +149,8 @@ CASES = {
     "factory raises": ("model", "broken.py:raises", "broken.py:28: ValueError: no such width"),
     "missing function": ("model", "broken.py:buld",
                          "model.factory = 'broken.py:buld': broken.py has no function 'buld' (did you mean 'build'?); "
-                         "it has: Net, build, not_a_module, wrong_width, raises, float_labels, empty, not_data"),
+                         "it has: Net, build, not_a_module, wrong_width, raises, float_labels, empty, not_data, "
+                         "missing_arrays"),
     "does not import": ("model", "noimport.py:build",
                         "model.factory = 'noimport.py:build': noimport.py does not import: noimport.py:1: "
                         "ModuleNotFoundError: No module named 'nosuchmodule_for_this_test'"),
@@ -155,6 +162,9 @@ CASES = {
                      "data.factory = 'broken.py:float_labels': train labels are torch.float32; classification needs "
                      "integer class indices (torch.long), or classes=None for regression"),
     "empty": ("data", "broken.py:empty", "data.factory = 'broken.py:empty': the train set is empty"),
+    "error inside a library": ("data", "broken.py:missing_arrays",  # numpy raises it: the line is the user's call
+                               "broken.py:47: FileNotFoundError: [Errno 2] No such file or directory: "
+                               "'no_such_arrays.npy'"),
     "not datasets": ("data", "broken.py:not_data",
                      "data.factory = 'broken.py:not_data' returned an int; expected CustomData(train=..., val=..., "
                      "classes=[...] or None) or a dict with those keys"),

@@ -44,14 +44,16 @@ def _foreign(filename: str) -> bool:
 
 
 def user_line(exc: BaseException) -> str:
-    """``file.py:LINE: Type: message`` at the user's deepest frame (their file, not torch's or this tool's)."""
+    """``file.py:LINE: Type: message`` at the user's deepest frame: their own file, not torch's, Python's or this
+    tool's (an installed package's, such as a plugin's, only when no file of theirs is on the way)."""
     what = f"{type(exc).__name__}: {first_line(exc)}"
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{Path(exc.filename).name}:{exc.lineno}: SyntaxError: {exc.msg}"
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _foreign(f.filename)]
+    own = [f for f in frames if "site-packages" not in f.filename]  # the user's files before installed libraries'
     if not frames:
         return what
-    frame = frames[-1]
+    frame = (own or frames)[-1]
     return f"{Path(frame.filename).name}:{frame.lineno}: {what}"
 
 

@@ -215,6 +215,12 @@ def test_a_factory_path_is_relative_to_the_preset_file_there_and_to_the_current_
     cfg = apply_overrides(load_preset(str(preset)), ["model.factory=other.py:make"])
     assert cfg.model.factory == f"{tmp_path / 'other.py'}:make"
     assert apply_overrides(cfg, ["model.factory=mypkg.models:make"]).model.factory == "mypkg.models:make"
+    from tui_trainer.config.datafiles import data_place  # presets and doctor: is the data here (nothing imported)
+
+    example = load_preset(str(EXAMPLES / "custom.toml"))
+    assert data_place(example).where == f"made by {EXAMPLES / 'npy_data.py'}:build" and data_place(example).here
+    gone = data_place(apply_overrides(example, ["data.factory=gone.py:build"]))
+    assert (gone.here, gone.where) == (False, f"no file {tmp_path / 'gone.py'}: set data.factory")
 
 
 def test_an_own_loss_is_what_the_check_and_the_run_use(tmp_path, capsys, monkeypatch):

@@ -89,6 +89,7 @@ def applies(section: str, key: str, values: dict[str, dict[str, Any]]) -> bool:
         ("data", "augment"): d["dataset"] in IMAGE_DATASETS,
         ("data", "path"): d["dataset"] == "csv", ("data", "target"): d["dataset"] == "csv",
         ("model", "factory"): arch == "custom", ("model", "args"): own_model,
+        ("model", "loss"): own_model or bool(m["loss"]),  # any model may take one; offered beside your own
         ("data", "factory"): d["dataset"] == "custom", ("data", "args"): own_data,
         ("data", "scaling"): not own_data,
         ("model", "activation"): not own_model, ("model", "batch_norm"): not own_model,

@@ -316,6 +316,10 @@ def test_tensors_that_fit_stay_resident_and_other_datasets_stream_through_the_lo
             return {"train": Points(), "classes": ["even", "odd"]}
 
 
+        def three_targets():
+            return {"train": (torch.randn(40, 2), torch.randn(40, 3)), "classes": None}
+
+
         def as_tensors():
             return {"train": (torch.randn(40, 2), torch.arange(40) % 2), "val": (torch.randn(8, 2), torch.zeros(8)),
                     "classes": None}
@@ -332,6 +336,10 @@ def test_tensors_that_fit_stay_resident_and_other_datasets_stream_through_the_lo
                                                                       "as_tensors"]), torch.device("cpu"))
     assert isinstance(resident.train, TensorBatches) and resident.task == "regression"
     assert resident.val.y.shape == (8, 1) and resident.val.y.dtype == torch.float32  # float targets, one column
+    assert resident.out_features == 1
+    three = load_data(apply_overrides(load_preset("spirals-mlp"), [*base, f"data.factory={tmp_path}/points_data.py:"
+                                                                   "three_targets"]), torch.device("cpu"))
+    assert three.out_features == 3 and three.train.n_samples == 30  # regression of 3 values a sample
 
 
 # -- trust: serve ---------------------------------------------------------------------------------------------------

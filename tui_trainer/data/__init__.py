@@ -255,11 +255,14 @@ class DataBundle:
     head: str = "logits"  # model.head: "binary" is one output for two classes
     pixel_norm: Norm | None = None  # images: x = (pixel / 255 - mean) / std per channel, as scaled here
     checked: str = ""  # what one batch through the user's own model or data said (engine/factories.py)
+    n_targets: int = 1  # regression: values per sample (the user's own data may have several)
 
     @property
     def out_features(self) -> int:
         """Width of the model's output layer."""
-        if self.task != "classification" or self.head == "binary":
+        if self.task != "classification":
+            return self.n_targets
+        if self.head == "binary":
             return 1
         return self.n_classes
 

@@ -193,5 +193,10 @@ def load_custom(cfg: RunConfig, device: torch.device) -> DataBundle:
     if cfg.regularization.monitor == "val_acc" and task == "regression":
         raise ConfigError("regularization.monitor = 'val_acc' has no meaning for regression; allowed: val_loss")
     name = d.dataset if d.dataset != "custom" else label.split("'")[1]
+    targets = 1
+    if task == "regression":
+        y0 = train.y[:1] if isinstance(train, TensorBatches) else _labels(_sample(train.dataset, "train", label)[1]
+                                                                           .view(1, -1), 0, "train", label)
+        targets = int(y0[0].numel())
     return DataBundle(name=name, task=task, n_classes=max(n_classes, 1), input_shape=shape, train=train, val=val,
-                      class_names=[str(c) for c in classes or []], head=cfg.model.head)
+                      class_names=[str(c) for c in classes or []], head=cfg.model.head, n_targets=targets)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tui_trainer.config.factories import installed, is_file, split_factory
+from tui_trainer.config.factories import installed, is_file, shown_factory, split_factory
 from tui_trainer.config.schema import PLUGIN_PREFIX
 from tui_trainer.errors import ConfigError, first_line
 
@@ -111,7 +111,7 @@ def factory_spec(kind: str, choice: str, factory: str) -> tuple[str, str]:
         if ep is None:
             raise ConfigError(f"{key} = {choice!r}: no installed package registers {name!r} any more")
         return ep.value, f"{key} = {choice!r} ({ep.value})"
-    return factory, f"{kind}.factory = {Path(split_factory(factory)[0]).name + ':' + split_factory(factory)[1]!r}"
+    return factory, f"{kind}.factory = {shown_factory(factory)!r}"
 
 
 def load_function(spec: str, label: str) -> Callable[..., Any]:
@@ -170,7 +170,5 @@ def doc_line(kind: str, name: str) -> str:
 def described(kind: str, choice: str, factory: str) -> str:
     """``model: my_cnn.py:build (A small CNN of my own ...)``: a factory and its docstring's first line."""
     spec, label = factory_spec(kind, choice, factory)
-    target, name = split_factory(spec)
-    shown = f"{Path(target).name}:{name}" if is_file(target) else spec
     doc = first_doc_line(load_function(spec, label))
-    return f"{kind}: {choice if choice != 'custom' else shown}" + (f" ({doc})" if doc else "")
+    return f"{kind}: {choice if choice != 'custom' else shown_factory(spec)}" + (f" ({doc})" if doc else "")

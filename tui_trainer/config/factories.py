@@ -36,6 +36,12 @@ def split_factory(value: str) -> tuple[str, str]:
     return target, function
 
 
+def shown_factory(value: str) -> str:
+    """A factory as errors and summaries name it: ``my_cnn.py:build`` (a file by its name), ``pkg.mod:build``."""
+    target, function = split_factory(value)
+    return f"{Path(target).name}:{function}" if is_file(target) else value
+
+
 def is_file(target: str) -> bool:
     """Whether a factory's target names a file (else a module)."""
     return target.endswith(".py") or "/" in target or os.sep in target

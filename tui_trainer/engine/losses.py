@@ -15,7 +15,6 @@ accuracy need no config to tell.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -63,11 +62,10 @@ def loss_for(cfg: RunConfig, task: str) -> LossFn:
     a callable ``(outputs, targets) -> mean loss``), else ``build_loss`` of the task and head."""
     if not cfg.model.loss:
         return build_loss(task, cfg.regularization.label_smoothing, cfg.model.head)
-    from tui_trainer.config.factories import split_factory
+    from tui_trainer.config.factories import shown_factory
     from tui_trainer.usercode import a_type, call, load_function
 
-    target, name = split_factory(cfg.model.loss)
-    label = f"model.loss = {Path(target).name + ':' + name!r}"
+    label = f"model.loss = {shown_factory(cfg.model.loss)!r}"
     loss = call(load_function(cfg.model.loss, label), label)
     if not callable(loss):
         raise ConfigError(f"{label} returned {a_type(loss)}; expected a callable (outputs, targets) -> loss, e.g. an "

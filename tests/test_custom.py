@@ -342,6 +342,24 @@ def test_tensors_that_fit_stay_resident_and_other_datasets_stream_through_the_lo
     assert three.out_features == 3 and three.train.n_samples == 30  # regression of 3 values a sample
 
 
+def test_the_data_example_reads_a_folder_of_npy_arrays(tmp_path):
+    import numpy as np
+    import torch
+
+    from tui_trainer.data import TensorBatches, load_data
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("val", 8)):
+        np.save(tmp_path / f"x_{split}.npy", rng.normal(size=(n, 1, 8, 8)).astype(np.float32))
+        np.save(tmp_path / f"y_{split}.npy", np.arange(n) % 2)
+    (tmp_path / "classes.txt").write_text("cat dog\n")
+    cfg = apply_overrides(load_preset(str(EXAMPLES / "custom.toml")), [f'data.args={{folder = "{tmp_path}"}}'])
+    data = load_data(cfg, torch.device("cpu"))
+    assert isinstance(data.train, TensorBatches) and data.class_names == ["cat", "dog"]
+    assert (data.train.n_samples, data.val.n_samples, data.input_shape, data.out_features) == (24, 8, (1, 8, 8), 2)
+    assert data.train.y.dtype == torch.long and torch.equal(data.val.y, torch.arange(8) % 2)
+
+
 # -- trust: serve ---------------------------------------------------------------------------------------------------
 
 

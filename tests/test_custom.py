@@ -445,3 +445,23 @@ async def test_installed_plugins_are_among_the_apps_architecture_and_dataset_cho
         assert "model.arch = 'custom' needs model.factory" in str(
             screen.query_one("#panel-architecture .panel-error").render())
         assert screen.query_one("#start").disabled
+
+
+async def test_the_app_resumes_your_model_to_more_epochs_with_continuous_curves(tmp_path, capsys):
+    from tests.test_ui import training
+    from tui_trainer.cli.common import resume_config
+    from tui_trainer.run.events import StepLogged
+    from tui_trainer.ui.widgets.charts import SeriesChart
+
+    code, _out, err = run_main(capsys, "train", str(EXAMPLES / "custom.toml"), "--epochs", "1", "--runs-dir",
+                               str(tmp_path / "runs"), *SMALL)
+    assert code == 0, err
+    run = only_run(tmp_path / "runs")
+    cfg = resume_config(run.last, epochs=2)
+    assert cfg.model.factory == f"{EXAMPLES / 'my_cnn.py'}:build" and cfg.train.epochs == 2
+    async with training(cfg, tmp_path, resume=run.last) as (pilot, screen, rec):
+        await until(pilot, lambda: rec.of(RunFinished) and rec.of(RunFinished)[-1].epoch == 2, timeout=120)
+        assert [e.epoch for e in rec.of(EpochEnded)] == [1, 2]  # the old curve, then the new epoch
+        assert screen.query_one("#loss-chart", SeriesChart).series["val"][0] == (1, 2)
+        assert any(s.epoch == 2 for s in rec.of(StepLogged))
+    assert [r["epoch"] for r in run.read_metrics()] == [1, 2]  # in the run's own folder

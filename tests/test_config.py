@@ -47,6 +47,10 @@ def _bad_values(f) -> list:
         bad.append(3)
         if "choices" in meta:
             bad.append("definitely-not-allowed")
+        if meta.get("factory"):  # a factory: 'module:function' or 'file.py:function'
+            bad += ["my_model.py", "not a module:build", "x.py:not-a-name"]
+    elif kind == "dict":  # a factory's keyword arguments
+        bad += [3, "[1, 2]", {"not a name": 1}]
     elif kind == "list":
         bad.append("64")
         bad.append(["zzz"] if "items" in meta else [0])

@@ -60,8 +60,8 @@ def test_serve_passes_preset_overrides_and_runs_dir_to_the_app(capsys, monkeypat
     monkeypatch.setattr(serve_mod, "serve_app", lambda *args: served.append(args))
     code, _, err = run_main(capsys, "serve", "--preset", "moons-mlp", "--set", "optimizer.lr=0.1", "--runs-dir", "r")
     assert code == 0, err
-    command, host, port, public_url = served[0]
-    assert (host, port, public_url) == ("127.0.0.1", 8000, None)  # loopback unless asked
+    command, host, port, public_url, allow_code = served[0]
+    assert (host, port, public_url, allow_code) == ("127.0.0.1", 8000, None, False)  # loopback, no code unless asked
     assert shlex.split(command) == [sys.executable, "-m", "tui_trainer.cli", "ui", "--preset", "moons-mlp",
                                     "--runs-dir", str(tmp_path / "r"), "--set", "optimizer.lr=0.1"]
     code, _, err = run_main(capsys, "serve", "--preset", "nope")  # checked once, before serving

@@ -66,6 +66,8 @@ def run_here(run: RunDir, controls: Controls, resume: Path | None = None, consol
             cfg = load_preset(str(run.config_path))
         except USER_ERRORS as exc:  # config.toml edited by hand since the run was created
             return failed_setup(sink, run, Reason.INVALID, str(exc))
+        for line in run.read_status().get("code_changed") or []:  # a resume whose code is not what it was
+            sink.emit(LogMessage("warning", line))
         threads = start_threads(cfg, run)
         return fit(cfg, sink, controls, run, resume, world=world, threads=threads)
     except RecordLost as lost:  # before the engine began: its status could not be written

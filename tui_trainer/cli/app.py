@@ -276,7 +276,7 @@ def evaluate(
         fail(f"--show {show!r} is not a view; allowed: {', '.join(VIEWS)}")
     _check_checkpoint_path(checkpoint)  # a missing file or a folder is said before torch loads
     with Busy("loading torch…") as busy:
-        from tui_trainer.engine import build_loss, config_from_checkpoint, prepare
+        from tui_trainer.engine import config_from_checkpoint, loss_for, prepare
         from tui_trainer.engine import evaluate as eval_model
         from tui_trainer.engine.models import state_mismatch
         from tui_trainer.engine.report import class_report, format_class_report
@@ -305,7 +305,7 @@ def evaluate(
             fail(f"{checkpoint}: checkpoint does not match the {cfg.model.arch} model of its config: {why}")
         model.load_state_dict(ck["model"])
         busy.update("evaluating on the validation set…")
-        loss_fn = build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head)
+        loss_fn = loss_for(cfg, data.task)
         collect = SampleCollector() if show is not None and is_image_classifier(data) else None
         val_loss, val_acc = eval_model(model, data, loss_fn, collect=collect)
         report = format_class_report(class_report(model, data)) if data.task == "classification" else None
@@ -344,6 +344,23 @@ def presets() -> None:
     for name, path in found.items():
         mark = f"{marks[name]:<{mark_width}}  " if mark_width else ""
         print(f"{name:<{width}}  {mark}{preset_description(path)}")
+    _list_plugins()
+
+
+def _list_plugins() -> None:
+    """The models and datasets installed packages register (entry points), with their docstring's first line;
+    loading them imports those packages."""
+    from tui_trainer.config.factories import GROUPS, installed
+    from tui_trainer.usercode import doc_line
+
+    for kind, what, key in (("model", "models", "model.arch"), ("data", "datasets", "data.dataset")):
+        found = installed(kind)
+        if not found:
+            continue
+        print(f"\n{what} from installed packages ({GROUPS[kind]}; {key} = \"plugin:NAME\"):")
+        width = max(len(n) for n in found) + len("plugin:")
+        for name in sorted(found):
+            print(f"{'plugin:' + name:<{width}}  {doc_line(kind, name)}")
 
 
 def _data_mark(path: Path) -> str:
@@ -559,12 +576,18 @@ def serve(
     runs_dir: RunsOpt = DEFAULT_RUNS_DIR,
     public_url: Annotated[str | None, typer.Option(
         "--public-url", help="the address browsers use, when it is not http://HOST:PORT (a proxy)")] = None,
+    allow_code: Annotated[bool, typer.Option(
+        "--allow-code", help="let the preset and the browser's fields name Python code to run (model.factory, "
+        "data.factory, plugin:NAME): anyone who reaches the page runs code here")] = False,
 ) -> None:
-    """Serve the app in a web browser (needs the serve extra): each tab gets its own app; runs go to --runs-dir."""
-    from tui_trainer.cli.serve import app_command, serve_app
+    """Serve the app in a web browser (needs the serve extra): each tab gets its own app; runs go to --runs-dir.
+    Without --allow-code, presets and fields that name code (your own model or data) are refused."""
+    from tui_trainer.cli.serve import app_command, refuse_code, serve_app
 
-    build_config(preset, set_, device=device)  # a bad preset fails here, once, not in every browser tab
-    serve_app(app_command(preset, set_ or [], runs_dir, device), host, port, public_url)
+    cfg = build_config(preset, set_, device=device)  # a bad preset fails here, once, not in every browser tab
+    if not allow_code:
+        refuse_code(cfg)
+    serve_app(app_command(preset, set_ or [], runs_dir, device), host, port, public_url, allow_code)
 
 
 # sweeps (issue 23): the commands are in cli/sweeps.py, the work in tui_trainer/sweep/

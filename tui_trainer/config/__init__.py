@@ -3,8 +3,10 @@ validation all use it before torch is imported.
 
 ``schema.py`` holds the shape (a dataclass per section; every field's help and rule in its metadata),
 ``validate.py`` the one validator behind preset files, ``--set section.key=value`` and the app's fields,
-``presets.py`` finding, loading and writing presets, ``paths.py`` the user's folders, and ``datafiles.py``
-whether a preset's data is on this machine. The names most code needs are re-exported here.
+``presets.py`` finding, loading and writing presets, ``paths.py`` the user's folders, ``datafiles.py``
+whether a preset's data is on this machine, and ``factories.py`` the user's own code as a config names it (the
+syntax, the paths, installed entry points, what a run records about it; nothing there imports it).
+The names most code needs are re-exported here.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tui_trainer.config.schema import (
     MAX_EXPLICIT_WEIGHTS,
     OFFICIAL_SPLIT_DATASETS,
     OPTIMIZERS,
+    PLUGIN_PREFIX,
     REGRESSION_DATASETS,
     SCALINGS,
     SCHEDULES,
@@ -76,6 +79,7 @@ __all__ = [
     "OFFICIAL_SPLIT_DATASETS",
     "OPTIMIZERS",
     "OptimizerConfig",
+    "PLUGIN_PREFIX",
     "REGRESSION_DATASETS",
     "RegularizationConfig",
     "RunConfig",

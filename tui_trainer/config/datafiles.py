@@ -61,6 +61,13 @@ def data_place(cfg: RunConfig) -> DataPlace:
     if d.dataset == "csv":
         path = Path(d.path).expanduser()
         return DataPlace(True, f"file {path}") if path.is_file() else DataPlace(False, f"no file {path}: set data.path")
+    if d.dataset == "custom" or d.dataset.startswith("plugin:"):  # the user's code makes it (nothing imported here)
+        from tui_trainer.config.factories import is_file, split_factory
+
+        target = split_factory(d.factory)[0]
+        if d.dataset == "custom" and is_file(target) and not Path(target).is_file():
+            return DataPlace(False, f"no file {target}: set data.factory")
+        return DataPlace(True, f"made by {d.factory or d.dataset}")
     return DataPlace(True, "generated")
 
 

@@ -59,7 +59,7 @@ def load_preset(name_or_path: str) -> RunConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     raw.setdefault("name", path.stem)
-    return from_dict(raw, source=str(path))
+    return from_dict(raw, source=str(path), base=path.parent)
 
 
 def preset_description(path: Path) -> str:

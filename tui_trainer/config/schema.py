@@ -12,9 +12,10 @@ SECTIONS = ("data", "model", "optimizer", "regularization", "train")
 SYNTHETIC_DATASETS = ("spirals", "moons", "circles", "xor", "blobs", "regression-toy", "points")
 REGRESSION_DATASETS = ("regression-toy", "points")
 IMAGE_DATASETS = ("fashion-mnist", "mnist", "cifar10", "imagefolder")
-DATASETS = SYNTHETIC_DATASETS + IMAGE_DATASETS + ("csv",)
+DATASETS = SYNTHETIC_DATASETS + IMAGE_DATASETS + ("csv", "custom")
 AUGMENTATIONS = ("hflip", "vflip", "crop", "rotate", "jitter")
-ARCHS = ("mlp", "cnn", "resnet")
+ARCHS = ("mlp", "cnn", "resnet", "custom")
+PLUGIN_PREFIX = "plugin:"  # model.arch / data.dataset = "plugin:NAME": an installed package's entry point
 TORCHVISION_ARCHS = ("resnet18", "mobilenet_v3_small", "densenet121")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu")
 INITS = ("default", "xavier", "kaiming", "normal", "zeros")
@@ -36,6 +37,8 @@ def _f(default: Any, help: str, **rule: Any) -> Any:
     """A dataclass field whose metadata holds its help text and validation rule."""
     if isinstance(default, list):
         return field(default_factory=lambda d=default: list(d), metadata={"help": help, **rule})
+    if isinstance(default, dict):
+        return field(default_factory=lambda d=default: dict(d), metadata={"help": help, **rule})
     return field(default=default, metadata={"help": help, **rule})
 
 
@@ -43,7 +46,12 @@ def _f(default: Any, help: str, **rule: Any) -> Any:
 class DataConfig:
     """What to train on and how to batch it."""
 
-    dataset: str = _f("spirals", "dataset to train on", choices=DATASETS)
+    dataset: str = _f("spirals", "dataset to train on: a built-in one, custom (data.factory) or plugin:<name> (an "
+                                 "installed package's entry point)", choices=DATASETS, plugin="data")
+    factory: str = _f("", "your own data (dataset = custom): 'package.module:function' or 'path/to/file.py:function' "
+                          "(relative to the preset file; on the command line to the current folder), called as "
+                          "function(**args); returns CustomData(train, val, classes) or a dict of them", factory=True)
+    args: dict = _f({}, "keyword arguments of the data factory (a TOML table, e.g. {n = 512})")
     n_samples: int = _f(1000, "samples generated for a synthetic dataset", min=10, max=10_000_000)
     noise: float = _f(0.1, "noise of a synthetic dataset", min=0.0, max=10.0)
     n_classes: int = _f(2, "classes of spirals and blobs", min=2, max=10)
@@ -88,7 +96,15 @@ class DataConfig:
 class ModelConfig:
     """The architecture and how it is initialised."""
 
-    arch: str = _f("mlp", "architecture: mlp, cnn, resnet or torchvision:<name>", choices=ARCHS, prefixed="torchvision:")
+    arch: str = _f("mlp", "architecture: mlp, cnn, resnet, torchvision:<name>, custom (model.factory) or plugin:<name> "
+                          "(an installed package's entry point)", choices=ARCHS, prefixed="torchvision:", plugin="model")
+    factory: str = _f("", "your own model (arch = custom): 'package.module:function' or 'path/to/file.py:function' "
+                          "(relative to the preset file; on the command line to the current folder), called as "
+                          "function(*, input_shape, num_outputs, **args); returns an nn.Module", factory=True)
+    args: dict = _f({}, "keyword arguments of the model factory (a TOML table, e.g. {width = 32})")
+    loss: str = _f("", "your own loss (optional, any model): 'package.module:function' or 'path/to/file.py:function', "
+                       "called with no arguments; returns a callable (outputs, targets) -> the batch's mean loss, e.g. "
+                       "an nn.Module ('' = cross-entropy, or MSE for regression)", factory=True)
     hidden: list = _f([64, 64], "hidden layer sizes of the MLP", items_min=1)
     activation: str = _f("relu", "activation function", choices=ACTIVATIONS)
     init: str = _f("default", "weight initialisation", choices=INITS)

@@ -8,13 +8,16 @@ import dataclasses
 import difflib
 import tomllib
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
+from tui_trainer.config import factories
 from tui_trainer.config.schema import (
     IMAGE_CHANNELS,
     IMAGE_DATASETS,
     MAX_EXPLICIT_WEIGHTS,
     OFFICIAL_SPLIT_DATASETS,
+    PLUGIN_PREFIX,
     REGRESSION_DATASETS,
     SECTION_TYPES,
     SECTIONS,
@@ -146,6 +149,24 @@ def _layers(name: str, value: Any) -> list[dict[str, list]]:
     return layers
 
 
+def _table(name: str, value: Any) -> dict[str, Any]:
+    """A factory's keyword arguments: a TOML table (typed in a field as ``{width = 32}`` or ``width = 32, n = 2``)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        try:
+            value = tomllib.loads(f"v = {text}" if text.startswith("{") else f"v = {{{text}}}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ConfigError(f"{name} = {value!r}: must be a table like {{width = 32, depth = 2}}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} = {value!r}: must be a table like {{width = 32, depth = 2}}")
+    for key in value:
+        if not key.isidentifier():
+            raise ConfigError(f"{name}: {key!r} is not a keyword argument name (letters, digits and _)")
+    return dict(value)
+
+
 def check_value(section: str, key: str, value: Any) -> Any:
     """Validate (and lightly coerce) one value; return it or raise ConfigError."""
     spec = field_spec(section, key)
@@ -176,11 +197,17 @@ def check_value(section: str, key: str, value: Any) -> Any:
         return rows
     if kind == "list[dict]":
         return _layers(name, value)
+    if kind == "dict":
+        return _table(name, value)
     if kind == "str":
         if isinstance(value, bool) and meta.get("bool_alias"):
             value = "on" if value else "off"  # true/false read as on/off (presets written before "auto" existed)
         if not isinstance(value, str):
             raise ConfigError(f"{name} = {value!r}: must be a string")
+        if meta.get("factory"):
+            return factories.check_factory(name, value)
+        if meta.get("plugin") and value.startswith(PLUGIN_PREFIX):
+            return factories.check_plugin(name, value, meta["plugin"])
         choices = meta.get("choices")
         prefix = meta.get("prefixed")
         if prefix and value.startswith(prefix):
@@ -222,13 +249,37 @@ def _cross_checks(cfg: RunConfig) -> None:
         raise ConfigError("data.path is empty: the csv dataset needs a CSV file")
     if cfg.task == "regression" and cfg.regularization.monitor == "val_acc":
         raise ConfigError("regularization.monitor = 'val_acc' has no meaning for regression; allowed: val_loss")
-    if d.dataset in SYNTHETIC_DATASETS and m.arch != "mlp":
+    _check_code(cfg)
+    if d.dataset in SYNTHETIC_DATASETS and m.arch not in ("mlp", "custom") and not m.arch.startswith(PLUGIN_PREFIX):
         raise ConfigError(f"model.arch = {m.arch!r} needs images; 2-D dataset {d.dataset!r} allows: mlp")
     if d.augment and d.dataset not in IMAGE_DATASETS:
         raise ConfigError(f"data.augment = {d.augment}: augmentations apply to image datasets "
                           f"({', '.join(IMAGE_DATASETS)}), not to {d.dataset!r}; set data.augment = []")
     _check_data_choices(cfg)
     _check_model_choices(cfg)
+
+
+def _check_code(cfg: RunConfig) -> None:
+    """A factory is named exactly where ``custom`` is chosen; the user's data comes as the factory gives it."""
+    d, m = cfg.data, cfg.model
+    for choice, factory, what in ((m.arch, m.factory, "model.arch"), (d.dataset, d.factory, "data.dataset")):
+        key = what.split(".")[0] + ".factory"
+        if choice == "custom" and not factory:
+            raise ConfigError(f"{what} = 'custom' needs {key}: {factories.EXAMPLE}")
+        if choice != "custom" and factory:
+            raise ConfigError(f"{key} = {factory!r} is used by {what} = 'custom' only (it is {choice!r}); set "
+                              f"{what} = 'custom' or {key} = ''")
+    for choice, args, what in ((m.arch, m.args, "model"), (d.dataset, d.args, "data")):
+        if args and choice != "custom" and not choice.startswith(PLUGIN_PREFIX):
+            raise ConfigError(f"{what}.args are passed to your own factory; {choice!r} takes none: leave {what}.args "
+                              "empty")
+    own_data = d.dataset == "custom" or d.dataset.startswith(PLUGIN_PREFIX)
+    if own_data and d.scaling not in ("auto", "none"):
+        raise ConfigError(f"data.scaling = {d.scaling!r}: your own data is used as your factory returns it; "
+                          "allowed: auto, none (scale it in the factory)")
+    if own_data and d.split == "stratified":
+        raise ConfigError("data.split = 'stratified': your own data comes with its validation set (or, without one, "
+                          "a random val_fraction is held out); allowed: auto, official")
 
 
 def _check_data_choices(cfg: RunConfig) -> None:
@@ -291,8 +342,9 @@ def _check_model_choices(cfg: RunConfig) -> None:
                                   f"model.hidden[{i - 1}] = {width}")
 
 
-def from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
-    """Build a validated RunConfig from nested dicts (a parsed preset)."""
+def from_dict(raw: dict[str, Any], source: str = "<config>", base: Path | str | None = None) -> RunConfig:
+    """Build a validated RunConfig from nested dicts (a parsed preset). A factory's relative file path is made
+    absolute against ``base`` (the preset's folder; None: the current folder)."""
     cfg = RunConfig()
     for key, value in raw.items():
         if key in ("name", "description"):
@@ -317,6 +369,10 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
         _cross_checks(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    folder = Path(base) if base is not None else Path.cwd()
+    cfg.model.factory = factories.absolute_factory(cfg.model.factory, folder)
+    cfg.data.factory = factories.absolute_factory(cfg.data.factory, folder)
+    cfg.model.loss = factories.absolute_factory(cfg.model.loss, folder)
     return cfg
 
 

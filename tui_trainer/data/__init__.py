@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tui_trainer.config import REGRESSION_DATASETS, SYNTHETIC_DATASETS, RunConfig
+from tui_trainer.config import PLUGIN_PREFIX, REGRESSION_DATASETS, SYNTHETIC_DATASETS, RunConfig
 from tui_trainer.data import synthetic
 from tui_trainer.errors import DataError
 
@@ -254,11 +254,15 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)  # skips and fallbacks worth reporting
     head: str = "logits"  # model.head: "binary" is one output for two classes
     pixel_norm: Norm | None = None  # images: x = (pixel / 255 - mean) / std per channel, as scaled here
+    checked: str = ""  # what one batch through the user's own model or data said (engine/factories.py)
+    n_targets: int = 1  # regression: values per sample (the user's own data may have several)
 
     @property
     def out_features(self) -> int:
         """Width of the model's output layer."""
-        if self.task != "classification" or self.head == "binary":
+        if self.task != "classification":
+            return self.n_targets
+        if self.head == "binary":
             return 1
         return self.n_classes
 
@@ -350,9 +354,18 @@ def _synthetic(cfg: RunConfig) -> DataBundle:
     )
 
 
+def own_data(cfg: RunConfig) -> bool:
+    """Whether the data comes from the user's own factory (``custom`` or ``plugin:NAME``)."""
+    return cfg.data.dataset == "custom" or cfg.data.dataset.startswith(PLUGIN_PREFIX)
+
+
 def peek_shape(cfg: RunConfig) -> tuple[tuple[int, ...], int]:
-    """(input_shape, out_features) without loading the data (for a live parameter count)."""
+    """(input_shape, out_features) without loading the data (for a live parameter count); the user's own data is
+    made by its factory (on the CPU) to know."""
     d = cfg.data
+    if own_data(cfg):
+        bundle = load_data(cfg, torch.device("cpu"))
+        return bundle.input_shape, bundle.out_features
     if d.dataset in REGRESSION_DATASETS:
         return (1,), 1
     if d.dataset in SYNTHETIC_DATASETS:
@@ -368,6 +381,10 @@ def load_data(cfg: RunConfig, device: torch.device) -> DataBundle:
     """Build the dataset a config names, with batches on ``device``; DataError if it cannot."""
     if cfg.data.dataset in SYNTHETIC_DATASETS:
         bundle = _synthetic(cfg)
+    elif own_data(cfg):
+        from tui_trainer.data.custom import load_custom
+
+        bundle = load_custom(cfg, device)
     else:
         from tui_trainer.data import real
 

@@ -161,7 +161,7 @@ def described_norm(norm: Norm | None, channels: int) -> Norm:
     return norm if norm is not None else ((0.0,) * channels, (1 / 255,) * channels)
 
 
-def _resident(cfg: RunConfig, device: torch.device, n_values: int) -> bool:
+def fits_on_device(cfg: RunConfig, device: torch.device, n_values: int) -> bool:
     """Preload onto the device when it fits comfortably (a quarter of free GPU memory, 4 GiB elsewhere)."""
     mode = cfg.data.device_resident
     if mode != "auto":
@@ -173,7 +173,7 @@ def _resident(cfg: RunConfig, device: torch.device, n_values: int) -> bool:
     return size < 4 * 2**30
 
 
-def _check_head(cfg: RunConfig, n_classes: int, where: str) -> None:
+def check_head(cfg: RunConfig, n_classes: int, where: str) -> None:
     if cfg.model.head == "binary" and n_classes != 2:
         raise DataError(f"model.head = 'binary' is one logit for two classes; {where} has {n_classes}: use 'logits'")
 
@@ -182,9 +182,9 @@ def _bundle_from_tensors(cfg: RunConfig, device: torch.device, name: str, xt: to
                          xv: torch.Tensor, yv: torch.Tensor, classes: list[str], notes: list[str] | None = None,
                          norm: Norm | None = None) -> DataBundle:
     d = cfg.data
-    _check_head(cfg, len(classes), name)
+    check_head(cfg, len(classes), name)
     augment = compose(d.augment)
-    if _resident(cfg, device, xt.numel() + xv.numel()):
+    if fits_on_device(cfg, device, xt.numel() + xv.numel()):
         train: TensorBatches | LoaderBatches = TensorBatches(xt, yt, d.batch_size, shuffle=True, augment=augment,
                                                              order=d.shuffle)
         val: TensorBatches | LoaderBatches = TensorBatches(xv, yv, 1024, shuffle=False)
@@ -303,7 +303,7 @@ def _load_imagefolder(cfg: RunConfig, device: torch.device) -> DataBundle:
     classes = [p.name for p in _class_folders(base)]
     if not classes:
         raise DataError(f"no class subfolders in {base}: put each class's images in a folder named after the class")
-    _check_head(cfg, len(classes), str(base))
+    check_head(cfg, len(classes), str(base))
     train_items, others = _list_images(base, classes)
     if split_given:
         val_items, others_v = _list_images(val_dir, classes)
@@ -322,7 +322,7 @@ def _load_imagefolder(cfg: RunConfig, device: torch.device) -> DataBundle:
     notes = [f"skipped {others} files that are not images"] if others else []
     n_values = (len(train_items) + len(val_items)) * 3 * d.image_size**2
     norm = pixel_norm(cfg, IMAGENET_STATS, 3)
-    if _resident(cfg, device, n_values):
+    if fits_on_device(cfg, device, n_values):
         xt, yt, bad_t = _decode_all(train_items, d.image_size)
         xv, yv, bad_v = _decode_all(val_items, d.image_size)
         bad = bad_t + bad_v
@@ -428,7 +428,7 @@ def _load_csv(cfg: RunConfig, device: torch.device) -> DataBundle:
         what = "data.split = 'stratified'" if d.split == "stratified" else f"model.head = {cfg.model.head!r}"
         raise DataError(f"{d.path}: target '{d.target}' is numeric (regression); {what} needs classes")
     if task == "classification":
-        _check_head(cfg, len(classes), str(d.path))
+        check_head(cfg, len(classes), str(d.path))
     if d.split == "stratified":
         tr, va = split_indices(cfg, y)
     else:

@@ -17,10 +17,11 @@ from tui_trainer.engine.parts import (
     describe_model,
     epoch_seed,
     evaluate,
+    loss_for,
     prepare,
     warm_up,
 )
 from tui_trainer.run.controls import Controls
 
 __all__ = ["Controls", "EarlyStopping", "Fit", "FitResult", "build_loss", "config_from_checkpoint", "describe_model",
-           "epoch_seed", "evaluate", "fit", "prepare", "warm_up"]
+           "epoch_seed", "evaluate", "fit", "loss_for", "prepare", "warm_up"]

@@ -5,6 +5,8 @@ reply per line on stdout, until stdin closes (the app quit or died):
 
 * ``{"id": 1, "op": "devices"}`` -> ``{"id": 1, "devices": ["cpu", ...], "describe": {"cpu": "cpu: ..."}}``
 * ``{"id": 2, "op": "describe", "config": {...}}`` -> ``{"id": 2, "total": n, "trainable": n, "summary": "..."}``
+  (a config naming the user's own code: it is imported, its file read again, and one batch goes through it; what
+  is wrong comes back as the error, one line at the user's file and line)
 * ``{"id": 3, "op": "examples", "config": {...}}`` -> ``{"id": 3, "class_names": [...], "shape": [c, h, w],
   "raw": [[class, base64 pixels], ...], "fed": [...], "fed_range": [lo, hi]}`` (engine.samples.training_examples)
 * any failure -> ``{"id": n, "error": "one line"}``

@@ -39,9 +39,10 @@ from tui_trainer.engine.checkpoint import Checkpoints, load_checkpoint
 from tui_trainer.engine.device import describe_device, memory_in_use
 from tui_trainer.engine.diagnostics import GradientMonitor
 from tui_trainer.engine.dist import World, strategy
+from tui_trainer.engine.factories import first_batch
 from tui_trainer.engine.models import count_params, format_summary, layer_summary
 from tui_trainer.engine.optim import build_optimizer, build_schedule, current_lr
-from tui_trainer.engine.parts import EarlyStopping, build_loss, epoch_seed, evaluate, prepare
+from tui_trainer.engine.parts import EarlyStopping, epoch_seed, evaluate, loss_for, prepare
 from tui_trainer.engine.progress import EpochTotals, Progress, StopRun
 from tui_trainer.engine.steering import Steering
 from tui_trainer.engine.steps import StepBody, capture_possible
@@ -202,7 +203,7 @@ class Fit:
         if threads is not None and threads.current is not None:  # a streaming loader's workers share the cores too
             cap_workers(self.data, threads.current.threads)
         t, reg = cfg.train, cfg.regularization
-        self.loss_fn = build_loss(self.data.task, reg.label_smoothing, cfg.model.head)
+        self.loss_fn = loss_for(cfg, self.data.task)
         self.optimizer = build_optimizer(model, cfg.optimizer, reg, self.device, capture=capture_possible(cfg, self.device))
         self.schedule = build_schedule(self.optimizer, cfg.optimizer, t.epochs, len(self.data.train))
         self.stopper = EarlyStopping(reg.monitor, reg.patience, reg.min_delta, reg.stop_rule)
@@ -440,7 +441,8 @@ class Fit:
     def _started(self) -> None:
         total, trainable = count_params(self.model)
         try:
-            summary = format_summary(layer_summary(self.model, self.data.input_shape), self.model)
+            example = first_batch(self.data)[0] if self.data.checked else None  # the user's model: a real batch
+            summary = format_summary(layer_summary(self.model, self.data.input_shape, example), self.model)
         except Exception as exc:  # noqa: BLE001 - a summary is a nicety; never let it stop a run
             summary = f"(summary unavailable: {first_line(exc)})"
         p = self.progress
@@ -453,3 +455,5 @@ class Fit:
             world_size=self.world.size))
         for note in self.data.notes:
             self.sink.emit(LogMessage("warning", note))
+        if self.data.checked:
+            self.sink.emit(LogMessage("info", self.data.checked))

@@ -14,9 +14,14 @@ accuracy need no config to tell.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tui_trainer.config import RunConfig
+from tui_trainer.errors import ConfigError
 
 
 class BinaryLogitLoss(nn.Module):
@@ -47,6 +52,25 @@ def build_loss(task: str, label_smoothing: float = 0.0, head: str = "logits") ->
         # (cross-entropy's own log-softmax leaves log-probabilities unchanged)
         return nn.CrossEntropyLoss(label_smoothing=label_smoothing) if label_smoothing else nn.NLLLoss()
     return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def loss_for(cfg: RunConfig, task: str) -> LossFn:
+    """The loss a run trains with: the user's own (``model.loss``, a factory called with no arguments that returns
+    a callable ``(outputs, targets) -> mean loss``), else ``build_loss`` of the task and head."""
+    if not cfg.model.loss:
+        return build_loss(task, cfg.regularization.label_smoothing, cfg.model.head)
+    from tui_trainer.config.factories import shown_factory
+    from tui_trainer.usercode import a_type, call, load_function
+
+    label = f"model.loss = {shown_factory(cfg.model.loss)!r}"
+    loss = call(load_function(cfg.model.loss, label), label)
+    if not callable(loss):
+        raise ConfigError(f"{label} returned {a_type(loss)}; expected a callable (outputs, targets) -> loss, e.g. an "
+                          "nn.Module")
+    return loss
 
 
 def predicted_class(out: torch.Tensor) -> torch.Tensor:

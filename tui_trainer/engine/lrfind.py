@@ -176,12 +176,12 @@ def sweep(cfg: RunConfig, start: float, end: float, steps: int, beta: float = 0.
           on_step: Callable[[int, float, float], None] | None = None) -> Sweep:
     """One exponential sweep from ``start`` to ``end`` over ``steps`` batches on a fresh model. ``on_step(i, lr,
     smoothed loss)`` is called after each step (a progress line)."""
-    from tui_trainer.engine import build_loss, epoch_seed, prepare
+    from tui_trainer.engine import epoch_seed, loss_for, prepare
 
     device, data, model = prepare(cfg)
     model.train()
     optimizer = build_optimizer(model, cfg.optimizer, cfg.regularization, device)
-    loss_fn = build_loss(data.task, cfg.regularization.label_smoothing, cfg.model.head)
+    loss_fn = loss_for(cfg, data.task)
     baseline = _ConstantBaseline(data.task, data.n_classes, cfg.regularization.label_smoothing)
     train = data.train
     scored = None  # fixed samples that score each step instead of its batch, on small sets

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tui_trainer.config import ConfigError, ModelConfig
+from tui_trainer.config import PLUGIN_PREFIX, ConfigError, ModelConfig
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -281,8 +281,12 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], out_features: in
     if cfg.seed >= 0 and torch.get_default_device().type != "meta":
         torch.manual_seed(cfg.seed)
     log_softmax = cfg.head == "log_softmax"
-    if cfg.arch == "mlp":
-        model: nn.Module = MLP(math.prod(input_shape), cfg.hidden, out_features, cfg.activation,
+    if cfg.arch == "custom" or cfg.arch.startswith(PLUGIN_PREFIX):  # the user's own factory (engine/factories.py)
+        from tui_trainer.engine.factories import build_own_model
+
+        model: nn.Module = build_own_model(cfg, input_shape, out_features)
+    elif cfg.arch == "mlp":
+        model = MLP(math.prod(input_shape), cfg.hidden, out_features, cfg.activation,
                                cfg.batch_norm, cfg.dropout, log_softmax=log_softmax)
         log_softmax = False
     elif cfg.arch in ("cnn", "resnet"):
@@ -317,8 +321,9 @@ class LayerRow:
     trainable: int
 
 
-def layer_summary(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerRow]:
-    """Leaf layers with output shapes (from one forward pass of a 2-sample batch) and parameter counts."""
+def layer_summary(model: nn.Module, input_shape: tuple[int, ...], example: torch.Tensor | None = None) -> list[LayerRow]:
+    """Leaf layers with output shapes (from one forward pass of a 2-sample batch: zeros, or the first two samples
+    of ``example``) and parameter counts."""
     rows: list[LayerRow] = []
     hooks = []
 
@@ -336,7 +341,7 @@ def layer_summary(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerR
     try:
         device = next(model.parameters()).device
         with torch.no_grad(), eval_mode(model):
-            model(torch.zeros((2, *input_shape), device=device))
+            model(example[:2].to(device) if example is not None else torch.zeros((2, *input_shape), device=device))
     finally:
         for h in hooks:
             h.remove()

@@ -11,15 +11,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from tui_trainer.config import RunConfig, from_dict
+from tui_trainer.config import PLUGIN_PREFIX, RunConfig, from_dict
+from tui_trainer.config.factories import names_code
 from tui_trainer.data import DataBundle, load_data, peek_shape
 from tui_trainer.engine.device import pick_device
 from tui_trainer.engine.dist import World
-from tui_trainer.engine.losses import build_loss, correct_count
+from tui_trainer.engine.factories import DryRun, check_one_batch, first_batch, model_label, own_model
+from tui_trainer.engine.losses import build_loss, correct_count, loss_for
 from tui_trainer.engine.models import build_model, count_params, eval_mode, format_summary, layer_summary
 from tui_trainer.engine.stopping import EarlyStopping
+from tui_trainer.usercode import described
 
-__all__ = ["EarlyStopping", "build_loss", "correct_count", "describe_model", "epoch_seed", "evaluate", "prepare",
+__all__ = ["EarlyStopping", "build_loss", "correct_count", "describe_model", "epoch_seed", "evaluate", "loss_for",
+           "prepare",
            "warm_up"]
 
 
@@ -38,7 +42,18 @@ def prepare(cfg: RunConfig) -> tuple[torch.device, DataBundle, nn.Module]:
         model = model.to(memory_format=torch.channels_last)
     if device.type == "cuda" and len(data.input_shape) == 3:
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
+    if names_code(cfg):  # the user's code: one batch through it before anything trains (errors at their line)
+        data.checked = dry_run_code(cfg, data, model).line()
     return device, data, model
+
+
+def dry_run_code(cfg: RunConfig, data: DataBundle, model: nn.Module) -> DryRun:
+    """One batch forward, loss and backward through the user's model or data; ConfigError at their file:line."""
+    from tui_trainer.data.custom import data_label
+
+    label = model_label(cfg.model) if own_model(cfg.model) else data_label(cfg)
+    loss_fn = loss_for(cfg, data.task)
+    return check_one_batch(model, data, loss_fn, label)
 
 
 @torch.no_grad()
@@ -81,6 +96,18 @@ def describe_model(cfg: RunConfig) -> tuple[int, int, str]:
     it was: their one forward pass takes milliseconds, where on the meta device it runs torch's Python
     decompositions, which import torch._dynamo and sympy (1.9 s on this 2-core CPU). torchvision's big models
     are built on the meta device (no memory, no weights): densenet121's CPU forward at 224 px costs more."""
+    if names_code(cfg):  # the user's code: made, and one batch run through it, on the CPU
+        cpu = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cpu"))
+        with torch.random.fork_rng(devices=[]):
+            data = load_data(cpu, torch.device("cpu"))
+            model = build_model(cpu.model, data.input_shape, data.out_features, input_norm=data.pixel_norm)
+            checked = dry_run_code(cpu, data, model)
+            rows = layer_summary(model, data.input_shape, first_batch(data)[0])
+        total, trainable = count_params(model)
+        heads = [described(kind, choice, factory) for kind, choice, factory in
+                 (("model", cfg.model.arch, cfg.model.factory), ("data", cfg.data.dataset, cfg.data.factory))
+                 if choice == "custom" or choice.startswith(PLUGIN_PREFIX)]
+        return total, trainable, "\n".join([*heads, format_summary(rows, model), checked.line()])
     shape, out = peek_shape(cfg)
     spec = dataclasses.replace(cfg.model, pretrained=False)
     device = "meta" if spec.arch.startswith("torchvision:") else "cpu"

@@ -200,6 +200,8 @@ def format_value(value: Any) -> str:
         return sci if len(sci) < len(plain) else plain
     if isinstance(value, list):
         return "[" + ",".join(format_value(v) for v in value) + "]"
+    if isinstance(value, str) and value.partition(":")[0].endswith(".py") and "/" in value:
+        return value.rsplit("/", 1)[-1]  # a factory's file: my_cnn.py:build (the config holds the whole path)
     return str(value)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_trainer.config import ConfigError, RunConfig, to_toml
+from tui_trainer.config.factories import changed_code, imported_code, names_code
 from tui_trainer.run.eventlog import EventReader
 from tui_trainer.run.events import Event
 from tui_trainer.run.files import atomic_write, json_lines
@@ -251,10 +252,22 @@ def prepare_run(cfg: RunConfig, runs_dir: Path | str | None = None, resume: Path
     if (state := run.state()) in LIVE_STATES:  # two resumes of one run would train twice into one folder
         raise ConfigError(f"run {run.name} is {state}: it is already going (tui-trainer attach {run.path}); "
                           "stop it before resuming it")
+    changed = changed_code_lines(run)  # before the record is replaced by what the resume imports
     _write(run, cfg)
     status = {k: v for k, v in run.read_status().items() if k not in ("pid", "proc_start", "reason", "ended", "message")}
-    run.replace_status({**status, "state": "starting", "epochs": cfg.train.epochs, "created": time.time()})
+    run.replace_status({**status, "state": "starting", "epochs": cfg.train.epochs, "created": time.time(),
+                        **_imports(cfg), "code_changed": changed})
     return run
+
+
+def _imports(cfg: RunConfig) -> dict[str, Any]:
+    """``{"imports": [...]}``: the user's code the run imports (module, file, sha256), for a status; {} if none."""
+    return {"imports": imported_code(cfg)} if names_code(cfg) else {}
+
+
+def changed_code_lines(run: RunDir) -> list[str]:
+    """A warning line for each file of the user's code the run imported that has changed (or gone) since."""
+    return changed_code(run.read_status().get("imports") or [])
 
 
 def run_of_checkpoint(checkpoint: Path | str) -> RunDir | None:
@@ -265,7 +278,7 @@ def run_of_checkpoint(checkpoint: Path | str) -> RunDir | None:
 
 def _new_run_dir(runs_dir: Path, cfg: RunConfig, label: str | None = None) -> RunDir:
     return new_run_folder(runs_dir, label or cfg.name, to_toml(cfg), preset=cfg.name, epochs=cfg.train.epochs,
-                          monitor=cfg.regularization.monitor)
+                          monitor=cfg.regularization.monitor, **_imports(cfg))
 
 
 def new_run_folder(runs_dir: Path | str, name: str, config_text: str, hint: str = "choose another with --runs-dir",

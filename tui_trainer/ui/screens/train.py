@@ -27,6 +27,7 @@ from textual.widgets import Header, Input
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui_trainer.config import ConfigError, RunConfig, load_preset
+from tui_trainer.config.factories import names_code
 from tui_trainer.errors import first_line
 from tui_trainer.run import client as run_client
 from tui_trainer.run.client import RunHandle
@@ -122,6 +123,7 @@ class TrainScreen(Guarded, Screen):
         self.model_request: int | None = None
         self.examples_request: int | None = None  # the helper's training examples for the Images tab
         self.examples_key: str | None = None  # the data section they were asked for
+        self.model_request_code = False  # whether the config asked about names the user's code (Start waits for it)
         self._follower: Worker[None] | None = None  # the worker following the run shown
         self._changed_while_catching_up: set[str] = set()
         self.setup = SetupColumn(cfg, id="setup")
@@ -229,7 +231,7 @@ class TrainScreen(Guarded, Screen):
 
     @on(SetupColumn.Changed)
     def _settings_changed(self, event: SetupColumn.Changed) -> None:
-        self.settings_valid = not self.setup.invalid
+        self.settings_valid = self.setup.blocked is None
         self.app.sub_title = self.setup.cfg.name
         if event.model_changed:
             self._request_model_info()
@@ -267,13 +269,26 @@ class TrainScreen(Guarded, Screen):
             self.view.log_line(event.text, event.level)
 
     def _request_model_info(self) -> None:
-        if not self.helper_ready or self.setup.invalid:
+        if self.setup.invalid:
             return
         try:
             cfg = self.setup.config()
-        except ConfigError:
+        except ConfigError as exc:  # a rule between fields; where it is about the user's code, Start waits on it
+            values = self.setup.values
+            custom = "custom" in (values["model"]["arch"], values["data"]["dataset"])
+            self._show_code_check(custom, str(exc).removeprefix("panels: ") if custom else None)
+            return
+        if not self.helper_ready:  # asked once the helper is up; the user's code waits for that check
+            self._show_code_check(names_code(cfg), pending=self.helper.process is not None)
             return
         self.model_request = self.helper.ask("describe", config=cfg.to_dict())
+        self.model_request_code = names_code(cfg)
+        self._show_code_check(names_code(cfg), pending=self.model_request is not None)
+
+    def _show_code_check(self, code: bool, error: str | None = None, pending: bool = False) -> None:
+        """Start waits for the helper's one batch through the user's code, and stays off when it failed."""
+        self.setup.show_code_check(code, error, pending)
+        self.settings_valid = self.setup.blocked is None
 
     def on_helper_reply(self, message: HelperReply) -> None:
         reply = message.reply
@@ -290,14 +305,18 @@ class TrainScreen(Guarded, Screen):
                 self._examples_wanted()
         elif reply.get("gone"):
             self.helper_ready = False
+            self._show_code_check(False)  # nothing left to check with: the run process checks it itself
             if not self.device_text:
                 self.view.show_device("device: unknown (helper ended)")
         elif reply.get("id") == self.examples_request and self.examples_request is not None:
             self.view.images.show_examples(None if "error" in reply else reply, reply.get("error"))
         elif reply.get("id") == self.model_request:
+            code = self.model_request_code
             if "error" in reply:
                 self.setup.show_param_count(f"params: ? ({reply['error']})")
+                self._show_code_check(code, reply["error"])
                 return
+            self._show_code_check(code)
             frozen = reply["total"] - reply["trainable"]
             self.setup.show_param_count(f"params: {reply['total']:,}" + (f" ({frozen:,} frozen)" if frozen else ""))
             if not self.live:
@@ -314,6 +333,9 @@ class TrainScreen(Guarded, Screen):
             cfg = self.setup.config()
         except ConfigError as exc:
             self._error(str(exc))
+            return
+        if self.setup.blocked is not None:
+            self._error(self.setup.blocked)
             return
         resume, self.resume_path = self.resume_path, None
         self._begin_start()

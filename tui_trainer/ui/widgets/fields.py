@@ -8,6 +8,7 @@ reason it was refused.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
-from tui_trainer.config import TORCHVISION_ARCHS, ConfigError, check_value, field_spec
+from tui_trainer.config import PLUGIN_PREFIX, TORCHVISION_ARCHS, ConfigError, check_value, field_spec
+from tui_trainer.config.factories import code_forbidden, installed
 
 # Compact controls that are styled once. Textual's ``compact`` reactive defaults to False and adds
 # its class after construction, and a class added late restyles the widget on the spot (~5 ms each
@@ -88,6 +90,8 @@ def format_value(value: Any) -> str:
     """A config value as the user would type it."""
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):  # a factory's keyword arguments, as a TOML table's insides: width = 8, name = "x"
+        return ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -134,6 +138,10 @@ class ConfigField(Horizontal):
         choices = list(self.spec.metadata.get("choices", ()))
         if self.spec.metadata.get("prefixed"):
             choices += [f"torchvision:{a}" for a in TORCHVISION_ARCHS]
+        if self.spec.metadata.get("plugin") and not code_forbidden():  # installed packages' entry points
+            choices += [PLUGIN_PREFIX + name for name in sorted(installed(self.spec.metadata["plugin"]))]
+        if isinstance(self.initial, str) and self.initial not in choices:
+            choices.append(self.initial)  # a plugin no longer installed: shown, and marked invalid
         return choices
 
     def compose(self) -> ComposeResult:

@@ -11,16 +11,25 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tui_trainer.config import IMAGE_DATASETS, REGRESSION_DATASETS, SYNTHETIC_DATASETS, RunConfig, list_presets
+from tui_trainer.config import (
+    IMAGE_DATASETS,
+    PLUGIN_PREFIX,
+    REGRESSION_DATASETS,
+    SYNTHETIC_DATASETS,
+    RunConfig,
+    list_presets,
+)
 from tui_trainer.ui.widgets.fields import CompactButton, CompactInput, CompactSelect, ConfigField
 
 PANELS: dict[str, list[tuple[str, str]]] = {
-    "Dataset": [("data", "dataset"), ("data", "batch_size"), ("data", "split"), ("data", "val_fraction"),
+    "Dataset": [("data", "dataset"), ("data", "factory"), ("data", "args"), ("data", "batch_size"), ("data", "split"),
+                ("data", "val_fraction"),
                 ("data", "scaling"), ("data", "mean"), ("data", "std"), ("data", "n_samples"),
                 ("data", "noise"), ("data", "n_classes"), ("data", "val_points"), ("data", "points"),
                 ("data", "image_size"), ("data", "augment"), ("data", "root"), ("data", "path"), ("data", "target"),
                 ("data", "subset"), ("data", "shuffle"), ("data", "seed")],
-    "Architecture": [("model", "arch"), ("model", "hidden"), ("model", "channels"), ("model", "pool"),
+    "Architecture": [("model", "arch"), ("model", "factory"), ("model", "args"), ("model", "loss"), ("model", "hidden"),
+                     ("model", "channels"), ("model", "pool"),
                      ("model", "depth"), ("model", "width"), ("model", "activation"), ("model", "head"),
                      ("model", "init"), ("model", "init_weights"), ("model", "seed"),
                      ("model", "batch_norm"), ("model", "pretrained"), ("model", "freeze_backbone")],
@@ -39,7 +48,7 @@ PANELS: dict[str, list[tuple[str, str]]] = {
 # Knobs most runs leave alone: folded away unless the settings give them a value other than the default, or the
 # person asks for every field (x). What stays is what the lecture's topics and a first run need, so that at 120x36
 # all five panels show without scrolling (the lecture presets, which set many of these, show them).
-EXPERT = {("data", "split"), ("data", "scaling"), ("data", "mean"), ("data", "std"), ("data", "n_classes"),
+EXPERT = {("model", "loss"), ("data", "split"), ("data", "scaling"), ("data", "mean"), ("data", "std"), ("data", "n_classes"),
           ("data", "val_points"), ("data", "points"), ("data", "image_size"), ("data", "subset"), ("data", "shuffle"),
           ("data", "seed"), ("model", "pool"), ("model", "head"), ("model", "init"), ("model", "init_weights"),
           ("model", "seed"), ("optimizer", "beta1"), ("optimizer", "beta2"), ("train", "seed"), ("train", "nproc"),
@@ -64,6 +73,8 @@ def applies(section: str, key: str, values: dict[str, dict[str, Any]]) -> bool:
     """Whether a field means anything for the current choices (others are hidden)."""
     d, m, o, r = values["data"], values["model"], values["optimizer"], values["regularization"]
     synthetic, arch = d["dataset"] in SYNTHETIC_DATASETS, m["arch"]
+    own_model = arch == "custom" or arch.startswith(PLUGIN_PREFIX)  # the user's own code: its own knobs (args)
+    own_data = d["dataset"] == "custom" or d["dataset"].startswith(PLUGIN_PREFIX)
     regression = d["dataset"] in REGRESSION_DATASETS or d["task"] == "regression"  # as RunConfig.task
     rules = {
         ("data", "n_samples"): synthetic and d["dataset"] != "points",
@@ -77,11 +88,17 @@ def applies(section: str, key: str, values: dict[str, dict[str, Any]]) -> bool:
         ("data", "image_size"): d["dataset"] == "imagefolder", ("data", "root"): d["dataset"] == "imagefolder",
         ("data", "augment"): d["dataset"] in IMAGE_DATASETS,
         ("data", "path"): d["dataset"] == "csv", ("data", "target"): d["dataset"] == "csv",
+        ("model", "factory"): arch == "custom", ("model", "args"): own_model,
+        ("model", "loss"): own_model or bool(m["loss"]),  # any model may take one; offered beside your own
+        ("data", "factory"): d["dataset"] == "custom", ("data", "args"): own_data,
+        ("data", "scaling"): not own_data,
+        ("model", "activation"): not own_model, ("model", "batch_norm"): not own_model,
+        ("model", "dropout"): not own_model,
         ("model", "hidden"): arch in ("mlp", "cnn"), ("model", "channels"): arch == "cnn", ("model", "pool"): arch == "cnn",
         ("model", "depth"): arch == "resnet", ("model", "width"): arch == "resnet",
         ("model", "pretrained"): arch.startswith("torchvision:"),
         ("model", "freeze_backbone"): arch.startswith("torchvision:"),
-        ("model", "init"): not arch.startswith("torchvision:"),
+        ("model", "init"): not arch.startswith("torchvision:") and not own_model,
         ("model", "init_weights"): arch == "mlp" and (synthetic or bool(m["init_weights"])),  # tiny nets: 1-2 inputs
         ("model", "head"): not regression,
         ("optimizer", "momentum"): o["name"] in ("momentum", "nesterov"),

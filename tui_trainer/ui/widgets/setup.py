@@ -42,6 +42,7 @@ class SetupColumn(Guarded, VerticalScroll):
         self.cfg = cfg
         self.values: dict[str, dict[str, Any]] = cfg.to_dict()
         self.invalid: dict[str, str] = {}
+        self.code_check: tuple[str, str] | None = None  # (field, why Start waits): the helper's check of the user's code
         self.devices: list[str] | None = None  # what the helper found here (None until it answered)
         self.every_field = False  # x: the expert fields too, even at their defaults
 
@@ -62,6 +63,24 @@ class SetupColumn(Guarded, VerticalScroll):
         if self.invalid:
             raise ConfigError("fix the marked fields first: " + "; ".join(self.invalid.values()))
         return from_dict({**self.values, "name": self.cfg.name, "description": self.cfg.description}, source="panels")
+
+    @property
+    def blocked(self) -> str | None:
+        """Why Start cannot go yet (a field is invalid, or the user's code is being checked or failed its check)."""
+        if self.invalid:
+            return "fix the marked fields first: " + "; ".join(self.invalid.values())
+        return self.code_check[1] if self.code_check is not None else None
+
+    def show_code_check(self, names_code: bool, error: str | None = None, pending: bool = False) -> None:
+        """What the helper's one batch through the user's code said: under the factory's field (the model's when
+        the model is the user's, else the data's), Start held until it passed."""
+        own_model = self.values["model"]["arch"] == "custom" or self.values["model"]["arch"].startswith("plugin:")
+        key = "model.factory" if own_model else "data.factory"
+        if not names_code or (error is None and not pending):
+            self.code_check = None
+        else:
+            self.code_check = (key, error or "checking your code: one batch through it…")
+        self._show_errors()
 
     def field(self, dotted: str) -> ConfigField:
         """The field of ``section.key``."""
@@ -136,6 +155,8 @@ class SetupColumn(Guarded, VerticalScroll):
         for panel in self.query(ConfigPanel):
             keys = {f"{s}.{k}" for s, k in PANELS[panel.title]}
             errors = [msg for key, msg in self.invalid.items() if key in keys]
+            if self.code_check is not None and self.code_check[0] in keys:
+                errors.append(self.code_check[1])
             error = panel.query_one(".panel-error", Static)
             error.update("\n".join(errors))
             error.display = bool(errors)  # no blank row in every panel

@@ -43,6 +43,7 @@ def only_run(runs: Path) -> RunDir:
 # -- the examples, through the CLI ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_example_trains_through_the_cli_and_the_run_records_the_code(tmp_path):
     proc = cli("train", str(EXAMPLES / "custom.toml"), "--epochs", "2", "--runs-dir", str(tmp_path / "runs"), *SMALL)
     assert proc.returncode == 0, proc.stderr
@@ -63,6 +64,7 @@ def test_the_example_trains_through_the_cli_and_the_run_records_the_code(tmp_pat
     assert "horizontal" in evaluated.stdout and "diagonal" in evaluated.stdout
 
 
+@pytest.mark.slow
 def test_resume_reimports_the_code_and_warns_when_the_file_changed(tmp_path):
     for name in ("my_cnn.py", "npy_data.py", "custom.toml"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
@@ -384,6 +386,7 @@ def test_serve_refuses_code_unless_allowed_and_its_sessions_refuse_such_fields(c
 # -- the app ----------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_the_app_checks_the_code_before_start_and_trains_the_example(tmp_path):
     from tui_trainer.ui.app import make_app
 
@@ -447,6 +450,7 @@ async def test_installed_plugins_are_among_the_apps_architecture_and_dataset_cho
         assert screen.query_one("#start").disabled
 
 
+@pytest.mark.slow
 async def test_the_app_resumes_your_model_to_more_epochs_with_continuous_curves(tmp_path, capsys):
     from tests.test_ui import training
     from tui_trainer.cli.common import resume_config

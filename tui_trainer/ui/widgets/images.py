@@ -61,7 +61,7 @@ class ImagesTab(Guarded, TabPane):
     def activated(self) -> None:
         """The tab is shown: ask for training examples if there are none (or they failed)."""
         if self.examples is None:
-            self.post_message(self.ExamplesWanted())
+            self.screen.post_message(self.ExamplesWanted())  # to the screen itself: it did not come up through the tabs
         self.draw()
 
     def show_examples(self, reply: dict | None, error: str | None = None) -> None:

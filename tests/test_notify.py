@@ -197,3 +197,32 @@ async def test_attaching_to_a_run_that_ended_before_rings_nothing(tmp_path):
         await until(pilot, lambda: screen.view.finished is not None and not screen.live)
         await until(pilot, lambda: any("finished" in str(n.message) for n in app._notifications))  # its end was read
         assert not [w for w in written if "\x1b]9;" in w]
+
+
+def test_hook_says_diverged_and_crashed(runs, tmp_path, monkeypatch):
+    """How the runner words the ends the engine reports (a non-finite loss) and an exception in the run process."""
+    from tui_trainer import runner
+    from tui_trainer.engine import FitResult
+    from tui_trainer.run.events import Reason
+
+    out = tmp_path / "hook.json"
+    monkeypatch.setenv(NOTIFY_ENV, _hook_writing(out))
+    run = prepare_run(tiny(), runs)
+    diverged = FitResult(Reason.NON_FINITE_LOSS, "loss became nan at epoch 2, step 17: lower the learning rate", 1, 17,
+                         0.41, run.path)
+    monkeypatch.setattr(runner, "_run_main", lambda *a: diverged)
+    assert runner.run_here(run, Controls()) is diverged
+    env = json.loads(out.read_text())
+    assert (env["TUI_TRAINER_STATE"], env["TUI_TRAINER_REASON"], env["TUI_TRAINER_BEST"]) == (
+        "failed", "non_finite_loss", "0.41")
+    assert env["TUI_TRAINER_MESSAGE"] == diverged.message
+
+    def crash(*a):
+        raise RuntimeError("the disk went away\nand more")
+
+    monkeypatch.setattr(runner, "_run_main", crash)
+    with pytest.raises(RuntimeError):
+        runner.run_here(run, Controls())
+    env = json.loads(out.read_text())
+    assert (env["TUI_TRAINER_STATE"], env["TUI_TRAINER_REASON"]) == ("crashed", "error")
+    assert env["TUI_TRAINER_MESSAGE"] == "the disk went away"

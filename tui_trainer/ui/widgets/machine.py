@@ -142,6 +142,7 @@ class MachineTab(Guarded, TabPane):
         if message.sample is None:
             self._show(None, message.why)
             self.device = None  # ended, or elsewhere: no more samples until it (or another run) starts again
+            self.post_message(self.Updated("", []))  # no numbers of a moment gone beside the device
             return
         self.samples.append(message.sample)
         self._show(message.sample, "")

@@ -153,9 +153,10 @@ class RunView(Guarded, Vertical):
         self._paint_device()
 
     def _paint_device(self) -> None:
-        """The device line: the device, its memory at the last log interval, and the machine's short line."""
+        """The device line: the machine's short line (live numbers first: a narrow view cuts the end), the device,
+        and its memory at the last log interval."""
         memory = memory_line(self.history.last_step)
-        text = "  ".join(part for part in (self._device_base, memory, self._machine_line) if part)
+        text = "  ".join(part for part in (self._machine_line, self._device_base, memory) if part)
         self.query_one("#device", Label).update(text, layout=False)
 
     def _machine_training(self) -> None:

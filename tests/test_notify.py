@@ -226,3 +226,42 @@ def test_hook_says_diverged_and_crashed(runs, tmp_path, monkeypatch):
     env = json.loads(out.read_text())
     assert (env["TUI_TRAINER_STATE"], env["TUI_TRAINER_REASON"]) == ("crashed", "error")
     assert env["TUI_TRAINER_MESSAGE"] == "the disk went away"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+async def test_the_app_rings_when_the_followed_run_crashes_not_when_it_had_crashed_before(tmp_path):
+    import socket
+
+    from tests.fakes import FakeClient
+    from tests.test_ui import ready, until
+    from tui_trainer.ui.app import make_app
+
+    client = FakeClient()
+    app = make_app(tiny("train.epochs=50"), tmp_path / "runs", client=client, notify_end=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        written: list[str] = []
+        app._driver.write = written.append
+        await pilot.press("r")
+        await until(pilot, lambda: client.runs and screen.live)
+        client.last.step()
+        await pilot.pause(0.3)
+        client.last.set_state("running", host=socket.gethostname(), pid=_dead_pid(), proc_start=None)  # gone, no end
+        await until(pilot, lambda: any("\x1b]9;" in w for w in written), timeout=30)
+        alert = next(w for w in written if "\x1b]9;" in w)
+        assert alert.startswith("\a\x1b]9;tui-trainer: run crashed: ") and "\x1b]777;notify;tui-trainer: run crashed;" in alert
+        crashed = client.last.run.path
+
+    app = make_app(tiny(), tmp_path / "runs", attach=crashed, notify_end=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        written = []
+        app._driver.write = written.append
+        screen = await ready(pilot)
+        await until(pilot, lambda: not screen.live)  # it reads as crashed
+        await pilot.pause(0.5)
+        assert not [w for w in written if "\x1b]9;" in w]

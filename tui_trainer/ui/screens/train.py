@@ -114,6 +114,7 @@ class TrainScreen(Guarded, Screen):
         self._state_before_start = RunState.NONE  # where to return if a launch fails
         self._quit_when_started = False  # q was pressed while a run was starting
         self._followed_since = 0.0  # time.time() when the run shown began to be followed
+        self._live_when_caught_up: bool | None = None  # the run shown was alive when its history had arrived
         self.started_here: set[str] = set()  # runs this app launched fresh (removed if they fail at setup)
         self.helper = Helper(self.post_message)
         self.helper_ready = False
@@ -332,6 +333,7 @@ class TrainScreen(Guarded, Screen):
     def _show_run(self, handle: RunHandle) -> None:
         self.handle = handle
         self._followed_since = time.time()  # an end written before this was not seen happening: no alert for it
+        self._live_when_caught_up = None
         self.view.reset(str(handle.path))
         self.view.say(f"following {handle.run.name}…")
         self.run_state = RunState.LIVE
@@ -375,6 +377,8 @@ class TrainScreen(Guarded, Screen):
         """The view holds everything on disk so far: where the run stands decides the panels and buttons."""
         if not self.run_state.steerable:
             return
+        if self._live_when_caught_up is None and self.handle is not None:  # once a run: a crash seen happening
+            self._live_when_caught_up = self.handle.state() in LIVE_STATES
         if self.view.finished is not None and self.handle is not None and self.handle.resumed:
             self.view.say(f"resuming {self.handle.run.name}: its process is loading torch and the data…")
         if changed & {"started", "finished", "paused"}:
@@ -423,7 +427,7 @@ class TrainScreen(Guarded, Screen):
     def on_run_lost(self, message: RunLost) -> None:
         if not message.current:
             return
-        if self.run_state.steerable and message.kind == "crashed":
+        if self.run_state.steerable and message.kind == "crashed" and self._live_when_caught_up:
             self._alert_end("crashed", message.why)
         self.run_state = RunState.LOST
         self._error(message.why)

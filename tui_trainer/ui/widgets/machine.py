@@ -51,6 +51,7 @@ class Sampled(Message, bubble=False):
     path: str
     sample: MachineSample | None
     why: str = ""
+    ended: bool = False  # the run is no longer live: sampling stops until it (or another run) starts again
 
 
 class MachineTab(Guarded, TabPane):
@@ -71,7 +72,7 @@ class MachineTab(Guarded, TabPane):
         self.device: str | None = None  # the run's device line (RunStarted): which kind of sampler
         self.training = False  # steps are running (not paused, not loading): low GPU use means something
         self._sampler: MachineSampler | None = None
-        self._sampler_for: tuple[str, str] | None = None  # (run path, device) the sampler was made for
+        self._sampler_for: tuple[str, str, object] | None = None  # (run path, device, pid) the sampler was made for
         self._timer: Timer | None = None
         self._charts: tuple[SeriesChart, SeriesChart, SeriesChart] | None = None
         self._text: Static | None = None
@@ -115,19 +116,20 @@ class MachineTab(Guarded, TabPane):
         path = str(run.path)
         if status.get("state") not in LIVE_STATES:
             self._drop_sampler()
-            self.post_message(Sampled(path, None, f"the run is {status.get('state') or 'not started'}: not sampled"))
+            self.post_message(Sampled(path, None, f"the run is {status.get('state') or 'not started'}: not sampled",
+                                      ended=True))
             return
         if not this_host(status.get("host")):
             self.post_message(Sampled(path, None, f"the run trains on {status.get('host')}: only a run of this "
                                                   "machine is sampled"))
             return
         pid = status.get("launcher_pid") or status.get("pid")  # torchrun's launcher: every rank is its child
-        if (path, device) != self._sampler_for:
+        if (path, device, pid) != self._sampler_for:
             self._drop_sampler()
             nproc = _nproc(run)
             environ = process_environ(int(status["pid"])) if status.get("pid") else {}  # rank 0's: what it sees
             self._sampler = MachineSampler(int(pid) if pid else None, device_kind(device), nproc, environ=environ)
-            self._sampler_for = (path, device)
+            self._sampler_for = (path, device, pid)
         assert self._sampler is not None
         self.post_message(Sampled(path, self._sampler.sample()))
 
@@ -137,11 +139,12 @@ class MachineTab(Guarded, TabPane):
         self._sampler, self._sampler_for = None, None
 
     def on_sampled(self, message: Sampled) -> None:
-        if self.run is None or message.path != str(self.run.path):
-            return  # a sample of a run no longer shown
+        if self.run is None or message.path != str(self.run.path) or self.device is None:
+            return  # a sample of a run no longer shown, or taken before its end was read (sampling has stopped)
         if message.sample is None:
             self._show(None, message.why)
-            self.device = None  # ended, or elsewhere: no more samples until it (or another run) starts again
+            if message.ended:
+                self.device = None  # no more samples until it (or another run) starts again
             self.post_message(self.Updated("", []))  # no numbers of a moment gone beside the device
             return
         self.samples.append(message.sample)

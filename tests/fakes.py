@@ -116,12 +116,12 @@ class FakeRun:
         current = self.run.read_status()
         self.run.replace_status({**current, "state": state, "host": FAKE_HOST, "pid": NO_PID, **status})
 
-    def begin(self, layers: tuple[str, ...] = ("layers.1", "layers.3")) -> None:
-        """The run is set up and trains: RunStarted, status running."""
+    def begin(self, layers: tuple[str, ...] = ("layers.1", "layers.3"), device: str = "cpu: fake (tests/fakes.py)") -> None:
+        """The run is set up and trains: RunStarted (on ``device``, its device line), status running."""
         self.layers = layers
         self.set_state("running", started=0.0)
         self.emit(RunStarted(
-            run_dir=str(self.run.path), device="cpu: fake (tests/fakes.py)", n_params=4482, n_trainable=4482,
+            run_dir=str(self.run.path), device=device, n_params=4482, n_trainable=4482,
             epochs=self.cfg.train.epochs, start_epoch=0, steps_per_epoch=BATCHES, train_samples=320, val_samples=80,
             task=self.cfg.task, summary="(fake model summary)", preset=self.cfg.name))
 
@@ -210,14 +210,15 @@ class FakeHandle(RunHandle):
 class FakeClient:
     """``make_app(client=FakeClient())``: runs started by the app are FakeRuns (``runs``, in order)."""
 
-    def __init__(self, layers: tuple[str, ...] = ("layers.1", "layers.3")) -> None:
+    def __init__(self, layers: tuple[str, ...] = ("layers.1", "layers.3"), device: str = "cpu: fake (tests/fakes.py)") -> None:
         self.layers = layers  # the layers whose gradient norms the fake runs log
+        self.device = device  # the device line of the fake runs' RunStarted
         self.runs: list[FakeRun] = []
 
     def start(self, cfg: RunConfig, runs_dir: Path | str, resume: Path | None = None, *,
               paused: bool = False) -> FakeHandle:
         fake = FakeRun(prepare_run(cfg, runs_dir, resume), cfg)
-        fake.begin(self.layers)
+        fake.begin(self.layers, self.device)
         if paused:  # as the runner's --paused: one step, then it holds
             fake.step()
             fake.command("pause")

@@ -627,8 +627,8 @@ asyncio.run(main())
 
     fields = sum(len(keys) for keys in PANELS.values())
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    # 6 charts: loss, accuracy, gradients, LR finder, and the two of the Runs tab's comparison
-    assert proc.stdout.split() == ["[(False,", "False,", "0)]", str(fields), "6"], proc.stdout + proc.stderr
+    # 9 charts: loss, accuracy, gradients, LR finder, the two of the Runs tab's comparison and the Machine tab's three
+    assert proc.stdout.split() == ["[(False,", "False,", "0)]", str(fields), "9"], proc.stdout + proc.stderr
 
 
 

@@ -7,8 +7,9 @@ RUN_DIR/config.toml through ``engine.fit``, whose events its ``RunRecorder`` wri
 metrics.jsonl, status.json), and serves the control endpoint. SIGTERM and SIGINT stop it (it saves
 last.pt); SIGHUP is ignored. A run whose folder is removed, or whose record cannot be written (a
 full disk), stops: the recorder says so to the engine (``RecordLost``), and nothing more is written
-into a folder that is no longer the run's. ``run_here`` is the same run in the calling process: the
-foreground ``tui-trainer train``.
+into a folder that is no longer the run's. At its end, after the last event and status, it runs the notify
+hook if ``TUI_TRAINER_NOTIFY`` is set (``train --notify COMMAND``; run/notify.py), rank 0 alone. ``run_here`` is
+the same run in the calling process: the foreground ``tui-trainer train``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tui_trainer.run.controls import Controls
 from tui_trainer.run.endpoint import ControlServer, EndpointError
 from tui_trainer.run.events import LogMessage, NullSink, Reason, RecordLost, RunFinished, Sink, TeeSink
 from tui_trainer.run.folder import RunDir, proc_start
+from tui_trainer.run.notify import notify_command, notify_end
 from tui_trainer.run.recorder import RunRecorder
 from tui_trainer.run.threads import ThreadPolicy
 
@@ -48,6 +50,18 @@ def run_here(run: RunDir, controls: Controls, resume: Path | None = None, consol
             return fit(cfg, NullSink(), controls, run, resume, world=world, threads=threads)
         finally:
             threads.stop()
+    command = notify_command()
+    result: FitResult | None = None
+    try:
+        result = _run_main(run, controls, resume, console, world)
+        return result
+    finally:
+        if command is not None:  # after the last event and status: the hook reads a finished folder
+            _call_hook(run, command, result, sys.exc_info()[1])
+
+
+def _run_main(run: RunDir, controls: Controls, resume: Path | None, console: Sink | None, world: World) -> FitResult:
+    """Rank 0's run: it writes the folder and serves the endpoint."""
     recorder = RunRecorder(run)  # first: it takes the folder's identity, to notice the folder removed or replaced
     sink: Sink = TeeSink(recorder, console) if console is not None else recorder
     controls.check = recorder.check_folder  # while paused, the engine meets the check here instead of in the sink
@@ -80,6 +94,22 @@ def run_here(run: RunDir, controls: Controls, resume: Path | None = None, consol
             server.close(f"the run has ended ({run.state()})")
             recorder.update_status(control=None)
         recorder.close()
+
+
+def _call_hook(run: RunDir, command: str, result: FitResult | None, exc: BaseException | None) -> None:
+    """The notify hook (run/notify.py) for how the run ended: its result, or the exception that ended this process's
+    run ("crashed")."""
+    monitor = "val_loss"
+    try:
+        monitor = load_preset(str(run.config_path)).regularization.monitor
+    except USER_ERRORS:
+        pass
+    if result is not None:
+        notify_end(run, command, result.reason.state, result.reason.value, result.message, result.epoch,
+                   result.best_metric, monitor, result.last_checkpoint)
+    else:
+        why = first_line(exc) if exc is not None else "the run process ended without a result"
+        notify_end(run, command, "crashed", Reason.ERROR.value, why, 0, None, monitor, run.last_good_checkpoint())
 
 
 def start_threads(cfg: RunConfig, what: RunDir | str) -> ThreadPolicy:

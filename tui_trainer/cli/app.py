@@ -48,6 +48,10 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="epochs to train (the total to reach on resume)")]
 RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="where run directories are (created)")]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="train in the background; print the run's folder and leave")]
+NotifyOpt = Annotated[str | None, typer.Option("--notify", metavar="COMMAND", help="shell command the run process "
+                                               "runs when the run ends (finished, stopped, failed, crashed), with "
+                                               "TUI_TRAINER_RUN_DIR, _STATE, _REASON, _MESSAGE, _BEST ... in its "
+                                               "environment; default: $TUI_TRAINER_NOTIFY")]
 
 
 # ---------------------------------------------------------------------------
@@ -79,6 +83,7 @@ def train(
                                                       "(torchrun's rendezvous, on node 0)")] = None,
     max_restarts: Annotated[int, typer.Option("--max-restarts", min=0, help="torchrun restarts the ranks this many "
                                               "times after a failure, from the last checkpoint")] = 0,
+    notify: NotifyOpt = None,
 ) -> None:
     """Train a preset: in the foreground (Ctrl+C stops and saves), or in the background with --detach.
     With --nproc-per-node N (and --nnodes/--node-rank/--rdzv-endpoint across machines) the run is
@@ -86,6 +91,7 @@ def train(
     from tui_trainer.run.client import Nodes
 
     cfg = build_config(preset, [*(set_ or []), *([f"train.nproc={nproc}"] if nproc else [])], epochs, device, seed)
+    _set_notify(notify)
     if dry_run:
         raise SystemExit(ways.dry_run(cfg))
     if nnodes > 1 and not rdzv_endpoint:
@@ -112,11 +118,13 @@ def resume(
     detach: DetachOpt = False,
     nproc: Annotated[int | None, typer.Option("--nproc-per-node", min=1, help="processes on this machine "
                                                  "(a checkpoint of any number of ranks resumes on any number)")] = None,
+    notify: NotifyOpt = None,
 ) -> None:
     """Continue a run from a checkpoint, in its own run directory, up to --epochs in total; or a sweep that was
     stopped or crashed (given its folder or name): finished trials kept, interrupted ones taken back."""
     if (found := find_sweep(str(checkpoint))) is not None:
         raise SystemExit(sweeps.resume(found, detach))
+    _set_notify(notify)
     ck = _load_ck(checkpoint)
     cfg = resume_config(checkpoint, device=device, epochs=epochs)
     if ck["epoch"] >= cfg.train.epochs and not ck.get("batch_in_epoch"):
@@ -131,6 +139,19 @@ def resume(
 
         raise SystemExit(run_launched(cfg, runs_dir, Nodes(), checkpoint))
     raise SystemExit(run_foreground(cfg, runs_dir, checkpoint))
+
+
+def _set_notify(command: str | None) -> None:
+    """``--notify COMMAND``: the hook of the run this command starts (a run process inherits this environment; a
+    foreground run reads it here). Exit 2 for an unusable command."""
+    if command is None:
+        return
+    from tui_trainer.run.notify import NOTIFY_ENV, check_command
+
+    try:
+        os.environ[NOTIFY_ENV] = check_command(command)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _load_ck(path: Path) -> dict:

@@ -3,6 +3,7 @@ errors, building a config from a preset and overrides, and launching the app."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -49,9 +50,15 @@ def launch_ui(preset: str, overrides: list[str], device: str | None, runs_dir: P
         cfg = resume_config(resume_from, overrides, device)
     else:
         cfg = build_config(preset, overrides, device=device)
+    from tui_trainer.ui.alert import NOTIFY_END_ENV, notify_end_setting
+
+    try:
+        notify_end = notify_end_setting(os.environ.get(NOTIFY_END_ENV))
+    except ValueError as exc:
+        fail(str(exc))
     from tui_trainer.ui.app import run_app
 
-    raise SystemExit(run_app(cfg, runs_dir=runs_dir, resume=resume_from, attach=attach))
+    raise SystemExit(run_app(cfg, runs_dir=runs_dir, resume=resume_from, attach=attach, notify_end=notify_end))
 
 
 def resume_config(checkpoint: Path, overrides: list[str] | None = None, device: str | None = None,

@@ -129,6 +129,22 @@ def _tensors(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Te
     return data.contiguous(), targets.long()
 
 
+def _decoded(name: str, root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The train and test tensors of a torchvision dataset: from the decoded-tensor cache when it matches the files
+    (no torchvision import, no decode: data/tensor_cache.py), else found (or fetched), decoded and cached."""
+    from tui_trainer.data import tensor_cache
+
+    cached = tensor_cache.load_cached(name, root)
+    if cached is not None:
+        return cached
+    root = ensure_dataset(name, root)
+    key = tensor_cache.source_key(name, root)  # before decoding: a file replaced meanwhile leaves the cache stale
+    xt, yt = _tensors(name, root, train=True)
+    xv, yv = _tensors(name, root, train=False)
+    tensor_cache.store(name, root, (xt, yt, xv, yv), key)
+    return xt, yt, xv, yv
+
+
 def _normalise(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
@@ -201,9 +217,7 @@ def _bundle_from_tensors(cfg: RunConfig, device: torch.device, name: str, xt: to
 def _load_torchvision(cfg: RunConfig, device: torch.device) -> DataBundle:
     name = cfg.data.dataset
     _cls, _folder, shape, published, classes = TORCHVISION[name]
-    root = ensure_dataset(name, cache_dir(cfg))
-    xt, yt = _tensors(name, root, train=True)
-    xv, yv = _tensors(name, root, train=False)
+    xt, yt, xv, yv = _decoded(name, cache_dir(cfg))
     if cfg.data.split == "stratified":  # both official files pooled, in their order (train, then test)
         x, y = torch.cat([xt, xv]), torch.cat([yt, yv])
         tr, va = split_indices(cfg, y)

@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass
 
 from tui_trainer.errors import ConfigError
+from tui_trainer.run.notify import NOTIFY_ENV
 from tui_trainer.run.threads import GPU_THREADS, usable_cores
 
 
@@ -34,8 +35,10 @@ class Slot:
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The trial process's environment: ``base`` (this process's) with its GPU. Its threads are its run's
-        thread policy's (the trials register as live runs, so they share the cores)."""
+        thread policy's (the trials register as live runs, so they share the cores). No notify hook: thirty
+        trials would ring thirty times; the sweep is one thing that ends."""
         env = dict(os.environ if base is None else base)
+        env.pop(NOTIFY_ENV, None)
         if self.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu
         return env

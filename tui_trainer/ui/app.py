@@ -16,6 +16,7 @@ from pathlib import Path
 from textual.app import App
 
 from tui_trainer.config import RunConfig
+from tui_trainer.ui.alert import end_title, terminal_alert
 from tui_trainer.ui.guard import Guarded, report_view_error
 from tui_trainer.ui.screens.train import RunClient, TrainScreen
 
@@ -28,8 +29,10 @@ class TrainerApp(Guarded, App):
     ENABLE_COMMAND_PALETTE = False
 
     def __init__(self, cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None,
-                 attach: Path | None = None, chart_hz: float = 2.0, client: RunClient | None = None) -> None:
+                 attach: Path | None = None, chart_hz: float = 2.0, client: RunClient | None = None,
+                 notify_end: bool = False) -> None:
         super().__init__()
+        self.notify_end = notify_end  # bell and desktop notification when the followed run ends (ui/alert.py)
         self.cfg, self.runs_dir, self.resume, self.attach_to, self.chart_hz = cfg, Path(runs_dir), resume, attach, chart_hz
         self.client = client
         self._started = False
@@ -54,6 +57,13 @@ class TrainerApp(Guarded, App):
         """The training screen (at the bottom of the stack)."""
         assert self.main_screen is not None, "the screen is made when the app starts"
         return self.main_screen
+
+    def alert_end(self, state: str, body: str) -> None:
+        """When turned on: the bell and a desktop notification (OSC 9, OSC 777) written to the terminal through
+        Textual's driver (its writer thread orders them with the frames)."""
+        if not self.notify_end or self._driver is None:
+            return
+        self._driver.write(terminal_alert(end_title(state), body, tmux=bool(os.environ.get("TMUX"))))
 
     async def action_quit(self) -> None:
         """Textual's own quit (ctrl+q) takes the screen's path: with a run training, ask first."""
@@ -100,15 +110,17 @@ def yield_to_training() -> None:
 
 
 def make_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, attach: Path | None = None,
-             chart_hz: float = 2.0, client: RunClient | None = None) -> TrainerApp:
+             chart_hz: float = 2.0, client: RunClient | None = None, notify_end: bool = False) -> TrainerApp:
     """One factory for the CLI and the tests. ``client``: how runs are started and attached (None: as run
-    processes, run/client.py; tests of what is drawn pass a fake that writes run folders itself)."""
-    return TrainerApp(cfg, runs_dir, resume, attach, chart_hz, client)
+    processes, run/client.py; tests of what is drawn pass a fake that writes run folders itself). ``notify_end``:
+    the bell and desktop notification when the followed run ends (ui/alert.py)."""
+    return TrainerApp(cfg, runs_dir, resume, attach, chart_hz, client, notify_end)
 
 
-def run_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, attach: Path | None = None) -> int:
+def run_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, attach: Path | None = None,
+            notify_end: bool = False) -> int:
     """Run the app in this terminal; print where the run shown stands; return the exit code."""
-    app = make_app(cfg, runs_dir, resume, attach)
+    app = make_app(cfg, runs_dir, resume, attach, notify_end=notify_end)
     try:
         app.run()
     finally:

@@ -79,6 +79,8 @@ class RunLost(FollowerMessage, bubble=False):
     process is gone without an end (``crashed``)."""
 
     why: str
+    kind: str = "lost"
+    """The follower's word for it: ``crashed`` (its process is gone without an end), or another (run/follow.py)."""
 
 
 # -- starting and steering the run ------------------------------------------------------------

@@ -14,6 +14,7 @@ another run cancels the last follower, and what it had posted is dropped).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -100,7 +101,7 @@ class TrainScreen(Guarded, Screen):
         Binding("e", "toggle_setup", "Setup", show=False),
         Binding("ctrl+q,ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("escape", "leave_field", "Leave field", show=False),
-        *[Binding(str(i + 1), f"tab('{tab_id}')", title, show=False) for i, (tab_id, title) in enumerate(TABS)],
+        *[Binding(str((i + 1) % 10), f"tab('{tab_id}')", title, show=False) for i, (tab_id, title) in enumerate(TABS)],  # 1..9, 0
     ]
 
     run_state: var[RunState] = var(RunState.NONE, init=False, bindings=True)
@@ -116,6 +117,8 @@ class TrainScreen(Guarded, Screen):
         self.handle: RunHandle | None = None  # the run shown
         self._state_before_start = RunState.NONE  # where to return if a launch fails
         self._quit_when_started = False  # q was pressed while a run was starting
+        self._followed_since = 0.0  # time.time() when the run shown began to be followed
+        self._live_when_caught_up: bool | None = None  # the run shown was alive when its history had arrived
         self.started_here: set[str] = set()  # runs this app launched fresh (removed if they fail at setup)
         self.helper = Helper(self.post_message)
         self.helper_ready = False
@@ -386,6 +389,8 @@ class TrainScreen(Guarded, Screen):
 
     def _show_run(self, handle: RunHandle) -> None:
         self.handle = handle
+        self._followed_since = time.time()  # an end written before this was not seen happening: no alert for it
+        self._live_when_caught_up = None
         self.view.reset(str(handle.path))
         self.view.say(f"following {handle.run.name}…")
         self.run_state = RunState.LIVE
@@ -407,7 +412,7 @@ class TrainScreen(Guarded, Screen):
                     self.post_message(RunEnded(worker, finished))
                 case Lost(why=why, kind=kind):
                     good = run.last_good_checkpoint() if kind == "crashed" else None
-                    self.post_message(RunLost(worker, f"{why} (or press u)" if good else why))
+                    self.post_message(RunLost(worker, f"{why} (or press u)" if good else why, kind))
 
     def on_run_events(self, message: RunEvents) -> None:
         if not message.current:
@@ -429,6 +434,8 @@ class TrainScreen(Guarded, Screen):
         """The view holds everything on disk so far: where the run stands decides the panels and buttons."""
         if not self.run_state.steerable:
             return
+        if self._live_when_caught_up is None and self.handle is not None:  # once a run: a crash seen happening
+            self._live_when_caught_up = self.handle.state() in LIVE_STATES
         if self.view.finished is not None and self.handle is not None and self.handle.resumed:
             self.view.say(f"resuming {self.handle.run.name}: its process is loading torch and the data…")
         if changed & {"started", "finished", "paused"}:
@@ -448,6 +455,7 @@ class TrainScreen(Guarded, Screen):
         else:
             self.run_state = RunState.ENDED
         self._say_end(end, reason)
+        self._alert_end(reason.state, end_line(end.reason, end.message))
         self.call_after_refresh(self._refocus)  # focus is never lost when a run ends
         if isinstance(self.app.screen, QuitDialog):  # the quit question was about a run that has now ended
             self.app.screen.run_ended(reason.state)
@@ -462,9 +470,22 @@ class TrainScreen(Guarded, Screen):
     def _discard(self, handle: RunHandle) -> None:
         handle.discard()
 
+    def _alert_end(self, state: str, line: str) -> None:
+        """The bell and desktop notification (ui/alert.py, when turned on) for an end that happened while followed."""
+        if self.handle is None:
+            return
+        ended = self.handle.run.read_status().get("ended")
+        if isinstance(ended, (int, float)) and ended < self._followed_since - 1.0:
+            return  # attached to a run that had already ended
+        alert = getattr(self.app, "alert_end", None)
+        if alert is not None:
+            alert(state, f"{self.handle.run.name}: {line}")
+
     def on_run_lost(self, message: RunLost) -> None:
         if not message.current:
             return
+        if self.run_state.steerable and message.kind == "crashed" and self._live_when_caught_up:
+            self._alert_end("crashed", message.why)
         self.run_state = RunState.LOST
         self._error(message.why)
         self.view.say(message.why)

@@ -3,8 +3,9 @@
 It owns the fold of the run it shows (``history.RunHistory``): ``apply(events)`` folds a batch and
 updates the text views at once; the charts get new series and redraw themselves (at most ``chart_hz``
 times a second, only while on screen). ``reset()`` forgets the run (another one is shown). Its buttons
-follow ``run_state`` and ``settings_valid``, reactives the screen binds to its own. The Runs tab and the
-LR find tab and the Images tab are widgets of their own (runs.py, lrfinder.py, images.py).
+follow ``run_state`` and ``settings_valid``, reactives the screen binds to its own. The Runs tab, the
+LR find tab, the Images tab and the Machine tab are widgets of their own (runs.py, lrfinder.py, images.py,
+machine.py); the Machine tab's short line goes beside the device, its alarms on the alarm line.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tui_trainer.ui.widgets.boundary import BoundaryView
 from tui_trainer.ui.widgets.fields import CompactButton
 from tui_trainer.ui.widgets.images import ImagesTab
 from tui_trainer.ui.widgets.lrfinder import LrFinderTab
+from tui_trainer.ui.widgets.machine import MachineTab
 from tui_trainer.ui.widgets.runs import RunsTab
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
 TABS = (("tab-charts", "Charts"), ("tab-log", "Log"), ("tab-gradients", "Grads"), ("tab-boundary", "Boundary"),
         ("tab-lr", "LR find"), ("tab-results", "Results"), ("tab-model", "Model"), ("tab-runs", "Runs"),
-        ("tab-images", "Images"))
+        ("tab-images", "Images"), ("tab-machine", "Machine"))
 LEVEL_STYLE = {"warning": "bold", "error": "bold reverse"}  # reads without colour too
 LOG_LINES = 2000  # the Log tab keeps the last this many lines (log_lines keeps all)
 BACKLOG_LINES = 500  # lines of an attached run's history written to the Log tab (events.jsonl has them all)
@@ -80,6 +82,10 @@ class RunView(Guarded, Vertical):
         self.lr_finder = LrFinderTab(titles["tab-lr"], max_hz=chart_hz, id="tab-lr")  # tabs that are widgets of their own
         self.runs_tab = RunsTab(titles["tab-runs"], runs_dir, max_hz=chart_hz, id="tab-runs")
         self.images = ImagesTab(titles["tab-images"], id="tab-images")
+        self.machine_tab = MachineTab(titles["tab-machine"], max_hz=chart_hz, id="tab-machine")
+        self._device_base = "detecting the device…"  # the helper's word, then the run's device line
+        self._machine_line = ""  # the Machine tab's short line for the run shown
+        self._machine_alarms: set[str] = set()  # kinds of machine alarm shown for this run (each once)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="buttons"):
@@ -92,7 +98,8 @@ class RunView(Guarded, Vertical):
         yield Static("", id="alarm")
         with TabbedContent(id="tabs"):
             for tab_id, title in TABS:
-                own = {"tab-lr": self.lr_finder, "tab-runs": self.runs_tab, "tab-images": self.images}
+                own = {"tab-lr": self.lr_finder, "tab-runs": self.runs_tab, "tab-images": self.images,
+                       "tab-machine": self.machine_tab}
                 yield own.get(tab_id) or TabPane(title, id=tab_id)
 
     async def mount_tabs(self) -> None:
@@ -122,6 +129,7 @@ class RunView(Guarded, Vertical):
         await self.query_one("#tab-model").mount(VerticalScroll(Static("", id="model-summary")))
         await self.runs_tab.fill()
         await self.images.fill()
+        await self.machine_tab.fill()
         for level, text in self._pending_log[-LOG_LINES:]:
             self._show_log_line(level, text)
         self._pending_log.clear()
@@ -131,6 +139,7 @@ class RunView(Guarded, Vertical):
 
     def watch_run_state(self) -> None:
         self._show_buttons()
+        self._machine_training()
 
     def watch_settings_valid(self) -> None:
         self._show_buttons()
@@ -144,7 +153,29 @@ class RunView(Guarded, Vertical):
 
     def show_device(self, text: str) -> None:
         """The device line (right of the buttons): what the helper found, until a run names its own."""
-        self.query_one("#device", Label).update(text)
+        self._device_base = text
+        self._paint_device()
+
+    def _paint_device(self) -> None:
+        """The device line: the machine's short line (live numbers first: a narrow view cuts the end), the device,
+        and its memory at the last log interval."""
+        memory = memory_line(self.history.last_step)
+        text = "  ".join(part for part in (self._machine_line, self._device_base, memory) if part)
+        self.query_one("#device", Label).update(text, layout=False)
+
+    def _machine_training(self) -> None:
+        """Tell the Machine tab whether steps are running (its low-utilisation alarm means something only then)."""
+        self.machine_tab.training = self.run_state is RunState.LIVE and self.history.last_step is not None
+
+    def on_machine_tab_updated(self, message: MachineTab.Updated) -> None:
+        self._machine_line = message.line
+        self._paint_device()
+        new = [(kind, text) for kind, text in message.alarms if kind not in self._machine_alarms]
+        for kind, text in new:  # each kind once a run: the alarm line says it until another replaces it
+            self._machine_alarms.add(kind)
+            self.log_line(text, "warning")
+        if new:
+            self._show_alarm(new[-1][1], new=len(new))
 
     # -- tabs --------------------------------------------------------------------------------
 
@@ -233,6 +264,9 @@ class RunView(Guarded, Vertical):
         self.history = RunHistory()
         self.path = path
         self._alarm_count = 0
+        self._machine_line = ""
+        self._machine_alarms = set()
+        self.machine_tab.follow(path)
         for chart in self._charts.values():
             chart.clear_series()
         self.query_one("#alarm", Static).update("")
@@ -275,13 +309,14 @@ class RunView(Guarded, Vertical):
             for level, line in new_lines[-LOG_LINES:]:
                 self._show_log_line(level, line)
         if "started" in changed and h.started is not None:
-            device = self.query_one("#device", Label)
-            device.update(h.started.device)
-            device.tooltip = h.started.device  # whole, where the line is cut (the threads and why)
+            self._device_base = h.device or h.started.device
+            self.machine_tab.set_device(h.started.device)
+            self.query_one("#device", Label).tooltip = h.started.device  # whole, where the line is cut
             if self.query("#model-summary"):
                 self.query_one("#model-summary", Static).update(h.started.summary)
-        if (memory := memory_line(h.last_step)) is not None:
-            self.query_one("#device", Label).update(f"{h.device}  {memory}", layout=False)
+        if changed & {"started", "steps"}:
+            self._paint_device()
+            self._machine_training()
         if "alarms" in changed:
             self._show_alarm(h.alarms[-1], new=len(h.alarms) - self._alarm_count)
             self._alarm_count = len(h.alarms)

@@ -80,6 +80,7 @@ def test_ddp_cost_benchmark_times_the_step_and_each_collective(tmp_path):
     assert result["share_commands_per_step"] == pytest.approx(result["share_commands_ms"] / result["step_ms"])
 
 
+@pytest.mark.slow
 def test_track_cost_benchmark_times_the_loop_with_and_without_the_tracking_lines(tmp_path):
     result = run_benchmark(tmp_path, "track_cost.py", "--quick")
     assert (result["steps"], result["repeat"], result["log_every"], result["model"]) == (40, 2, 50, True)

@@ -222,6 +222,7 @@ def _adopt(fake_run, pid: int) -> None:
     fake_run.set_state("running", pid=pid, host=socket.gethostname(), proc_start=None)
 
 
+@pytest.mark.slow
 async def test_the_machine_tab_shows_cpu_and_memory_of_the_run_process(tmp_path):
     from tests.fakes import FakeClient
     from tests.test_ui import ready, until
@@ -262,6 +263,7 @@ async def test_the_machine_tab_shows_cpu_and_memory_of_the_run_process(tmp_path)
         worker.wait()
 
 
+@pytest.mark.slow
 async def test_a_gpu_run_shows_its_gpu_in_the_tab_and_the_alarm_line(tmp_path, monkeypatch):
     from tests.fakes import FakeClient
     from tests.test_ui import ready, until

@@ -96,6 +96,7 @@ def test_sweep_trials_call_no_hook(monkeypatch):
     assert NOTIFY_ENV not in Slot(0).env()
 
 
+@pytest.mark.slow
 def test_cli_notify_reaches_a_detached_run_process(tmp_path):
     """`train --detach --notify`: the run process, with nothing attached, calls the hook at its end."""
     out = tmp_path / "hook.json"
@@ -154,6 +155,7 @@ def test_a_bad_end_alert_setting_is_one_line_and_exit_2(tmp_path):
         "followed run ends) or 0/off/false/no (default)"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("enabled", [True, False])
 async def test_the_app_rings_and_notifies_when_the_followed_run_ends(tmp_path, enabled):
     from tests.fakes import FakeClient
@@ -234,6 +236,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.slow
 async def test_the_app_rings_when_the_followed_run_crashes_not_when_it_had_crashed_before(tmp_path):
     import socket
 

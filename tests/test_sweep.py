@@ -497,3 +497,22 @@ def test_two_workers_sharing_a_postgresql_study_finish_its_trials_between_them(t
     by_worker = [{t.number for t in counted if t.user_attrs["sweep"]["id"] == read_spec(s.spec_path).id}
                  for s in sweeps]
     assert not by_worker[0] & by_worker[1] and by_worker[0] | by_worker[1] == set(range(6))
+
+
+def test_a_sweep_of_your_own_code_finds_its_files_beside_the_preset(tmp_path, monkeypatch):
+    """A preset naming a factory file reads it relative to the preset's folder, in a sweep as in train."""
+    from tui_trainer.config import load_preset
+    from tui_trainer.sweep.spec import read_preset
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name in ("custom.toml", "my_cnn.py", "npy_data.py"):
+        shutil.copy(examples / name, folder / name)
+    (folder / "custom.toml").write_text((folder / "custom.toml").read_text() + '\n[sweep]\ntrials = 2\n\n[sweep.params]\n'
+                                        '"optimizer.lr" = "log(1e-4, 1e-2)"\n')
+    monkeypatch.chdir(tmp_path)  # not the preset's folder
+    cfg, table = read_preset(str(folder / "custom.toml"))
+    assert table["trials"] == 2
+    assert cfg.model.factory == load_preset(str(folder / "custom.toml")).model.factory
+    assert cfg.model.factory.startswith(str(folder / "my_cnn.py")) and cfg.data.factory.startswith(str(folder))

@@ -52,6 +52,13 @@ def resolve_preset(name_or_path: str) -> Path:
 def load_preset(name_or_path: str) -> RunConfig:
     """Load and validate a preset by name or path."""
     path = resolve_preset(name_or_path)
+    return from_dict(read_preset_file(path), source=str(path), base=path.parent)
+
+
+def read_preset_file(path: Path) -> dict[str, Any]:
+    """A preset file's tables as read (its ``name`` the file's stem unless it sets one), not yet validated:
+    ConfigError naming the file when it cannot be read or is not TOML. Paths in it are relative to its folder
+    (``from_dict(..., base=path.parent)``)."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -59,7 +66,7 @@ def load_preset(name_or_path: str) -> RunConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     raw.setdefault("name", path.stem)
-    return from_dict(raw, source=str(path), base=path.parent)
+    return raw
 
 
 def preset_description(path: Path) -> str:

@@ -23,13 +23,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tomllib
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tui_trainer.config import ConfigError, RunConfig, from_dict, resolve_preset, to_toml
+from tui_trainer.config.presets import read_preset_file
 from tui_trainer.config.validate import did_you_mean
 from tui_trainer.sweep.slots import Slot
 from tui_trainer.sweep.space import Param, parse_params
@@ -152,12 +152,7 @@ class SweepSpec:
 def read_preset(name_or_path: str) -> tuple[RunConfig, dict[str, Any]]:
     """A preset and its ``[sweep]`` table ({} when it has none), validated by the preset rules."""
     path = resolve_preset(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    raw = read_preset_file(path)
     table = raw.pop("sweep", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: 'sweep' must be a [sweep] table")
@@ -165,8 +160,7 @@ def read_preset(name_or_path: str) -> tuple[RunConfig, dict[str, Any]]:
         if key not in TABLE_KEYS:
             raise ConfigError(f"{path}: unknown key sweep.{key}{did_you_mean(key, TABLE_KEYS)}; allowed: "
                               f"{', '.join(TABLE_KEYS)}")
-    raw.setdefault("name", path.stem)
-    return from_dict(raw, source=str(path)), table
+    return from_dict(raw, source=str(path), base=path.parent), table  # a factory's file: beside the preset
 
 
 @dataclass

@@ -198,3 +198,16 @@ def test_a_run_process_beside_a_live_run_says_it_took_its_share(tmp_path, runs):
                      started.device)
     assert said and 1 <= int(said[1]) <= share, started.device
     assert not (live / f"{handle.process.pid}.json").exists()  # it left the registry when it ended
+
+
+def test_a_gpu_run_says_what_other_processes_hold_of_its_gpu():
+    from tui_trainer.engine.device import shared_gpu_note
+
+    gib = 2**30
+    assert shared_gpu_note(80 * gib, 79 * gib, 1 * gib) is None  # its own: nothing to say
+    assert shared_gpu_note(80 * gib, int(79.5 * gib), 0) is None  # the driver's few hundred MiB
+    assert shared_gpu_note(80 * gib, 50 * gib, 2 * gib) == (
+        "info", "other processes hold 28.0 of this GPU's 80.0 GiB; this run may use the 50.0 GiB free")
+    level, line = shared_gpu_note(80 * gib, 4 * gib, 1 * gib)
+    assert level == "warning" and line.startswith("other processes hold 75.0 of this GPU's 80.0 GiB; this run may "
+                                                  "use the 4.0 GiB free: a larger batch")

@@ -70,6 +70,21 @@ def memory_in_use(device: torch.device) -> tuple[int, int] | None:
     return torch.cuda.memory_allocated(device), free
 
 
+def shared_gpu_note(total: int, free: int, ours: int) -> tuple[str, str] | None:
+    """What a run on a GPU says at its start when other processes (other runs) already hold some of its memory:
+    (level, line), a warning when under a tenth is left; None when the GPU is its own. ``ours``: bytes this
+    process has reserved (its model and data, loaded by then)."""
+    others = max(0, total - free - ours)
+    if others < total * 0.02:  # the driver's own few hundred MiB: not another run
+        return None
+    gib = 2**30
+    line = (f"other processes hold {others / gib:.1f} of this GPU's {total / gib:.1f} GiB; this run may use the "
+            f"{free / gib:.1f} GiB free")
+    if free < total * 0.1:
+        return "warning", line + ": a larger batch or model may run out of memory (the error will name it)"
+    return "info", line
+
+
 def all_devices() -> list[DeviceInfo]:
     """Every device torch can see here."""
     found = [describe_device(torch.device("cpu"))]

@@ -36,7 +36,7 @@ from torch import nn
 
 from tui_trainer.config import RunConfig
 from tui_trainer.engine.checkpoint import Checkpoints, load_checkpoint
-from tui_trainer.engine.device import describe_device, memory_in_use
+from tui_trainer.engine.device import describe_device, memory_in_use, shared_gpu_note
 from tui_trainer.engine.diagnostics import GradientMonitor
 from tui_trainer.engine.dist import World, strategy
 from tui_trainer.engine.factories import first_batch
@@ -455,5 +455,10 @@ class Fit:
             world_size=self.world.size))
         for note in self.data.notes:
             self.sink.emit(LogMessage("warning", note))
+        if self.device.type == "cuda":  # several runs on one GPU: each says what the others hold when it starts
+            free, total = torch.cuda.mem_get_info(self.device)
+            said = shared_gpu_note(total, free, torch.cuda.memory_reserved(self.device))
+            if said is not None:
+                self.sink.emit(LogMessage(*said))
         if self.data.checked:
             self.sink.emit(LogMessage("info", self.data.checked))

@@ -217,7 +217,9 @@ class DataParallel(OneProcess):
     def seed(self, step: int) -> None:
         """Dropout and augmentation draw differently on each rank (the weights started equal: every rank seeded the
         same before building the model, and DDP broadcasts rank 0's anyway)."""
-        torch.manual_seed(self.cfg.train.seed * 1_000_003 + step * 101 + self.world.rank + 1)
+        from tui_trainer.engine.parts import epoch_seed  # parts imports this module
+
+        torch.manual_seed(epoch_seed(self.cfg.train.seed, step * 101 + self.world.rank + 1))
 
     def failure(self, exc: BaseException, where: str) -> str | None:
         """A collective that failed because another rank went away (gloo and nccl say it in their own words)."""

@@ -54,12 +54,12 @@ class SampleCollector:
     def __call__(self, out: torch.Tensor, yb: torch.Tensor) -> None:
         out = out.float()
         if out.dim() == 2 and out.shape[1] == 1:  # a binary head: one logit for two classes
-            p1 = torch.sigmoid(out[:, 0])
-            probs = torch.stack([1 - p1, p1], 1)
+            z = out[:, 0]
+            logp = torch.stack([torch.nn.functional.logsigmoid(-z), torch.nn.functional.logsigmoid(z)], 1)
         else:
-            probs = torch.softmax(out, 1)  # of a log_softmax head too: the same probabilities
-        prob, pred = probs.max(1)
-        loss = -probs.gather(1, yb.view(-1, 1))[:, 0].clamp_min(1e-12).log()
+            logp = torch.log_softmax(out, 1)  # of a log_softmax head too: the same probabilities
+        prob, pred = logp.exp().max(1)
+        loss = -logp.gather(1, yb.view(-1, 1))[:, 0]  # exact where a probability underflows: confident mistakes rank
         self.parts.append(torch.stack([loss, pred.float(), prob, yb.view(-1).float()], 1))
 
     def table(self) -> torch.Tensor:

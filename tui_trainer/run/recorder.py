@@ -133,7 +133,6 @@ class RunRecorder:
                 self._due["epoch"] = event.epoch
                 if event.is_best:
                     self._due["best"] = event.val_acc if self._monitor == "val_acc" else event.val_loss
-                self._due["elapsed_s"] = self._due.get("elapsed_s")
             case StepLogged():
                 if self._due:
                     self._due["elapsed_s"] = event.elapsed_s

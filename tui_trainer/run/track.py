@@ -383,7 +383,8 @@ class Run:
                                                       for d in shared]
 
     def _poll(self, commands: list[Command]) -> None:
-        """Act on ``commands``; hold while paused; count a single step down (the engine's ``poll_controls``)."""
+        """Act on ``commands``; hold while paused; count a single step down: the rule of the engine's
+        ``Steering.before_step`` (engine/steering.py), kept in step with it by tests/test_track.py."""
         for command in commands:
             self._act(command)
         if self._steps_allowed == 0:

@@ -29,20 +29,19 @@ def optimizers_of(optimizer: Any) -> list[Any]:
 
 
 def current_lr(optimizers: list[Any]) -> float:
-    """The first group's rate of the first optimizer (a tensor rate, as a capturable optimizer keeps it, is read:
-    a host sync, at the log interval)."""
-    lr = optimizers[0].param_groups[0]["lr"]
-    return float(lr.item() if hasattr(lr, "item") else lr)
+    """The first group's rate of the first optimizer (``engine.optim.current_lr``: a tensor rate is read, a host
+    sync, at the log interval)."""
+    from tui_trainer.engine.optim import current_lr as first_rate
+
+    return first_rate(optimizers[0])
 
 
 def set_lr(optimizers: list[Any], lr: float) -> None:
-    """Every group of every optimizer (a tensor rate is filled in place)."""
+    """Every group of every optimizer (``engine.optim.set_lr``: a tensor rate is filled in place)."""
+    from tui_trainer.engine.optim import set_lr as set_rate
+
     for optimizer in optimizers:
-        for group in optimizer.param_groups:
-            if hasattr(group["lr"], "fill_"):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
+        set_rate(optimizer, lr)
 
 
 def unwrap(model: Any) -> Any:
@@ -60,7 +59,9 @@ def count_params(model: Any, trainable: bool) -> int:
     """Parameters of ``model`` (those that train, with ``trainable``); 0 without a model."""
     if model is None:
         return 0
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+    from tui_trainer.engine.models import count_params as counts
+
+    return counts(model)[1 if trainable else 0]
 
 
 def device_words(model: Any) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Group
 from rich.text import Text
+from textual import work
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.reactive import var
@@ -39,6 +40,13 @@ class ImagesTab(Guarded, TabPane):
     """What the tab shows: raw or fed (training examples), or a view of the run's sample (``pictures.VIEWS``)."""
 
     @dataclass
+    class SampleRead(Message):
+        """A run's samples.json, read in a worker thread."""
+
+        path: Path
+        stamp: int
+        sample: SampleSet
+
     class ExamplesWanted(Message):
         """The tab is shown and has no training examples of the panels' dataset: the screen asks the helper."""
 
@@ -78,28 +86,39 @@ class ImagesTab(Guarded, TabPane):
             self.draw()
 
     def show_run(self, path: str | None) -> None:
-        """Another run is shown (None: none): its sample, if it has one yet."""
+        """Another run is shown (None: none): its sample, if it has one yet; never the last run's pictures."""
         self.run_path = Path(path) if path else None
         self.sample = None
+        if self.view not in EXAMPLE_VIEWS:
+            self.view = "raw"  # the watcher draws
+        else:
+            self.draw()
         self.load_sample()
 
     def load_sample(self) -> None:
-        """Read the run's samples.json again (an epoch ended); the first one turns the tab to the mistakes."""
-        if self.run_path is None:
-            self.draw()
-            return
+        """Read the run's samples.json again (an epoch ended), in a worker thread: a JSON file of pictures is
+        never read on the UI thread. The first one turns the tab to the mistakes."""
+        if self.run_path is not None:
+            self._read_sample(self.run_path, self._stamp if self.sample is not None else None)
+
+    @work(thread=True, exclusive=True, group="samples", exit_on_error=False, description="read samples.json")
+    def _read_sample(self, path: Path, known: int | None) -> None:
         try:
-            stamp = (self.run_path / SAMPLES_FILE).stat().st_mtime_ns
+            stamp = (path / SAMPLES_FILE).stat().st_mtime_ns
         except OSError:
-            return
-        if self.sample is not None and stamp == self._stamp:
+            return  # none yet: written at the first epoch's end
+        if stamp == known:
             return  # unchanged since it was read (an attach folds many epochs at once)
-        sample = read_samples(self.run_path)
-        if sample is None:
-            return
-        self._stamp = stamp
+        sample = read_samples(path)
+        if sample is not None:
+            self.post_message(self.SampleRead(path, stamp, sample))
+
+    def on_images_tab_sample_read(self, message: SampleRead) -> None:
+        if message.path != self.run_path:
+            return  # read for a run no longer shown
+        self._stamp = message.stamp
         first = self.sample is None
-        self.sample = sample
+        self.sample = message.sample
         if first and self.view in EXAMPLE_VIEWS:
             self.view = "mistakes"  # the watcher draws
         else:

@@ -10,6 +10,7 @@ and the alarms are for the person looking at the curves.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static, TabPane
+from textual.worker import get_current_worker
 
 from tui_trainer.run.folder import LIVE_STATES, RunDir
 from tui_trainer.ui.guard import Guarded
@@ -74,6 +76,7 @@ class MachineTab(Guarded, TabPane):
         self._sampler: MachineSampler | None = None
         self._sampler_for: tuple[str, str, object] | None = None  # (run path, device, pid) the sampler was made for
         self._timer: Timer | None = None
+        self._lock = threading.Lock()  # the sampler: one worker at a time, and not under unmount
         self._charts: tuple[SeriesChart, SeriesChart, SeriesChart] | None = None
         self._text: Static | None = None
 
@@ -111,13 +114,20 @@ class MachineTab(Guarded, TabPane):
 
     @work(thread=True, exclusive=True, group="machine", exit_on_error=False, description="sample the machine")
     def _sample(self, run: RunDir, device: str) -> None:
-        """One sample, in a worker thread: the sampler is made (NVML initialised) on the first."""
+        """One sample, in a worker thread: the sampler is made (NVML initialised) on the first. One sample at a
+        time (the lock: a slow one is not overtaken by the next tick, and unmounting waits for it)."""
+        with self._lock:
+            if get_current_worker().is_cancelled:
+                return
+            self._sample_locked(run, device)
+
+    def _sample_locked(self, run: RunDir, device: str) -> None:
         status = run.read_status()
         path = str(run.path)
-        if status.get("state") not in LIVE_STATES:
+        state = run.state(status)  # a live state whose process is gone reads as crashed: not sampled
+        if state not in LIVE_STATES:
             self._drop_sampler()
-            self.post_message(Sampled(path, None, f"the run is {status.get('state') or 'not started'}: not sampled",
-                                      ended=True))
+            self.post_message(Sampled(path, None, f"the run is {state}: not sampled", ended=True))
             return
         if not this_host(status.get("host")):
             self.post_message(Sampled(path, None, f"the run trains on {status.get('host')}: only a run of this "
@@ -152,7 +162,10 @@ class MachineTab(Guarded, TabPane):
         self.post_message(self.Updated(machine_line(message.sample), machine_alarms(list(self.samples), self.training)))
 
     def on_unmount(self) -> None:
-        self._drop_sampler()
+        if self._timer is not None:
+            self._timer.stop()
+        with self._lock:  # a sample under way ends first: NVML is never shut down under it
+            self._drop_sampler()
 
     # -- drawing --------------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ from tests.test_ui import Recorder, ready, until
 from tui_trainer.config import apply_overrides, check_value, load_preset
 from tui_trainer.config.factories import NO_CODE_ENV, installed, sha256
 from tui_trainer.errors import ConfigError
-from tui_trainer.run.events import EpochEnded, LogMessage, RunFinished
+from tui_trainer.run.events import EpochEnded, LogMessage, RunFinished, RunStarted
 from tui_trainer.run.folder import RunDir
+from tui_trainer.ui.state import RunState
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -410,7 +411,9 @@ async def test_the_app_checks_the_code_before_start_and_trains_the_example(tmp_p
         panel_error = str(screen.query_one("#panel-architecture .panel-error").render())
         assert panel_error == "broken.py:12: RuntimeError: mat1 and mat2 shapes cannot be multiplied (32x256 and 512x3)"
         await pilot.press("r")
-        assert not (tmp_path / "runs").exists()
+        assert not screen.live and screen.run_state is not RunState.STARTING  # refused at once, nothing started
+        await pilot.pause(0.5)
+        assert not (tmp_path / "runs").exists() and not rec.of(RunStarted)
         screen.setup.field("model.factory").query_one("Input").value = f"{EXAMPLES / 'my_cnn.py'}:build"
         await until(pilot, lambda: screen.setup.code_check is None, timeout=60)
         assert not start.disabled

@@ -146,6 +146,7 @@ def test_each_epoch_writes_a_bounded_sample_of_the_validation_set(fashion_run):
     assert counts and counts == sorted(counts, reverse=True)
     for t, p, _n, idx in sample.confused:
         assert t != p and idx and all(sample.example(i).true == t and sample.example(i).pred == p for i in idx)
+    assert [c for c, _r, _w in sample.per_class] == list(range(10)) and any(w for _c, _r, w in sample.per_class)
     for c, right, wrong in sample.per_class:
         assert all(sample.example(i).pred == c == sample.example(i).true for i in right)
         assert all(sample.example(i).true == c != sample.example(i).pred for i in wrong)
@@ -191,6 +192,7 @@ def test_a_streamed_image_folder_of_large_images_is_stored_shrunk_in_colour(tmp_
     result = fit(cfg, ListSink(), runs_dir=runs)
     sample = read_samples(result.run_dir)
     assert sample.shape == (3, 48, 48) and sample.val_samples == 12 and sample.class_names == ("eva", "not_eva")
+    assert len(sample.examples) == 12 and {e.true for e in sample.examples} == {0, 1}
     for e in sample.examples:  # the class is the dominant channel: red planes first, blue last
         red, blue = sum(e.pixels[:48 * 48]), sum(e.pixels[2 * 48 * 48:])
         assert (red > blue) == (e.true == 0)

@@ -72,9 +72,23 @@ def test_failing_hook_is_one_warning_line_and_the_run_ends_as_it_would(runs, mon
 
 def test_hook_that_hangs_is_killed_with_whatever_it_started(tmp_path):
     started = time.monotonic()
-    why = run_hook("sleep 30 & sleep 30", {"PATH": "/usr/bin:/bin"}, tmp_path, timeout=0.5)
+    why = run_hook("sleep 30 & echo $! > bg.pid; sleep 30", {"PATH": "/usr/bin:/bin"}, tmp_path, timeout=0.5)
     assert why == "killed after 0.5 s (the hook must end by then)"
     assert time.monotonic() - started < 5
+    background = int((tmp_path / "bg.pid").read_text())  # what the hook started in the background died with it
+    deadline = time.monotonic() + 5
+    while _alive(background) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling another process's exit: nothing to wait on (it is not our child)
+    assert not _alive(background)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and not yet reaped by init, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def test_hook_that_cannot_start(tmp_path):

@@ -501,7 +501,7 @@ def test_two_workers_sharing_a_postgresql_study_finish_its_trials_between_them(t
 
 def test_a_sweep_of_your_own_code_finds_its_files_beside_the_preset(tmp_path, monkeypatch):
     """A preset naming a factory file reads it relative to the preset's folder, in a sweep as in train."""
-    from tui_trainer.config import load_preset
+    from tui_trainer.sweep.space import parse_params
     from tui_trainer.sweep.spec import read_preset
 
     examples = Path(__file__).resolve().parent.parent / "examples"
@@ -510,9 +510,8 @@ def test_a_sweep_of_your_own_code_finds_its_files_beside_the_preset(tmp_path, mo
     for name in ("custom.toml", "my_cnn.py", "npy_data.py"):
         shutil.copy(examples / name, folder / name)
     (folder / "custom.toml").write_text((folder / "custom.toml").read_text() + '\n[sweep]\ntrials = 2\n\n[sweep.params]\n'
-                                        '"optimizer.lr" = "log(1e-4, 1e-2)"\n')
+                                        'optimizer.lr = "log:1e-4..1e-2"\n')
     monkeypatch.chdir(tmp_path)  # not the preset's folder
     cfg, table = read_preset(str(folder / "custom.toml"))
-    assert table["trials"] == 2
-    assert cfg.model.factory == load_preset(str(folder / "custom.toml")).model.factory
-    assert cfg.model.factory.startswith(str(folder / "my_cnn.py")) and cfg.data.factory.startswith(str(folder))
+    assert table["trials"] == 2 and [p.text() for p in parse_params([], table["params"])] == ["log:0.0001..0.01"]
+    assert cfg.model.factory == f"{folder / 'my_cnn.py'}:build" and cfg.data.factory == f"{folder / 'npy_data.py'}:build"

@@ -452,7 +452,12 @@ async def test_lr_finder_runs_in_a_child_process_and_applies(tmp_path):
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
         await pilot.press("f")
+        assert screen.view.lr_finder.sweeping  # at once, before its child process is even started
+        await pilot.press("f")  # a second f while the first is starting: told, not a second sweep
+        await until(pilot, lambda: any("the LR finder is sweeping" in n.message for n in app._notifications))
         await until(pilot, lambda: screen.view.lr_finder.suggestion is not None, timeout=120)
+        assert not screen.view.lr_finder.sweeping
+        assert log_text(screen).count("LR finder: sweeping") == 1
         assert screen.query_one("#tabs").active == "tab-lr"
         assert screen.query_one("#lr-chart", SeriesChart).series["loss"][0]
         await pilot.press("a")

@@ -312,6 +312,8 @@ class TrainScreen(Guarded, Screen):
             if not self.device_text:
                 self.view.show_device("device: unknown (helper ended)")
         elif reply.get("id") == self.examples_request and self.examples_request is not None:
+            if "error" in reply:
+                self.examples_key = None  # asked again when the tab is shown again
             self.view.images.show_examples(None if "error" in reply else reply, reply.get("error"))
         elif reply.get("id") == self.model_request:
             code = self.model_request_code

@@ -20,7 +20,7 @@ from textual import work
 from textual.message import Message
 from textual.reactive import var
 from textual.widgets import TabPane
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui_trainer.config import RunConfig, to_toml
 from tui_trainer.run.formats import format_number
@@ -73,6 +73,7 @@ class LrFinderTab(Guarded, TabPane):
         super().__init__(title, id=id)
         self.max_hz = max_hz
         self.process: subprocess.Popen[str] | None = None  # the sweep's child process (the last one started)
+        self._sweeping = False
         self._chart: SeriesChart | None = None  # mounted by fill()
 
     async def fill(self) -> None:
@@ -86,14 +87,20 @@ class LrFinderTab(Guarded, TabPane):
 
     @property
     def sweeping(self) -> bool:
-        """A sweep's child process is running."""
-        return self.process is not None and self.process.poll() is None
+        """A sweep was asked for and has not answered (set here on the UI thread: a second ``f`` while the first
+        sweep's child is still being started is refused, not a second sweep)."""
+        return self._sweeping
 
     def sweep(self, cfg: RunConfig) -> None:
         """Sweep the learning rate on a fresh copy of ``cfg``'s model, in a child process (one at a time: the
         caller checks ``sweeping``)."""
+        self._sweeping = True
         self._show_progress("LR finder: starting (loading torch and the data)…")
         self._sweep(cfg)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "lr-find" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            self._sweeping = False  # no answer will come (Guarded reports an error)
 
     def stop(self) -> None:
         """End a sweep under way (the app is closing). Touches no widget: the app may be gone."""
@@ -115,7 +122,11 @@ class LrFinderTab(Guarded, TabPane):
                 self.process = process
                 errors = []
                 assert process.stderr is not None
+                worker = get_current_worker()
                 for line in process.stderr:  # progress lines as they come, until the child ends
+                    if worker.is_cancelled:  # the tab is going: the child goes with it
+                        process.kill()
+                        break
                     progress = lr_progress_text(line)
                     if progress is not None:
                         self.post_message(LrProgress(progress))
@@ -138,6 +149,7 @@ class LrFinderTab(Guarded, TabPane):
         self._show_progress(message.text)
 
     def on_lr_found(self, message: LrFound) -> None:
+        self._sweeping = False
         if message.error or message.result is None:
             self.post_message(Said(f"LR finder failed: {message.error}", "error"))
             self._show_progress(f"LR finder failed: {message.error}; press f to try again")

@@ -31,7 +31,7 @@ from tui_trainer.run.endpoint import ControlServer, EndpointError
 from tui_trainer.run.events import LogMessage, NullSink, Reason, RecordLost, RunFinished, Sink, TeeSink
 from tui_trainer.run.folder import RunDir, proc_start
 from tui_trainer.run.notify import notify_command, notify_end
-from tui_trainer.run.recorder import RunRecorder
+from tui_trainer.run.recorder import RunRecorder, recording
 from tui_trainer.run.threads import ThreadPolicy
 
 EXIT_CODES = {Reason.COMPLETED: 0, Reason.EARLY_STOPPED: 0, Reason.STOPPED: 0, Reason.INVALID: 2}
@@ -62,9 +62,13 @@ def run_here(run: RunDir, controls: Controls, resume: Path | None = None, consol
 
 def _run_main(run: RunDir, controls: Controls, resume: Path | None, console: Sink | None, world: World) -> FitResult:
     """Rank 0's run: it writes the folder and serves the endpoint."""
-    recorder = RunRecorder(run)  # first: it takes the folder's identity, to notice the folder removed or replaced
+    with recording(run, controls) as recorder:
+        return _serve_and_fit(run, recorder, controls, resume, console, world)
+
+
+def _serve_and_fit(run: RunDir, recorder: RunRecorder, controls: Controls, resume: Path | None, console: Sink | None,
+                   world: World) -> FitResult:
     sink: Sink = TeeSink(recorder, console) if console is not None else recorder
-    controls.check = recorder.check_folder  # while paused, the engine meets the check here instead of in the sink
     server = threads = None
     try:
         recorder.update_status(state="starting", pid=os.getpid(), host=socket.gethostname(),
@@ -87,13 +91,11 @@ def _run_main(run: RunDir, controls: Controls, resume: Path | None, console: Sin
     except RecordLost as lost:  # before the engine began: its status could not be written
         return failed_setup(sink, run, Reason.ERROR, lost.message)
     finally:
-        controls.check = None
         if threads is not None:
             threads.stop()
-        if server is not None:
+        if server is not None:  # before the recorder closes: the status says the endpoint is gone
             server.close(f"the run has ended ({run.state()})")
             recorder.update_status(control=None)
-        recorder.close()
 
 
 def _call_hook(run: RunDir, command: str, result: FitResult | None, exc: BaseException | None) -> None:

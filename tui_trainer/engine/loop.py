@@ -121,16 +121,11 @@ def fit(cfg: RunConfig, sink: Sink | None = None, controls: Controls | None = No
 
 def _recorded(run: Fit, relay: _Relay, folder: RunDir, controls: Controls) -> FitResult:
     """``run`` trained in the folder fit made for it, recorded there as a run process records its own."""
-    from tui_trainer.run.recorder import RunRecorder
+    from tui_trainer.run.recorder import recording
 
-    recorder = RunRecorder(folder)
-    controls.check = recorder.check_folder
-    try:
+    with recording(folder, controls) as recorder:
         relay.record_into(recorder)
         return run.run(folder)
-    finally:
-        controls.check = None
-        recorder.close()
 
 
 class _Relay:

@@ -24,12 +24,15 @@ drops the snapshot) and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tui_trainer.run.controls import Controls
 from tui_trainer.run.eventlog import EventWriter, read_snapshot, write_snapshot
 from tui_trainer.run.events import (
     EpochEnded,
@@ -287,3 +290,16 @@ class RunRecorder:
     def close(self) -> None:
         """Close events.jsonl."""
         self.writer.close()
+
+
+@contextlib.contextmanager
+def recording(folder: RunDir, controls: Controls) -> Iterator[RunRecorder]:
+    """A run's recorder for the length of the block, its folder check given to ``controls`` (a paused engine meets
+    the check there instead of in the sink); closed, and the check taken back, whatever happens."""
+    recorder = RunRecorder(folder)  # first: it takes the folder's identity, to notice the folder removed or replaced
+    controls.check = recorder.check_folder
+    try:
+        yield recorder
+    finally:
+        controls.check = None
+        recorder.close()

@@ -90,3 +90,20 @@ def test_track_cost_benchmark_times_the_loop_with_and_without_the_tracking_lines
         assert r["plain_s"] == sorted(r["plain_all"])[0] + (sorted(r["plain_all"])[1] - sorted(r["plain_all"])[0]) / 2
     assert 0 < result["inside_s"] < result["wall"]["tracked_s"]  # the calls took time, and less than the loop
     assert not (tmp_path / "runs").exists()  # its runs went to its own temporary folder
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_time_to_accuracy_breaks_the_wait_down_and_its_phases_add_up_to_it(tmp_path):
+    result = run_benchmark(tmp_path, "time_to_accuracy.py", "moons-mlp", "0.8", "--max-epochs", "20", "--repeat", "2")
+    assert len(result["runs"]) == 2
+    for run in result["runs"]:
+        seconds = run["seconds"]
+        assert list(seconds) == ["launch", "start-up", "device", "data", "model", "first step", "epochs", "checkpoint"]
+        assert run["val_acc"] >= 0.8 and run["epochs"] >= 1
+        # every phase before the target epoch's line adds up to the time it took; the checkpoint comes after
+        assert sum(seconds.values()) - seconds["checkpoint"] == pytest.approx(run["to_target_s"], abs=1e-6)
+        assert run["to_checkpoint_s"] == pytest.approx(run["to_target_s"] + seconds["checkpoint"], abs=1e-6)
+        assert seconds["start-up"] > 0.1 and all(s >= 0 for s in seconds.values())  # imports take time; none < 0
+    assert result["median"]["to_checkpoint_s"] == pytest.approx(
+        sorted(r["to_checkpoint_s"] for r in result["runs"])[0] / 2 + sorted(r["to_checkpoint_s"] for r in result["runs"])[1] / 2)

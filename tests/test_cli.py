@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,20 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_train_plain_lines_when_piped_and_exit_zero(tmp_path):
+    t0 = time.time()
     proc = cli("train", "moons-mlp", "--epochs", "3", "--runs-dir", str(tmp_path / "r"), "--set", "data.n_samples=300")
+    waited = time.time() - t0
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
+    # where the seconds before the first step went, from this process's start (it began after t0, ended before now)
+    said = [ln for ln in lines if ln.startswith("first step ")]
+    assert len(said) == 1, proc.stdout
+    head, phases = said[0].removesuffix(" (seconds)").split(": ", 1)
+    named = [(p.rsplit(" ", 1)[0], float(p.rsplit(" ", 1)[1])) for p in phases.split(", ")]
+    assert [n for n, _ in named] == ["start-up", "device", "data", "model", "first step"]
+    total = float(head.split()[2])
+    assert head == f"first step {total:.2f} s after start" and 0 < total < waited
+    assert sum(s for _, s in named) == pytest.approx(total, abs=0.03) and named[0][1] > 0.1  # the imports take time
     assert [ln.split()[1] for ln in lines if ln.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
     assert "\r" not in proc.stdout and "\x1b" not in proc.stdout
     assert lines[-1].startswith("done: completed 3 epochs")

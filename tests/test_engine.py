@@ -6,6 +6,8 @@ import json
 import math
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ from tui_trainer.run.events import (
     Paused,
     RunFinished,
     RunStarted,
+    StartupTimed,
     StepLogged,
 )
 from tui_trainer.run.history import describe
@@ -278,6 +281,49 @@ def test_best_follows_the_monitored_metric(runs):
         values = [e.val_acc if monitor == "val_acc" else -e.val_loss for e in ends]  # higher is better
         assert [e.is_best for e in ends] == [v > max(values[:i], default=-math.inf) for i, v in enumerate(values)]
         assert len(set(e.is_best for e in ends)) == 2, monitor  # some epochs improved, some did not
+
+
+def test_where_the_seconds_before_the_first_step_went_is_said_once_between_the_start_and_the_first_log(runs):
+    sink = ListSink()
+    t0 = time.time()
+    result = fit(tiny("train.epochs=2", "train.log_every=4"), sink, runs_dir=runs, process_start=t0 - 100.0)
+    waited = time.time() - t0
+    assert result.reason == "completed"
+    kinds = [type(e) for e in sink.events]
+    assert kinds.count(StartupTimed) == 1  # once, not once per epoch
+    assert kinds.index(RunStarted) < kinds.index(StartupTimed) < kinds.index(StepLogged)
+    said = sink.of(StartupTimed)[0]
+    names = [n for n, _ in said.phases]
+    assert names == ["start-up", "device", "data", "model", "first step"]
+    seconds = dict(said.phases)
+    assert 100.0 <= seconds["start-up"] < 100.0 + waited  # from the process start it was given to the setup
+    assert all(s >= 0 for s in seconds.values()) and said.total - seconds["start-up"] < waited
+    assert describe(said).startswith(f"first step {said.total:.2f} s after start: start-up {seconds['start-up']:.2f}, ")
+
+    resumed = ListSink()
+    fit(tiny("train.epochs=3", "train.log_every=4"), resumed, resume_path=result.run_dir / "checkpoints" / "last.pt")
+    names = [n for n, _ in resumed.of(StartupTimed)[0].phases]
+    assert names == ["checkpoint", "device", "data", "model", "first step"]  # no process start given: no start-up
+    assert describe(resumed.of(StartupTimed)[0]).startswith("first step ")
+    assert " after setup began: checkpoint " in describe(resumed.of(StartupTimed)[0])
+
+
+def test_a_pause_before_the_first_step_is_not_counted_as_the_steps_time(runs):
+    controls = Controls()
+    held = 1.0
+
+    class Resumes(ListSink):
+        def emit(self, event) -> None:
+            super().emit(event)
+            if isinstance(event, Paused) and event.paused:  # held before the first step: resume a second later
+                threading.Timer(held, controls.send, ("resume",)).start()
+
+    controls.send("pause")
+    sink = Resumes()
+    t0 = time.perf_counter()
+    assert fit(tiny("train.epochs=1"), sink, controls, runs_dir=runs).reason == "completed"
+    assert time.perf_counter() - t0 >= held and [p.paused for p in sink.of(Paused)] == [True, False]
+    assert dict(sink.of(StartupTimed)[0].phases)["first step"] < held / 2  # the held second is left out
 
 
 def test_a_single_step_while_paused_is_logged_at_once_whatever_the_log_interval(runs):

@@ -29,7 +29,7 @@ from tui_trainer.errors import USER_ERRORS, first_line
 from tui_trainer.run.controls import Controls
 from tui_trainer.run.endpoint import ControlServer, EndpointError
 from tui_trainer.run.events import LogMessage, NullSink, Reason, RecordLost, RunFinished, Sink, TeeSink
-from tui_trainer.run.folder import RunDir, proc_start
+from tui_trainer.run.folder import RunDir, proc_start, process_started
 from tui_trainer.run.notify import notify_command, notify_end
 from tui_trainer.run.recorder import RunRecorder, recording
 from tui_trainer.run.threads import ThreadPolicy
@@ -87,7 +87,7 @@ def _serve_and_fit(run: RunDir, recorder: RunRecorder, controls: Controls, resum
         for line in run.read_status().get("code_changed") or []:  # a resume whose code is not what it was
             sink.emit(LogMessage("warning", line))
         threads = start_threads(cfg, run)
-        return fit(cfg, sink, controls, run, resume, world=world, threads=threads)
+        return fit(cfg, sink, controls, run, resume, world=world, threads=threads, process_start=process_started())
     except RecordLost as lost:  # before the engine began: its status could not be written
         return failed_setup(sink, run, Reason.ERROR, lost.message)
     finally:

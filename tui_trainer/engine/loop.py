@@ -43,7 +43,7 @@ from tui_trainer.engine.factories import first_batch
 from tui_trainer.engine.models import count_params, format_summary, layer_summary
 from tui_trainer.engine.optim import build_optimizer, build_schedule, current_lr
 from tui_trainer.engine.parts import EarlyStopping, epoch_seed, evaluate, loss_for, prepare
-from tui_trainer.engine.progress import EpochTotals, Progress, StopRun
+from tui_trainer.engine.progress import EpochTotals, Progress, Startup, StopRun
 from tui_trainer.engine.steering import Steering
 from tui_trainer.engine.steps import StepBody, capture_possible
 from tui_trainer.engine.watch import Watch
@@ -60,6 +60,7 @@ from tui_trainer.run.events import (
     RunFinished,
     RunStarted,
     Sink,
+    StartupTimed,
     StepLogged,
 )
 from tui_trainer.run.folder import RunDir, prepare_run
@@ -88,7 +89,7 @@ class FitResult:
 
 def fit(cfg: RunConfig, sink: Sink | None = None, controls: Controls | None = None, run_dir: RunDir | Path | None = None,
         resume_path: Path | str | None = None, runs_dir: Path | str = "runs", world: World | None = None,
-        threads: ThreadPolicy | None = None) -> FitResult:
+        threads: ThreadPolicy | None = None, process_start: float | None = None) -> FitResult:
     """Train ``cfg`` (or continue the checkpoint at ``resume_path``) until done, stopped or failed.
 
     ``run_dir``: the run's folder, prepared beforehand (the run process's, whose recorder is in ``sink``).
@@ -98,13 +99,14 @@ def fit(cfg: RunConfig, sink: Sink | None = None, controls: Controls | None = No
     does. Never raises; the result and the last event say how it ended. ``world``: this process's rank in a
     data-parallel job (engine/dist.py); one process if None. ``threads``: the run process's thread policy
     (run/threads.py, started and applied by its owner): the device line says what it chose, and it is looked at
-    again at log intervals; None (a fit in the caller's process) leaves torch's threads as the caller set them."""
+    again at log intervals; None (a fit in the caller's process) leaves torch's threads as the caller set them.
+    ``process_start``: when this process began (``time.time()``), for the "start-up" phase of ``StartupTimed``."""
     sink = sink or NullSink()
     controls = controls or Controls()
     folder = RunDir(run_dir) if isinstance(run_dir, (str, Path)) else run_dir
     relay = _Relay(sink) if folder is None else None
     try:
-        run = Fit(cfg, relay or sink, controls, resume_path, world or World(), threads)
+        run = Fit(cfg, relay or sink, controls, resume_path, world or World(), threads, process_start)
         if folder is None:
             folder = prepare_run(cfg, runs_dir, resume_path)
     except USER_ERRORS as exc:
@@ -166,6 +168,17 @@ def cap_workers(data: object, threads: int) -> None:
             batches.num_workers = max(1, threads)
 
 
+def import_dynamo_meanwhile() -> None:
+    """Import ``torch._dynamo`` in a thread while the device, data and model are set up. Every torch optimizer's
+    ``__init__`` imports it on its first call (torch/_compile.py ``_disable_dynamo``): ~1 s that otherwise waits
+    for the data. The thread imports nothing of ours; a module another thread is importing is waited for."""
+    import sys
+    import threading
+
+    if "torch._dynamo" not in sys.modules:
+        threading.Thread(target=__import__, args=("torch._dynamo",), name="import torch._dynamo", daemon=True).start()
+
+
 def failed_setup(sink: Sink, rundir: RunDir | None, reason: Reason, message: str) -> FitResult:
     """The end of a fit that never started: one RunFinished, and its result."""
     path = rundir.path if rundir is not None else None
@@ -188,12 +201,17 @@ class Fit:
     """One fit: set up in ``__init__`` (nothing written), trained by ``run`` into the folder it is given."""
 
     def __init__(self, cfg: RunConfig, sink: Sink, controls: Controls, resume_path: Path | str | None = None,
-                 world: World | None = None, threads: ThreadPolicy | None = None) -> None:
+                 world: World | None = None, threads: ThreadPolicy | None = None,
+                 process_start: float | None = None) -> None:
+        self.startup: Startup | None = Startup(process_start)  # None once said, after the first step
+        import_dynamo_meanwhile()
         self.cfg, self.sink, self.threads = cfg, sink, threads
         self.strategy = strategy(world or World(), cfg)
         self.world = self.strategy.world
         resume = load_checkpoint(resume_path) if resume_path is not None else None
-        self.device, self.data, model = prepare(cfg)
+        if resume is not None:
+            self.startup.lap("checkpoint")
+        self.device, self.data, model = prepare(cfg, self.startup.lap)
         self.strategy.shard(self.data)
         if threads is not None and threads.current is not None:  # a streaming loader's workers share the cores too
             cap_workers(self.data, threads.current.threads)
@@ -218,6 +236,7 @@ class Fit:
         if resume is not None:
             self.checkpoints.restore(resume, resume_path)
         self.strategy.seed(self.progress.step)
+        self.startup.lap("model")  # its optimizer, schedule, step and restored state with it
 
     # == the loop ==========================================================================
 
@@ -228,6 +247,7 @@ class Fit:
         self.model.train()
         try:
             self._started()
+            self.startup.lap("model")  # its summary (a forward pass through the user's model)
             while self.progress.epoch < self.cfg.train.epochs:
                 self.train_epoch()
                 if self.end_epoch():
@@ -259,6 +279,8 @@ class Fit:
             interval.rate_samples += len(yb)
             p.step += 1
             p.batch_in_epoch += 1
+            if self.startup is not None:
+                self._startup_timed()
             if flush:
                 self.flush_interval()
         p.totals.seconds += time.perf_counter() - t_epoch
@@ -426,6 +448,16 @@ class Fit:
                 mem = f" ({used_free[0] / 2**20:.0f} MiB in use, {used_free[1] / 2**20:.0f} MiB free after cleanup)"
         return (f"out of device memory at batch size {self.cfg.data.batch_size}{mem}: try a smaller "
                 f"data.batch_size, e.g. --set data.batch_size={max(1, self.cfg.data.batch_size // 2)}")
+
+    def _startup_timed(self) -> None:
+        """After this process's first step: where the seconds before it went (``StartupTimed``), once. The step is
+        synchronised on a GPU (once per run) so its time is its kernels', and a pause before it is left out."""
+        startup, self.startup = self.startup, None
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        startup.lap("first step")
+        startup.phases["first step"] = max(0.0, startup.phases["first step"] - self.progress.clock.paused)
+        self.sink.emit(StartupTimed(tuple(startup.phases.items())))
 
     def _device_line(self) -> str:
         """``cpu: x86_64 · 1 thread: 2 runs share 2 cores``: the device, and the threads chosen and why."""

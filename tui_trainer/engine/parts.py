@@ -32,11 +32,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def prepare(cfg: RunConfig) -> tuple[torch.device, DataBundle, nn.Module]:
-    """Device, data and model for ``cfg`` (seeded). Raises ConfigError/DataError on bad input."""
+def prepare(cfg: RunConfig, lap: Callable[[str], None] | None = None) -> tuple[torch.device, DataBundle, nn.Module]:
+    """Device, data and model for ``cfg`` (seeded). Raises ConfigError/DataError on bad input. ``lap``: called with
+    "device", "data" and "model" as each is ready (engine.progress.Startup)."""
+    lap = lap or (lambda _name: None)
     device = pick_device(cfg.train.device)
+    lap("device")
     torch.manual_seed(cfg.train.seed)
     data = load_data(cfg, device)
+    lap("data")
     model = build_model(cfg.model, data.input_shape, data.out_features, input_norm=data.pixel_norm).to(device)
     if cfg.train.channels_last and len(data.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
@@ -44,6 +48,7 @@ def prepare(cfg: RunConfig) -> tuple[torch.device, DataBundle, nn.Module]:
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
     if names_code(cfg):  # the user's code: one batch through it before anything trains (errors at their line)
         data.checked = dry_run_code(cfg, data, model).line()
+    lap("model")
     return device, data, model
 
 

@@ -76,6 +76,22 @@ class Clock:
         return self.before + time.perf_counter() - self.started - self.paused
 
 
+class Startup:
+    """The seconds before training, phase by phase (``StartupTimed``): ``lap(name)`` adds the time since the last lap
+    (or since ``since``, a ``time.time()``: the process's start where the caller knows it; else now) to ``name``."""
+
+    def __init__(self, since: float | None = None) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.time()
+        if since is not None:
+            self.phases["start-up"] = max(0.0, self._last - since)
+
+    def lap(self, name: str) -> None:
+        now = time.time()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self._last
+        self._last = now
+
+
 @dataclass
 class Progress:
     """Epochs complete, steps done, batches done in the epoch under way, that epoch's totals, one metrics row per

@@ -213,6 +213,20 @@ class ClassResults:
 
 
 @dataclass(frozen=True)
+class StartupTimed:
+    """Where the seconds before training went, said once, after this process's first step: (phase, seconds) in
+    order. "start-up" (the process's start to the engine's setup: the interpreter, imports, the config; only where
+    the caller knows when its process began), "device", "data", "model" (with its optimizer, schedule and
+    checkpoint restore), "first step" (synchronised on a GPU: its kernels, a captured step's capture)."""
+
+    phases: tuple[tuple[str, float], ...]
+
+    @property
+    def total(self) -> float:
+        return sum(s for _, s in self.phases)
+
+
+@dataclass(frozen=True)
 class RunFinished:
     """The run ended; ``reason`` is a ``Reason`` value."""
 
@@ -227,13 +241,13 @@ class RunFinished:
 
 
 Event = (RunStarted | StepLogged | EpochEnded | CheckpointSaved | LogMessage | LrChanged | Paused | ParamValues
-         | Boundary | ClassResults | RunFinished | SampleSet)
+         | Boundary | ClassResults | StartupTimed | RunFinished | SampleSet)
 """``SampleSet`` (run/samples.py) is said to sinks like the others, but the recorder writes it to samples.json,
 never to events.jsonl (it is images, replaced each epoch): it has no JSON line and no place in ``EVENT_TYPES``."""
 
 EVENT_TYPES: dict[str, type] = {t.__name__: t for t in (
     RunStarted, StepLogged, EpochEnded, CheckpointSaved, LogMessage, LrChanged, Paused, ParamValues, Boundary,
-    ClassResults, RunFinished)}
+    ClassResults, StartupTimed, RunFinished)}
 
 
 class Sink(Protocol):
@@ -341,6 +355,7 @@ _DEEP: dict[str, Any] = {  # how each nested field comes back from JSON, without
     "grad_norms": _pairs,
     "dead_units": _pairs,
     "extra": _pairs,
+    "phases": _pairs,
     "points": lambda v: tuple(map(tuple, v)),
     "confusion": lambda v: tuple(map(tuple, v)),
     "params": lambda v: tuple((n, _float(a), _float(b), _float(c)) for n, a, b, c in v),

@@ -35,6 +35,23 @@ def proc_start(pid: int) -> str | None:
         return None
 
 
+def process_started(pid: int | None = None) -> float | None:
+    """When process ``pid`` (this one by default) began, as a ``time.time()``: on Linux its age from the kernel's
+    start tick and the boot clock (to 10 ms; psutil's create_time adds the boot time's whole seconds, up to 1 s
+    off), elsewhere psutil's. None for a process that is gone."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        ticks = int(proc_start(pid) or "")
+        return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK"))
+    except (ValueError, OSError, AttributeError):  # not Linux, or gone
+        import psutil
+
+        try:
+            return psutil.Process(pid).create_time()
+        except psutil.Error:
+            return None
+
+
 def pid_alive(pid: int, start: str | None = None) -> bool:
     """Whether ``pid`` is a live process (and, when known, the same one that wrote ``start``)."""
     if pid <= 0:

@@ -27,6 +27,7 @@ from tui_trainer.run.events import (
     Reason,
     RunFinished,
     RunStarted,
+    StartupTimed,
     StepLogged,
     decode,
     encode,
@@ -308,6 +309,10 @@ def describe(event: Event, epochs: int | None = None) -> str | None:
             return event.text if event.level == "info" else f"{event.level}: {event.text}"
         case CheckpointSaved() if event.kind == "manual":
             return f"checkpoint saved: {event.path}"
+        case StartupTimed():  # "first step 3.21 s after start: start-up 1.80, device 0.00, data 0.52, ..."
+            since = "start" if event.phases and event.phases[0][0] == "start-up" else "setup began"
+            parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in event.phases)
+            return f"first step {event.total:.2f} s after {since}: {parts} (seconds)"
         case LrChanged():
             return f"learning rate set to {event.lr:g} at step {event.step}"
         case Paused():

@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tui_trainer.run.folder import list_runs, process_started  # noqa: E402 - after the path is set
 from tui_trainer.run.events import StartupTimed  # noqa: E402
+from tui_trainer.run.folder import list_runs, process_started  # noqa: E402 - after the path is set
 
 EPOCH = re.compile(r"^epoch (\d+)/\d+ .*val_acc ([0-9.]+)")
 PHASES = ("launch", "start-up", "device", "data", "model", "first step", "epochs", "checkpoint")

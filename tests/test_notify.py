@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny
+from tests.conftest import screen_text, tiny
 from tui_trainer.run.controls import Controls
 from tui_trainer.run.folder import RunDir, prepare_run
 from tui_trainer.run.notify import NOTIFY_ENV, check_command, run_hook
@@ -273,6 +273,12 @@ async def test_the_app_rings_when_the_followed_run_crashes_not_when_it_had_crash
         alert = next(w for w in written if "\x1b]9;" in w)
         assert alert.startswith("\a\x1b]9;tui-trainer: run crashed: ") and "\x1b]777;notify;tui-trainer: run crashed;" in alert
         crashed = client.last.run.path
+        # the progress line says so, and keeps saying it when the width changes (not the last "epoch 1/50 ETA ...")
+        for size in ((100, 30), (120, 36)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.3)
+            shown = screen_text(app)
+            assert "ETA" not in shown and "crashed" in shown, shown
 
     app = make_app(tiny(), tmp_path / "runs", attach=crashed, notify_end=True)
     async with app.run_test(size=(120, 36)) as pilot:

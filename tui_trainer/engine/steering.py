@@ -13,9 +13,7 @@ more). ``Hold`` says which of these the run is in.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,20 +21,8 @@ import torch
 from tui_trainer.engine.dist import Commands
 from tui_trainer.engine.optim import set_lr
 from tui_trainer.engine.progress import Progress, StopRun
-from tui_trainer.run.controls import Command, stopped_message
+from tui_trainer.run.controls import Command, Hold, stopped_message
 from tui_trainer.run.events import LrChanged, Paused, Reason, Sink
-
-PAUSED_WAIT = 0.25  # seconds between looks at the commands while paused (under DDP: between the ranks' meetings)
-
-
-@dataclass
-class Hold:
-    """Whether the loop holds before its next step (``paused``), or takes single steps asked for while it was
-    paused (``stepping``: every one flushed and watched, ``steps_left`` still to take; after the last it pauses)."""
-
-    paused: bool = False
-    stepping: bool = False
-    steps_left: int = 0
 
 
 class Steering:
@@ -64,8 +50,7 @@ class Steering:
         if hold.paused or hold.stepping:
             if not self.commands.shared:
                 self._hold_while_paused()
-            if hold.stepping and hold.steps_left > 0:
-                hold.steps_left -= 1
+            hold.count_step()
 
     def at_interval(self) -> None:
         """Under DDP: every rank acts on rank 0's commands here, at the same step, and holds here while paused."""
@@ -86,7 +71,7 @@ class Steering:
 
     def _act(self, command: Command) -> None:
         """One command, acknowledged with what happened."""
-        where, hold = self.progress.where(), self.hold
+        where = self.progress.where()
         match command.name:
             case "stop":
                 command.ack(True, f"stopping {where}; saving last.pt")
@@ -103,44 +88,18 @@ class Steering:
                 p = self.progress
                 self.sink.emit(LrChanged(p.epoch + 1, p.step, p.epoch + p.batch_in_epoch / self.batches, lr))
                 command.ack(True, f"learning rate set to {lr:g} {where}")
-            case "pause":
-                if hold.paused:
-                    command.ack(True, f"already paused {where}")
-                else:
-                    self._pause(True)
-                    command.ack(True, f"paused {where}")
-            case "resume":
-                was_stepping = hold.stepping
-                hold.stepping, hold.steps_left = False, 0
-                if hold.paused or was_stepping:
-                    self._pause(False)
-                    command.ack(True, f"resumed {where}")
-                else:
-                    command.ack(False, "not paused")
-            case "step":
-                if hold.stepping:  # a step is under way: this one follows it (n pressed twice: two)
-                    hold.steps_left += 1
-                    command.ack(True, f"one more step after the one under way ({where})")
-                elif not hold.paused:
-                    command.ack(False, "step works while paused: pause first")
-                else:
-                    hold.paused, hold.stepping, hold.steps_left = False, True, 1
-                    command.ack(True, f"one step ({where})")
+            case _:
+                self.hold.act(command, where, self._said)
 
     # -- pausing -----------------------------------------------------------------------
 
     def _hold_while_paused(self) -> None:
         """Pause after the last single step, and wait here (acting on commands) until resumed."""
-        hold = self.hold
-        if hold.stepping and hold.steps_left == 0:
-            hold.stepping = False
-            self._pause(True)
-        while hold.paused:
-            t0 = time.perf_counter()
-            self._act_all(self.commands.wait(PAUSED_WAIT))
-            self.progress.clock.paused += time.perf_counter() - t0
+        self.hold.wait(self.commands.wait, self._act_all, self._said, self._held)
 
-    def _pause(self, paused: bool) -> None:
-        self.hold.paused = paused
+    def _held(self, seconds: float) -> None:
+        self.progress.clock.paused += seconds
+
+    def _said(self, paused: bool) -> None:
         p = self.progress
         self.sink.emit(Paused(paused, p.shown_epoch, p.step))  # the progress line's epoch

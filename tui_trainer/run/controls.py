@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +120,75 @@ class Controls:
                 self._wake.wait(timeout)
         if self.check is not None:
             self.check()
+
+
+PAUSED_WAIT = 0.25
+"""Seconds between looks at the commands while paused (under DDP: between the ranks' meetings)."""
+
+
+@dataclass
+class Hold:
+    """Pause, resume and step, the one rule for the engine (engine/steering.py) and a user's own loop (run/track.py):
+    whether the loop holds before its next step (``paused``), or takes single steps asked for while it was paused
+    (``stepping``: ``steps_left`` still to take; after the last it pauses again). ``said(paused)``, given to
+    ``act`` and ``wait``, is called each time the pause changes (the loop's ``Paused`` event)."""
+
+    paused: bool = False
+    stepping: bool = False
+    steps_left: int = 0
+
+    def act(self, command: Command, where: str, said: Callable[[bool], None], waits: str = "") -> bool:
+        """Act on a pause, resume or step, acknowledged in the engine's words (``where``: the run's position;
+        ``waits``: where a paused loop waits, said after "paused"). False for any other command, left alone."""
+        match command.name:
+            case "pause":
+                if self.paused:
+                    command.ack(True, f"already paused {where}")
+                else:
+                    self.pause(True, said)
+                    command.ack(True, f"paused {where}{waits}")
+            case "resume":
+                was_stepping = self.stepping
+                self.stepping, self.steps_left = False, 0
+                if self.paused or was_stepping:
+                    self.pause(False, said)
+                    command.ack(True, f"resumed {where}")
+                else:
+                    command.ack(False, "not paused")
+            case "step":
+                if self.stepping:  # a step is under way: this one follows it (n pressed twice: two)
+                    self.steps_left += 1
+                    command.ack(True, f"one more step after the one under way ({where})")
+                elif not self.paused:
+                    command.ack(False, "step works while paused: pause first")
+                else:
+                    self.paused, self.stepping, self.steps_left = False, True, 1
+                    command.ack(True, f"one step ({where})")
+            case _:
+                return False
+        return True
+
+    def pause(self, paused: bool, said: Callable[[bool], None]) -> None:
+        self.paused = paused
+        said(paused)
+
+    def wait(self, commands: Callable[[float], list[Command]], act_all: Callable[[list[Command]], None],
+             said: Callable[[bool], None], held: Callable[[float], None]) -> None:
+        """Before a step: pause after the last single step asked for, then wait here while paused, acting on what
+        ``commands(PAUSED_WAIT)`` brings; ``held(seconds)`` after each look (the run's clock leaves them out, so a
+        checkpoint saved while paused has the training time)."""
+        if self.stepping and self.steps_left == 0:
+            self.stepping = False
+            self.pause(True, said)
+        while self.paused:
+            t0 = time.perf_counter()
+            act_all(commands(PAUSED_WAIT))
+            held(time.perf_counter() - t0)
+
+    def count_step(self) -> None:
+        """A single step asked for is about to be taken."""
+        if self.stepping and self.steps_left > 0:
+            self.steps_left -= 1
 
 
 def stopped_message(where: str, why: str | None = None) -> str:

@@ -63,7 +63,7 @@ from typing import Any
 
 from tui_trainer.errors import first_line
 from tui_trainer.run import track_torch
-from tui_trainer.run.controls import Command, Controls
+from tui_trainer.run.controls import Command, Controls, Hold
 from tui_trainer.run.events import (
     ROW_KEYS,
     CheckpointSaved,
@@ -86,7 +86,6 @@ __all__ = ["Run", "TrackError", "TrackWarning", "init"]
 
 MONITORS = ("val_loss", "val_acc")
 TASKS = ("classification", "regression")
-PAUSE_WAIT = 0.25  # seconds between looks at the queue while paused (under DDP: how often the ranks meet)
 
 SaveHook = Callable[[str], Any]
 """``on_save(path)``: save the loop's own way to ``path`` (or elsewhere: return the path written)."""
@@ -136,8 +135,7 @@ class Run:
         self._share: Callable[[list[dict]], list[dict]] | None = track_torch.torch_share if _world_size() > 1 else None
         self._controls = Controls()
         self._stop = False
-        self._paused = False
-        self._steps_allowed = -1  # after n: steps left before the loop holds again (-1: not stepping)
+        self._hold = Hold()  # pause, resume and step: the engine's rule (run/controls.py)
         self._step = 0  # the last step the loop gave
         self._next = 0  # the first step of the next log interval: log writes from here on
         self._epochs_done = 0
@@ -197,7 +195,7 @@ class Run:
             self._write_point(step, metrics)
         if self._share is None:
             commands = self._controls.poll()  # one truth test when nothing was sent
-            if commands or self._steps_allowed >= 0:
+            if commands or self._hold.stepping:
                 self._poll(commands)
         elif due:  # under DDP the ranks meet only at the log interval, where every rank calls log
             self._poll(self._commands())
@@ -205,7 +203,7 @@ class Run:
     def due(self, step: int) -> bool:
         """Whether ``log(step, ...)`` writes a point: the first call of a log interval (every call while stepping
         with ``n``). A loop whose numbers cost something to gather (a framework's metrics) asks first."""
-        return step >= self._next or self._steps_allowed >= 0
+        return step >= self._next or self._hold.stepping
 
     def check(self) -> bool:
         """Act on the commands sent since the last call (a paused loop waits here until resumed, or for one step
@@ -213,7 +211,7 @@ class Run:
         nothing. Under DDP commands are taken only at the log interval, so here it only answers."""
         if self._share is None:
             commands = self._controls.poll()
-            if commands or self._steps_allowed >= 0:
+            if commands or self._hold.stepping:
                 self._poll(commands)
         return self._stop
 
@@ -383,29 +381,28 @@ class Run:
                                                       for d in shared]
 
     def _poll(self, commands: list[Command]) -> None:
-        """Act on ``commands``; hold while paused; count a single step down: the rule of the engine's
-        ``Steering.before_step`` (engine/steering.py), kept in step with it by tests/test_track.py."""
+        """Act on ``commands``, hold while paused, count a single step down: as the engine's
+        ``Steering.before_step`` does, with the same ``Hold``."""
+        self._act_all(commands)
+        self._hold.wait(self._commands, self._act_all, self._said, self._held)
+        self._hold.count_step()
+
+    def _act_all(self, commands: list[Command]) -> None:
         for command in commands:
             self._act(command)
-        if self._steps_allowed == 0:
-            self._steps_allowed = -1
-            self._pause(True)
-        while self._paused:
-            t0 = time.perf_counter()
-            for command in self._commands(PAUSE_WAIT):
-                self._act(command)
-            self._paused_s += time.perf_counter() - t0
-        if self._steps_allowed > 0:
-            self._steps_allowed -= 1
+
+    def _held(self, seconds: float) -> None:
+        self._paused_s += seconds
 
     def _act(self, command: Command) -> None:
         """One command, acknowledged with what happened (the engine's words)."""
         where = self._where()
         match command.name:
             case "stop":
-                if self._paused:
-                    self._pause(False)  # the loop goes on to where it checks should_stop
-                self._stop, self._steps_allowed = True, -1
+                if self._hold.paused:
+                    self._hold.pause(False, self._said)  # the loop goes on to where it checks should_stop
+                self._stop = True
+                self._hold.stepping, self._hold.steps_left = False, 0
                 saves = " and saves last.pt" if self.on_save is not None or self.model is not None else ""
                 command.ack(True, f"stopping {where}: the loop ends where it checks run.should_stop{saves}")
             case "save":
@@ -424,31 +421,10 @@ class Run:
                 done, batch, per = self._position(self._step)
                 self._emit(LrChanged(done + 1, self._step, done + batch / max(per, 1), lr))
                 command.ack(True, f"learning rate set to {lr:g} {where}")
-            case "pause":
-                if self._paused:
-                    command.ack(True, f"already paused {where}")
-                else:
-                    self._pause(True)
-                    command.ack(True, f"paused {where}: the loop waits in run.log/check/epoch")
-            case "resume":
-                stepping, self._steps_allowed = self._steps_allowed >= 0, -1
-                if self._paused or stepping:
-                    self._pause(False)
-                    command.ack(True, f"resumed {where}")
-                else:
-                    command.ack(False, "not paused")
-            case "step":
-                if self._steps_allowed >= 0:
-                    self._steps_allowed += 1
-                    command.ack(True, f"one more step after the one under way ({where})")
-                elif not self._paused:
-                    command.ack(False, "step works while paused: pause first")
-                else:
-                    self._paused, self._steps_allowed = False, 1
-                    command.ack(True, f"one step ({where})")
+            case _:
+                self._hold.act(command, where, self._said, waits=": the loop waits in run.log/check/epoch")
 
-    def _pause(self, paused: bool) -> None:
-        self._paused = paused
+    def _said(self, paused: bool) -> None:
         done, batch, _per = self._position(self._step)
         self._emit(Paused(paused, shown_epoch(done, batch), self._step))
 

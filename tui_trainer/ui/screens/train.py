@@ -490,7 +490,7 @@ class TrainScreen(Guarded, Screen):
             self._alert_end("crashed", message.why)
         self.run_state = RunState.LOST
         self._error(message.why)
-        self.view.say(message.why)
+        self.view.say(message.why, pinned=True)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A follower that failed (Guarded has reported it) leaves the run unfollowed: say so."""

@@ -75,6 +75,7 @@ class RunView(Guarded, Vertical):
         self._log_widget: RichLog | None = None
         self._log_backlog = False
         self._progress_text = ""
+        self._pinned: str | None = None  # a line that stays until another run is shown (a run that was lost)
         self._pending_log: list[tuple[str, str]] = []  # lines written before the Log tab exists (any mount order)
         self._chart_index = 0
         self._charts: dict[str, SeriesChart] = {}  # loss, acc, grad: mounted by mount_tabs()
@@ -263,6 +264,7 @@ class RunView(Guarded, Vertical):
         """Show another run (or none): forget the fold and clear every view of the run."""
         self.history = RunHistory()
         self.path = path
+        self._pinned = None
         self._alarm_count = 0
         self._machine_line = ""
         self._machine_alarms = set()
@@ -363,15 +365,18 @@ class RunView(Guarded, Vertical):
         """The progress line, fitted to the current width."""
         width = max(self.query_one("#progress").size.width - 2, 20)
         h = self.history
-        if h.started is None and h.finished is None:
+        if self._pinned is not None or (h.started is None and h.finished is None):
             return
         text = progress_line(h, width)
         if text != self._progress_text:  # unchanged text: no repaint
             self._progress_text = text
             self.query_one("#progress", Static).update(text, layout=False)
 
-    def say(self, text: str) -> None:
-        """A line of our own on the progress line (ready, starting, stopping…)."""
+    def say(self, text: str, pinned: bool = False) -> None:
+        """A line of our own on the progress line (ready, starting, stopping…); ``pinned``: it stays there, whatever
+        the fold or the width does, until something else is said or another run is shown (a run that crashed: its
+        last "epoch 10/30 31% ETA 0:05" would be a lie)."""
+        self._pinned = text if pinned else None
         self._progress_text = text
         self.query_one("#progress", Static).update(text, layout=False)
 

@@ -20,7 +20,7 @@ from tui_trainer.ui.widgets.boundary import render_boundary
 from tui_trainer.ui.widgets.charts import SeriesChart, fit_legend
 from tui_trainer.ui.widgets.lrfinder import lr_progress_text
 from tui_trainer.ui.widgets.panels import EXPERT, PANELS, shown
-from tui_trainer.ui.widgets.runview import RunView
+from tui_trainer.ui.widgets.runview import TABS, RunView
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,6 +76,8 @@ async def test_every_panel_in_sight_at_120x36(tmp_path, preset):
                     assert f.label in setup_column, (title, key)
                     assert f.region.bottom <= 35, (title, key)
         assert "x: " in setup_column and " more" in setup_column  # the border says how to see the rest
+        tab_row = next(line for line in text.splitlines() if "Charts" in line)
+        assert tab_row.rstrip().endswith("  ".join(title for _id, title in TABS)), tab_row  # every tab, none cut
         split = screen.setup.field("data.split")
         assert not split.display  # an expert field at its default is folded
         await pilot.press("x")
@@ -160,7 +162,12 @@ async def test_an_empty_chart_writes_its_word_in_the_themes_colours(tmp_path):
         await until(pilot, lambda: chart.replots >= 1)
         await pilot.pause()
         lines = chart.render_lines(chart.region.reset_offset)
-        assert "press r to train" in "".join(strip.text for strip in lines)
+        assert "press r to train: train and validation loss by epoch" in "".join(strip.text for strip in lines)
+        await pilot.resize_terminal(80, 24)  # narrower than the words: wrapped onto two rows, none cut
+        await until(pilot, lambda: "validation loss by epoch" in screen_text(app))
+        assert "press r to train: train and" in screen_text(app)
+        await pilot.resize_terminal(120, 36)
+        await until(pilot, lambda: "press r to train: train and validation loss by epoch" in screen_text(app))
         word = [seg.style for strip in lines for seg in strip if "press" in seg.text or "train" in seg.text]
         surface = Color.parse(app.theme_variables["surface"]).rgb
         foreground = Color.parse(app.theme_variables["foreground"]).rgb

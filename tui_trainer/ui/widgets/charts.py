@@ -13,6 +13,7 @@ change is a labelled line, so the charts read without colour.
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 from collections.abc import Sequence
 
@@ -171,7 +172,11 @@ class SeriesChart(PlotextPlot):
             self.empty_reason = self._why_empty()
             plt.xlim(0, 1)
             plt.ylim(0, 1)
-            plt.text(self.empty_reason, 0.02, 0.5, alignment="left", color=ink, background=paper)
+            # wrapped to the canvas (its width less the y ticks and frame), never cut; a row apart, around the middle
+            lines = textwrap.wrap(self.empty_reason, max(self.size.width - 12, 12)) or [""]
+            row = 1 / max(self.size.height - 6, len(lines) + 1)
+            for i, line in enumerate(lines):
+                plt.text(line, 0.02, 0.5 + ((len(lines) - 1) / 2 - i) * row, alignment="left", color=ink, background=paper)
             return
         self.empty_reason = None
         if xlog and len(set(every_x)) >= 2:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from tui_trainer.ui.widgets.charts import SeriesChart
 
 TABS = (("tab-charts", "Charts"), ("tab-log", "Log"), ("tab-gradients", "Grads"), ("tab-boundary", "Boundary"),
-        ("tab-lr", "LR find"), ("tab-results", "Results"), ("tab-model", "Model"), ("tab-runs", "Runs"),
+        ("tab-lr", "LR"), ("tab-results", "Results"), ("tab-model", "Model"), ("tab-runs", "Runs"),
         ("tab-images", "Images"), ("tab-machine", "Machine"))
 LEVEL_STYLE = {"warning": "bold", "error": "bold reverse"}  # reads without colour too
 LOG_LINES = 2000  # the Log tab keeps the last this many lines (log_lines keeps all)

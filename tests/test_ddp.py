@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests import faulty_runner
-from tests.conftest import tiny
+from tests.conftest import tiny, wait_for
 from tests.test_cli import run_main
 from tests.test_engine import assert_step_losses_average_to_train_loss
-from tests.test_runs import events_of, wait_for
+from tests.test_runs import events_of
 from tui_trainer.run import client as session
 from tui_trainer.run.endpoint import send
 from tui_trainer.run.events import EpochEnded, RunFinished, RunStarted, StepLogged

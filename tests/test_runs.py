@@ -9,14 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from multiprocessing.connection import AuthenticationError, Client
 from pathlib import Path
 
 import pytest
 
 from tests import faulty_runner
-from tests.conftest import tiny
+from tests.conftest import tiny, wait_for
 from tests.test_cli import run_main
 from tui_trainer.errors import ConfigError
 from tui_trainer.run import client as session
@@ -32,17 +31,6 @@ def start(tmp_path: Path, *overrides: str) -> session.RunHandle:
     handle = faulty_runner.start(tiny("train.epochs=1000", *overrides), tmp_path / "runs", SLOW)
     assert handle.wait_started(timeout=120) == "running", handle.run.log_path.read_text()
     return handle
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout} s")
-        time.sleep(0.05)  # polling files another process writes
 
 
 def events_of(run: RunDir, kind: type) -> list:

@@ -10,12 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
 from tui_trainer.config import ConfigError, load_preset
 from tui_trainer.run.folder import RunDir
 from tui_trainer.sweep.events import fold_sweep, read_events
@@ -34,18 +34,6 @@ def cli(*args: str, timeout: float = 240, env: dict | None = None) -> subprocess
     """The command line as a user runs it, stdout a pipe."""
     return subprocess.run([sys.executable, "-m", "tui_trainer", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
-
-
-def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
-    """Poll files another process writes until ``condition()`` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout} s")
-        time.sleep(0.05)
 
 
 def the_sweep(folder: Path) -> SweepDir:

@@ -15,12 +15,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.test_cli import run_main
 from tui_trainer.run.endpoint import send
 from tui_trainer.run.eventlog import EventReader
@@ -70,17 +70,6 @@ run.finish()
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout} s")
-        time.sleep(0.05)  # polling files another process writes
 
 
 def start(tmp_path: Path, args: list[str], runs: Path, name: str) -> tuple[subprocess.Popen, RunDir]:

@@ -75,6 +75,27 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     return True
 
 
+def read_status_file(path: Path) -> dict[str, Any]:
+    """A status.json (a run's or a sweep's) as written; {} if missing or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def process_state(status: dict[str, Any], state: str, live: tuple[str, ...]) -> str:
+    """``state`` as a status.json says it (a run's or a sweep's), unless a ``live`` one's process is gone on this host:
+    then "crashed" (as is a folder created whose process has not started within a minute)."""
+    if state not in live:
+        return state
+    if not status.get("pid"):  # created, its process not yet started: give it a minute
+        return state if time.time() - float(status.get("created", 0)) < 60 else "crashed"
+    if status.get("host") == socket.gethostname() and not pid_alive(int(status["pid"]), status.get("proc_start")):
+        return "crashed"
+    return state
+
+
 class RunDir:
     """Paths, writers and readers of one run's directory."""
 
@@ -158,11 +179,7 @@ class RunDir:
 
     def read_status(self) -> dict[str, Any]:
         """status.json as written ({} if missing or unreadable)."""
-        try:
-            data = json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_status_file(self.status_path)
 
     def write_status(self, **changes: Any) -> dict[str, Any]:
         """Merge ``changes`` into status.json, replaced atomically; returns the new status."""
@@ -176,14 +193,8 @@ class RunDir:
     def state(self, status: dict[str, Any] | None = None) -> str:
         """The run's state; a live state whose process is gone reads as "crashed"."""
         status = self.read_status() if status is None else status
-        state = status.get("state", "crashed" if self.events_path.exists() else "starting")
-        if state not in LIVE_STATES:
-            return state
-        if "pid" not in status:  # created, its process not yet started: give it a minute
-            return state if time.time() - float(status.get("created", 0)) < 60 else "crashed"
-        if status.get("host") == socket.gethostname() and not pid_alive(int(status["pid"]), status.get("proc_start")):
-            return "crashed"
-        return state
+        return process_state(status, status.get("state", "crashed" if self.events_path.exists() else "starting"),
+                             LIVE_STATES)
 
     # -- events -----------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from tui_trainer.errors import ConfigError
 from tui_trainer.run.files import atomic_write
-from tui_trainer.run.folder import pid_alive, proc_start
+from tui_trainer.run.folder import proc_start, process_state, read_status_file
 
 LIVE = ("starting", "running", "stopping")
 DEFAULT_SWEEPS_DIR = Path("sweeps")
@@ -96,11 +96,7 @@ class SweepDir:
 
     def read_status(self) -> dict[str, Any]:
         """status.json ({} if missing or unreadable)."""
-        try:
-            data = json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_status_file(self.status_path)
 
     def write_status(self, **changes: Any) -> dict[str, Any]:
         """Merge ``changes`` into status.json, replaced atomically (only the sweep process writes it)."""
@@ -112,14 +108,7 @@ class SweepDir:
         """starting, running, stopping, finished, stopped, failed or crashed (a live state whose process is
         gone, on this host)."""
         status = self.read_status() if status is None else status
-        state = str(status.get("state", "crashed"))
-        if state not in LIVE:
-            return state
-        if not status.get("pid"):  # created, its process not yet started: give it a minute
-            return state if time.time() - float(status.get("created", 0)) < 60 else "crashed"
-        if status.get("host") == socket.gethostname() and not pid_alive(int(status["pid"]), status.get("proc_start")):
-            return "crashed"
-        return state
+        return process_state(status, str(status.get("state", "crashed")), LIVE)
 
     def mark_started(self) -> None:
         """The sweep process's first write: its pid and host, so a kill -9 reads "crashed"."""

@@ -234,11 +234,13 @@ def attach(
     plain: Annotated[bool, typer.Option("--plain", help="print events as lines instead of opening the app")] = False,
 ) -> None:
     """Follow a run in the app (live: its whole history, then live; finished: read-only); a sweep (its folder or
-    name) as lines until it ends."""
+    name) in the app's Sweep view (its trials, best, curves; Enter shows a trial), or as lines until it ends."""
     from tui_trainer.run.folder import resolve_run
 
     if (found_sweep := find_sweep(run)) is not None:
-        raise SystemExit(sweeps.attach_sweep(found_sweep))
+        if plain or not sys.stdout.isatty():
+            raise SystemExit(sweeps.attach_sweep(found_sweep))
+        sweeps.open_sweep_view(found_sweep, runs_dir)
 
     found = resolve_run(runs_dir, run)
     if plain or not sys.stdout.isatty():

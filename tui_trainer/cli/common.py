@@ -50,15 +50,21 @@ def launch_ui(preset: str, overrides: list[str], device: str | None, runs_dir: P
         cfg = resume_config(resume_from, overrides, device)
     else:
         cfg = build_config(preset, overrides, device=device)
-    from tui_trainer.ui.alert import NOTIFY_END_ENV, notify_end_setting
-
-    try:
-        notify_end = notify_end_setting(os.environ.get(NOTIFY_END_ENV))
-    except ValueError as exc:
-        fail(str(exc))
+    notify_end = notify_end_from_env()
     from tui_trainer.ui.app import run_app
 
     raise SystemExit(run_app(cfg, runs_dir=runs_dir, resume=resume_from, attach=attach, notify_end=notify_end))
+
+
+def notify_end_from_env() -> bool:
+    """Whether the app rings and notifies when the run it follows ends (``TUI_TRAINER_NOTIFY_END``); exit 2 on a
+    value it does not take."""
+    from tui_trainer.ui.alert import NOTIFY_END_ENV, notify_end_setting
+
+    try:
+        return notify_end_setting(os.environ.get(NOTIFY_END_ENV))
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def resume_config(checkpoint: Path, overrides: list[str] | None = None, device: str | None = None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,8 +18,8 @@ from tui_trainer.cli.tables import Column, render
 from tui_trainer.config import ConfigError, builtin_preset_dir
 from tui_trainer.run.files import atomic_write
 from tui_trainer.run.formats import format_column, format_number
-from tui_trainer.sweep.client import follow_sweep, launch, line, stop_sweep, wait_started
-from tui_trainer.sweep.folder import DEFAULT_SWEEPS_DIR, LIVE, SweepDir, create_sweep_dir, list_sweeps, resolve_sweep
+from tui_trainer.sweep.client import create_sweep, follow_sweep, launch, line, stop_sweep, wait_started
+from tui_trainer.sweep.folder import DEFAULT_SWEEPS_DIR, LIVE, SweepDir, list_sweeps, resolve_sweep
 
 SweepsOpt = Annotated[Path, typer.Option("--sweeps-dir", help="where sweep folders are (created)")]
 
@@ -86,13 +85,7 @@ def sweep(
 
         with Busy(f"reaching {shown_url(spec.storage)}…"):
             joined = check_study(spec, open_storage(spec, None))
-    folder = create_sweep_dir(sweeps_dir, cfg.name)
-    try:
-        atomic_write(folder.spec_path, spec.to_json())
-        atomic_write(folder.toml_path, spec.to_toml())
-        folder.write_status(state="starting", created=time.time(), trials=spec.trials, done=0)
-    except OSError as exc:
-        fail(f"cannot write the sweep's folder {folder.path}: {exc.strerror or exc}")
+    folder = create_sweep(spec, sweeps_dir, cfg.name)
     if joined:
         print(f"joining study {spec.study!r}: its trials are shared with the other workers")
     process = launch(folder)
@@ -274,6 +267,20 @@ def save_best_preset(folder: SweepDir, name: str) -> int:
 
 # ---------------------------------------------------------------------------
 # attach, stop, resume and export given a sweep
+
+
+def open_sweep_view(folder: SweepDir, runs_dir: Path) -> None:
+    """The app on the sweep's Sweep view (the training screen beneath it shows the sweep's base config; Enter on a
+    trial shows that trial there)."""
+    from tui_trainer.cli.common import notify_end_from_env
+    from tui_trainer.sweep.spec import read_spec
+    from tui_trainer.ui.app import run_app
+
+    try:
+        cfg = read_spec(folder.spec_path).base()
+    except (ConfigError, OSError) as exc:
+        fail(f"sweep {folder.name}: {exc}")
+    raise SystemExit(run_app(cfg, runs_dir=runs_dir, notify_end=notify_end_from_env(), sweep=folder.path))
 
 
 def attach_sweep(folder: SweepDir) -> int:

@@ -15,17 +15,37 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tui_trainer.errors import ConfigError
 from tui_trainer.run.formats import format_number
 from tui_trainer.sweep.events import read_events
 from tui_trainer.sweep.folder import LIVE, SweepDir
 
+if TYPE_CHECKING:
+    from tui_trainer.sweep.spec import SweepSpec
+
 START_TIMEOUT = 120.0
 """Seconds a sweep process may take to open its study (a database across the network) before it counts as stuck."""
 QUIET = 1.0
 """Seconds without new lines after a sweep's process is gone before it counts as crashed."""
+
+
+def create_sweep(spec: SweepSpec, sweeps_dir: Path | str, name: str) -> SweepDir:
+    """A new sweep folder for ``spec`` (checked): spec.json, sweep.toml and its first status. ConfigError (one line)
+    when the folder cannot be made or written; nothing is started (``launch`` starts its process)."""
+    from tui_trainer.run.files import atomic_write
+    from tui_trainer.sweep.folder import create_sweep_dir
+
+    folder = create_sweep_dir(sweeps_dir, name)
+    try:
+        atomic_write(folder.spec_path, spec.to_json())
+        atomic_write(folder.toml_path, spec.to_toml())
+        folder.write_status(state="starting", created=time.time(), trials=spec.trials, done=0)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the sweep's folder {folder.path}: {exc.strerror or exc}") from None
+    return folder
 
 
 def launch(sweep: SweepDir) -> subprocess.Popen:

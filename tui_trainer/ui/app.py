@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App
 
@@ -19,6 +20,9 @@ from tui_trainer.config import RunConfig
 from tui_trainer.ui.alert import end_title, terminal_alert
 from tui_trainer.ui.guard import Guarded, report_view_error
 from tui_trainer.ui.screens.train import RunClient, TrainScreen
+
+if TYPE_CHECKING:
+    from tui_trainer.ui.screens.sweep import SweepScreen
 
 
 class TrainerApp(Guarded, App):
@@ -30,8 +34,10 @@ class TrainerApp(Guarded, App):
 
     def __init__(self, cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None,
                  attach: Path | None = None, chart_hz: float = 2.0, client: RunClient | None = None,
-                 notify_end: bool = False) -> None:
+                 notify_end: bool = False, sweep: Path | None = None) -> None:
         super().__init__()
+        self.sweep_path = sweep  # a sweep's folder: its Sweep view opens over the training screen
+        self.sweep_screen: SweepScreen | None = None
         self.notify_end = notify_end  # bell and desktop notification when the followed run ends (ui/alert.py)
         self.cfg, self.runs_dir, self.resume, self.attach_to, self.chart_hz = cfg, Path(runs_dir), resume, attach, chart_hz
         self.client = client
@@ -46,6 +52,29 @@ class TrainerApp(Guarded, App):
         self.sub_title = self.cfg.name
         self._install_signal_handlers()
         yield_to_training()
+        if self.sweep_path is not None:
+            self.open_sweep(self.sweep_path)
+
+    def open_sweep(self, path: Path) -> None:
+        """A sweep's view over the training screen (``attach SWEEP``, or a sweep started from the panels); it is
+        installed, so it is kept, and goes on following, while a trial is shown beneath it (``g`` comes back)."""
+        from tui_trainer.sweep.folder import SweepDir
+        from tui_trainer.ui.screens.sweep import SweepScreen  # plotext with it: never before the first frame
+
+        old = self.sweep_screen
+        if old is not None:  # another sweep started since: the last one's view stops following
+            if self.screen is old:
+                self.pop_screen()
+            self.workers.cancel_node(old)
+        self.sub_title = f"sweep {path.name}"
+        self.sweep_screen = SweepScreen(SweepDir(path), self.chart_hz)
+        self.install_screen(self.sweep_screen, name=f"sweep {path}")
+        self.push_screen(self.sweep_screen)
+
+    def show_sweep(self) -> None:
+        """The Sweep view again (``g`` on the training screen), if there is one."""
+        if self.sweep_screen is not None and self.screen is not self.sweep_screen:
+            self.push_screen(self.sweep_screen)
 
     def on_ready(self) -> None:
         """The first frame is on the terminal."""
@@ -110,17 +139,18 @@ def yield_to_training() -> None:
 
 
 def make_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, attach: Path | None = None,
-             chart_hz: float = 2.0, client: RunClient | None = None, notify_end: bool = False) -> TrainerApp:
+             chart_hz: float = 2.0, client: RunClient | None = None, notify_end: bool = False,
+             sweep: Path | None = None) -> TrainerApp:
     """One factory for the CLI and the tests. ``client``: how runs are started and attached (None: as run
     processes, run/client.py; tests of what is drawn pass a fake that writes run folders itself). ``notify_end``:
     the bell and desktop notification when the followed run ends (ui/alert.py)."""
-    return TrainerApp(cfg, runs_dir, resume, attach, chart_hz, client, notify_end)
+    return TrainerApp(cfg, runs_dir, resume, attach, chart_hz, client, notify_end, sweep)
 
 
 def run_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None = None, attach: Path | None = None,
-            notify_end: bool = False) -> int:
+            notify_end: bool = False, sweep: Path | None = None) -> int:
     """Run the app in this terminal; print where the run shown stands; return the exit code."""
-    app = make_app(cfg, runs_dir, resume, attach, notify_end=notify_end)
+    app = make_app(cfg, runs_dir, resume, attach, notify_end=notify_end, sweep=sweep)
     try:
         app.run()
     finally:
@@ -130,4 +160,7 @@ def run_app(cfg: RunConfig, runs_dir: Path | str = "runs", resume: Path | None =
             line = screen.exit_line()
             if line:
                 print(line)
+        if app.sweep_screen is not None:  # a sweep is its own process: it goes on
+            sweep = app.sweep_screen.folder
+            print(f"sweep {sweep.name}: {sweep.state()}; follow it with: tui-trainer attach {sweep.path}")
     return app.return_code or 0

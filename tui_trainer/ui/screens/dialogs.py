@@ -115,7 +115,7 @@ class HelpScreen(Guarded, ModalScreen[None]):
              "unpause": "resume the paused run",
              "step": "one training step: of the paused run, or of a new run that then holds",
              "change_lr": "change the learning rate (of the run, or in the panels)",
-             "lr_find": "sweep the learning rate on a copy of the model (before a run; progress in the LR find tab)",
+             "lr_find": "sweep the learning rate on a copy of the model (before a run; progress in the LR tab)",
              "apply_lr": "put the LR finder's suggestion in the panels",
              "resume_run": "continue the run shown from its last good checkpoint",
              "toggle_setup": "hide or show the setup panels", "detach": "quit; the run goes on",
@@ -149,4 +149,51 @@ class HelpScreen(Guarded, ModalScreen[None]):
                          "training. `tui-trainer attach` follows it again; `tui-trainer runs` lists runs.", classes="hint")
 
     def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class SweepDialog(Guarded, ModalScreen[dict | None]):
+    """Start a sweep of the fields given ranges: returns ``{"trials", "parallel", "prune"}`` (``parallel`` None: the
+    sweep's default, one per GPU, else as the cores allow), or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    SweepDialog { align: center middle; }
+    SweepDialog > Vertical { width: 72; max-width: 95%; height: auto; border: round $primary; padding: 0 1; }
+    SweepDialog Label { width: 100%; }
+    SweepDialog Input { width: 100%; }
+    SweepDialog .error { color: $error; text-style: bold; }
+    """
+
+    def __init__(self, ranges: dict[str, str]) -> None:
+        super().__init__()
+        self.ranges = ranges
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "sweep"
+            searched = ", ".join(f"{k} = {v}" for k, v in self.ranges.items())
+            yield Label(f"search {searched}; each trial a run of the panels' settings. Enter starts, Esc cancels")
+            yield Label("trials")
+            yield Input("20", id="sweep-trials")
+            yield Label("trials at once (empty: one per GPU, else as the cores allow)")
+            yield Input("", id="sweep-parallel")
+            yield Label("pruning: median, hyperband or none")
+            yield Input("median", id="sweep-prune")
+            yield Label("", classes="error", id="sweep-error")
+
+    @on(Input.Submitted)
+    def _submit(self, _event: Input.Submitted) -> None:
+        trials = self.query_one("#sweep-trials", Input).value.strip()
+        parallel = self.query_one("#sweep-parallel", Input).value.strip()
+        prune = self.query_one("#sweep-prune", Input).value.strip()
+        if not trials.isdigit() or int(trials) < 1:
+            self.query_one("#sweep-error", Label).update(f"trials = {trials!r}: a whole number >= 1")
+            return
+        if parallel and (not parallel.isdigit() or int(parallel) < 1):
+            self.query_one("#sweep-error", Label).update(f"trials at once = {parallel!r}: a whole number >= 1, or empty")
+            return
+        self.dismiss({"trials": int(trials), "parallel": int(parallel) if parallel else None, "prune": prune})
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

@@ -48,7 +48,7 @@ from tui_trainer.ui.messages import (
     Said,
     StoppedToQuit,
 )
-from tui_trainer.ui.screens.dialogs import HelpScreen, LearningRateDialog, QuitDialog
+from tui_trainer.ui.screens.dialogs import HelpScreen, LearningRateDialog, QuitDialog, SweepDialog
 from tui_trainer.ui.state import RunState
 from tui_trainer.ui.widgets.footer import KeyFooter
 from tui_trainer.ui.widgets.images import ImagesTab
@@ -79,6 +79,7 @@ class TrainScreen(Guarded, Screen):
     # In the footer's order, most used first: a narrow footer keeps the front of this list (? Help included).
     BINDINGS = [
         Binding("r", "start", "Start"),
+        Binding("r", "start_sweep", "Sweep"),  # fields given ranges: the footer says r starts a sweep
         Binding("s", "stop", "Stop"),
         Binding("c", "save", "Save"),
         Binding("p", "pause", "Pause"),
@@ -96,6 +97,7 @@ class TrainScreen(Guarded, Screen):
         Binding("w", "write_svg", "SVG"),
         Binding("t", "next_image_view", "Next view"),
         Binding("d", "detach", "Detach"),
+        Binding("g", "show_sweep", "Sweep"),
         Binding("q", "quit", "Quit"),
         Binding("x", "every_field", "All fields", show=False),
         Binding("e", "toggle_setup", "Setup", show=False),
@@ -223,11 +225,15 @@ class TrainScreen(Guarded, Screen):
             # from the fold, not the disk: this runs at every key press (u itself looks the checkpoint up)
             return not live and self.handle is not None and self.view.has_checkpoint
         if action == "start":
-            return not live
+            return not live and not self.setup.ranges
+        if action == "start_sweep":
+            return not live and bool(self.setup.ranges)
         if action == "mark_run":
             return self.view.active_tab == "tab-runs"
         if action == "next_image_view":
             return self.view.active_tab == "tab-images"
+        if action == "show_sweep":
+            return getattr(self.app, "sweep_screen", None) is not None
         return True
 
     # -- setup column -------------------------------------------------------------------
@@ -236,6 +242,7 @@ class TrainScreen(Guarded, Screen):
     def _settings_changed(self, event: SetupColumn.Changed) -> None:
         self.settings_valid = self.setup.blocked is None
         self.app.sub_title = self.setup.cfg.name
+        self.refresh_bindings()  # r: Start, or Sweep when a field holds a range
         if event.model_changed:
             self._request_model_info()
         if self.examples_key is not None and self._data_key() != self.examples_key:
@@ -342,11 +349,48 @@ class TrainScreen(Guarded, Screen):
         if self.setup.blocked is not None:
             self._error(self.setup.blocked)
             return
+        if self.setup.ranges:  # fields given ranges: a sweep of them, not a run
+            self.app.push_screen(SweepDialog(dict(self.setup.ranges)), lambda asked: self._sweep_asked(cfg, asked))
+            return
         resume, self.resume_path = self.resume_path, None
         self._begin_start()
         self.view.reset(None)
         self.view.say("starting a run process (it loads torch and the data)…")
         self._launch(cfg, resume, paused)
+
+    def action_start_sweep(self) -> None:
+        """r with fields given ranges: a sweep of them (action_start asks how many trials)."""
+        self.action_start()
+
+    def _sweep_asked(self, cfg: RunConfig, asked: dict | None) -> None:
+        if asked is not None:
+            self.view.say(f"starting a sweep of {', '.join(self.setup.ranges)}: its process opens the study…")
+            self._start_sweep(cfg, dict(self.setup.ranges), asked)
+
+    @work(thread=True, group="launch", exit_on_error=False, description="start a sweep")
+    def _start_sweep(self, cfg: RunConfig, ranges: dict[str, str], asked: dict) -> None:
+        """The sweep of ``ranges`` over ``cfg`` (the CLI's ``sweep``, its folder under sweeps/ beside the runs
+        folder), then its Sweep view; a bad combination is said in one line, nothing started."""
+        from tui_trainer.sweep.client import create_sweep, launch, wait_started
+        from tui_trainer.sweep.spec import Asked, build_spec
+
+        try:
+            spec = build_spec(cfg.name, cfg, {}, Asked(params=[f"{k}={v}" for k, v in ranges.items()],
+                                                       trials=asked["trials"], parallel=asked["parallel"],
+                                                       prune=asked["prune"] or None))
+            folder = create_sweep(spec, self.runs_dir.parent / "sweeps", cfg.name)
+        except ConfigError as exc:
+            self.app.call_from_thread(self._error, str(exc))
+            self.app.call_from_thread(self.view.say, "ready: press r to start")
+            return
+        state = wait_started(folder, launch(folder))
+        self.app.call_from_thread(self._sweep_started, folder.path, state)
+
+    def _sweep_started(self, path: Path, state: str) -> None:
+        self.view.say(f"sweep {path.name}: {state}; g shows it")
+        open_sweep = getattr(self.app, "open_sweep", None)
+        if open_sweep is not None:
+            open_sweep(path)
 
     def _begin_start(self) -> None:
         self._state_before_start = self.run_state
@@ -621,7 +665,7 @@ class TrainScreen(Guarded, Screen):
             self.notify("the LR finder sweeps the panels' preset model, never your own loop's", severity="warning")
         finder = self.view.lr_finder
         if finder.sweeping:
-            self.notify("the LR finder is sweeping: its progress is in the LR find tab")
+            self.notify("the LR finder is sweeping: its progress is in the LR tab")
             self.action_tab("tab-lr")
             return
         try:
@@ -647,6 +691,12 @@ class TrainScreen(Guarded, Screen):
         self.view.log_line(f"optimizer.lr set to {value:g} from the LR finder")
 
     # -- leaving --------------------------------------------------------------------------
+
+    def action_show_sweep(self) -> None:
+        """Back to the Sweep view the app was opened on (its trials go on meanwhile)."""
+        show = getattr(self.app, "show_sweep", None)
+        if show is not None:
+            show()
 
     def action_detach(self) -> None:
         """Leave the app; the run goes on."""

@@ -84,6 +84,7 @@ class SeriesChart(PlotextPlot):
         self.ylog = False
         self.xlog = False
         self.xlabel = "epoch"
+        self.scatter: set[str] = set()  # series drawn as points alone (no line between them)
         self.empty_reason: str | None = None  # why the last replot drew no points (None: it drew some)
         self.failed: str | None = None  # why the last render fell back to text
         self._period = 1.0 / max_hz
@@ -200,7 +201,7 @@ class SeriesChart(PlotextPlot):
             plt.xlabel(with_label if not with_label.endswith("…") or whole.endswith("…") else whole)
         for name, (xs, ys) in points.items():
             dx, dy = downsample(xs, ys)
-            plt.plot(dx, dy, marker=marks[name])
+            (plt.scatter if name in self.scatter else plt.plot)(dx, dy, marker=marks[name])
         lo, hi = min(every_x), max(every_x)
         top = max(every_y)
         for x, label in self.markers:

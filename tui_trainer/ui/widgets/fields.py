@@ -98,6 +98,28 @@ def format_value(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class SearchRange:
+    """A field given a sweep's range instead of a value (``log:1e-4..1e-1``, ``0..0.5``, ``choice:A|B``, as
+    ``sweep --param`` takes it): Start then starts a sweep that searches it."""
+
+    text: str
+
+
+def search_range(section: str, key: str, text: str) -> SearchRange | None:
+    """``text`` as a range of ``section.key`` a sweep can search (checked by the sweep's own rules), or None."""
+    text = text.strip()
+    if ".." not in text and not text.startswith(("log:", "choice:")):
+        return None
+    from tui_trainer.sweep.space import param_from
+
+    try:
+        param_from(f"{section}.{key}", text)
+    except ConfigError:
+        return None
+    return SearchRange(text)
+
+
+@dataclass(frozen=True)
 class FieldResult:
     """A field's current value, or why it is invalid."""
 
@@ -172,11 +194,12 @@ class ConfigField(Horizontal):
             control.value = format_value(value)
         self._validate_and_post(value)
 
-    def _validate_and_post(self, raw: Any) -> None:
+    def _validate_and_post(self, raw: Any, text: str | None = None) -> None:
         try:
             result = FieldResult(check_value(self.section, self.key, raw), None)
         except ConfigError as exc:
-            result = FieldResult(raw, str(exc))
+            searched = search_range(self.section, self.key, text) if text is not None else None
+            result = FieldResult(searched, None) if searched is not None else FieldResult(raw, str(exc))
         if result == self.result:
             return  # no change (the controls report their initial value on mount: 35 needless re-layouts)
         self.result = result
@@ -190,7 +213,7 @@ class ConfigField(Horizontal):
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self._validate_and_post(parse_text(self.section, self.key, event.input.value))
+        self._validate_and_post(parse_text(self.section, self.key, event.input.value), event.input.value)
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:

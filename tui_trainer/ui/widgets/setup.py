@@ -18,7 +18,7 @@ from textual.widgets import Button, Input, Select, Static
 from tui_trainer.config import ConfigError, RunConfig, from_dict, load_preset, save_user_preset
 from tui_trainer.ui.guard import Guarded
 from tui_trainer.ui.messages import Said
-from tui_trainer.ui.widgets.fields import ConfigField
+from tui_trainer.ui.widgets.fields import ConfigField, SearchRange
 from tui_trainer.ui.widgets.panels import PANELS, ConfigPanel, PresetPanel, batch_hint
 
 
@@ -42,6 +42,7 @@ class SetupColumn(Guarded, VerticalScroll):
         self.cfg = cfg
         self.values: dict[str, dict[str, Any]] = cfg.to_dict()
         self.invalid: dict[str, str] = {}
+        self.ranges: dict[str, str] = {}  # section.key -> a sweep's range typed into its field: Start starts a sweep
         self.code_check: tuple[str, str] | None = None  # (field, why Start waits): the helper's check of the user's code
         self.devices: list[str] | None = None  # what the helper found here (None until it answered)
         self.every_field = False  # x: the expert fields too, even at their defaults
@@ -93,6 +94,7 @@ class SetupColumn(Guarded, VerticalScroll):
         self.cfg = cfg
         self.values = cfg.to_dict()
         self.invalid.clear()
+        self.ranges.clear()
         for f in self.query(ConfigField):
             f.set_value(self.values[f.section][f.key])
         self.query_one(PresetPanel).show(cfg.name, cfg.description)
@@ -127,8 +129,12 @@ class SetupColumn(Guarded, VerticalScroll):
     def _field_changed(self, event: ConfigField.Changed) -> None:
         event.stop()
         f = event.field
+        self.ranges.pop(f.dotted, None)
         if event.result.error:
             self.invalid[f.dotted] = event.result.error
+        elif isinstance(event.result.value, SearchRange):  # the base config keeps its value; the sweep searches it
+            self.invalid.pop(f.dotted, None)
+            self.ranges[f.dotted] = event.result.value.text
         else:
             self.invalid.pop(f.dotted, None)
             self.values[f.section][f.key] = event.result.value
@@ -157,6 +163,7 @@ class SetupColumn(Guarded, VerticalScroll):
             errors = [msg for key, msg in self.invalid.items() if key in keys]
             if self.code_check is not None and self.code_check[0] in keys:
                 errors.append(self.code_check[1])
+            errors += [f"{key.split('.', 1)[1]}: a sweep searches it (r starts it)" for key in self.ranges if key in keys]
             error = panel.query_one(".panel-error", Static)
             error.update("\n".join(errors))
             error.display = bool(errors)  # no blank row in every panel

@@ -60,6 +60,13 @@ def test_the_example_trains_through_the_cli_and_the_run_records_the_code(tmp_pat
         ("data", "npy_data", str(EXAMPLES / "npy_data.py"), sha256(EXAMPLES / "npy_data.py"))]
     rows = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["val_acc"] > 0.5  # three classes: chance is 1/3
+    # runs and compare say which code it ran: file:factory@the first 8 of its sha256
+    label = (f"my_cnn.py:build@{sha256(EXAMPLES / 'my_cnn.py')[:8]}, "
+             f"npy_data.py:build@{sha256(EXAMPLES / 'npy_data.py')[:8]}")
+    listed = cli("runs", "--runs-dir", str(tmp_path / "runs")).stdout.splitlines()
+    assert listed[0].split()[-1] == "code" and listed[1].endswith(label), listed
+    compared = cli("compare", str(run.path)).stdout.splitlines()
+    assert compared[compared.index("code:") + 1] == f"  {run.name}: {label}", compared
     evaluated = cli("evaluate", str(run.last))  # re-imports the factories the checkpoint's config names
     assert evaluated.returncode == 0, evaluated.stderr
     assert "horizontal" in evaluated.stdout and "diagonal" in evaluated.stdout

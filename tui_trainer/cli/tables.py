@@ -64,11 +64,12 @@ def _line_width(columns: Sequence[Column]) -> int:
 
 def runs_columns(rows: Sequence[RunSummary]) -> list[Column]:
     """The columns of ``tui-trainer runs``: run (never dropped), preset, state (a stop's why in its place: "pruned at
-    epoch 3"), epoch, best (one number format
-    for the whole column), started, elapsed; on a narrow terminal preset goes first, then started, elapsed,
-    best, epoch and state."""
+    epoch 3"), epoch, best (one number format for the whole column), started, elapsed, and code when a run imported
+    the user's (file:factory@sha256); on a narrow terminal code and preset go first, then started, elapsed, best,
+    epoch and state."""
     bests = format_column([r.best for r in rows])
     started = [time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-" for r in rows]
+    code = [Column("code", tuple(r.code or "-" for r in rows), priority=1)] if any(r.code for r in rows) else []
     return [
         Column("run", tuple(r.name for r in rows)),
         Column("preset", tuple(r.preset for r in rows), priority=1),
@@ -81,4 +82,5 @@ def runs_columns(rows: Sequence[RunSummary]) -> list[Column]:
         Column("started", tuple(started), priority=2),
         Column("elapsed", tuple(hms(r.elapsed_s) if r.elapsed_s is not None else "-" for r in rows), right=True,
                priority=3),
+        *code,  # only where a run imported the user's code: its file, factory and hash (dropped first)
     ]

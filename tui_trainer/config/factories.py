@@ -152,6 +152,19 @@ def imported_code(cfg: RunConfig) -> list[dict[str, Any]]:
     return records
 
 
+def code_label(records: list[dict[str, Any]] | None) -> str:
+    """The user's code a run imported, short, for ``runs`` and ``compare``: "my_cnn.py:build@1a2b3c4d" (the file's
+    name, the factory, the first 8 of its sha256), or the module for an installed package; "" for none."""
+    shown = []
+    for rec in records or []:
+        factory = str(rec.get("factory", ""))
+        function = factory.rsplit(":", 1)[1] if ":" in factory else factory
+        file, digest = rec.get("file"), rec.get("sha256")
+        where = f"{Path(file).name}:{function}" if file else factory
+        shown.append(f"{where}@{digest[:8]}" if digest else where)
+    return ", ".join(shown)
+
+
 def changed_code(records: list[dict[str, Any]]) -> list[str]:
     """One warning line for each recorded file that is now different (or gone)."""
     lines = []

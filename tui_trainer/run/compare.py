@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_trainer.config.factories import code_label
 from tui_trainer.errors import ConfigError
 from tui_trainer.run.events import ProtocolError, RunStarted
 from tui_trainer.run.folder import RunDir
@@ -303,7 +304,10 @@ def compare_table(runs: Sequence[RunData]) -> str:
              + (f"; differing: {_some(keys)}" if keys else ("; configs identical" if len(runs) > 1 else "")))
     folders = [f"  {name}: {shown_path(r.path)}" for name, r in zip(names, runs, strict=True) if name != r.name]
     skipped = [f"  {r.name}: {r.skipped} torn event line(s) skipped" for r in runs if r.skipped]
-    return "\n".join([intro, *lines, *(["folders:", *folders] if folders else []), *skipped])
+    code = [f"  {name}: {code_label(r.status.get('imports'))}" for name, r in zip(names, runs, strict=True)
+            if r.status.get("imports")]  # the user's code each ran: file:factory@sha256 (a changed file, another hash)
+    return "\n".join([intro, *lines, *(["folders:", *folders] if folders else []), *(["code:", *code] if code else []),
+                      *skipped])
 
 
 def _some(keys: Sequence[str], most: int = 12) -> str:

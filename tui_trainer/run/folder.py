@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_trainer.config import ConfigError, RunConfig, to_toml
-from tui_trainer.config.factories import changed_code, imported_code, names_code
+from tui_trainer.config.factories import changed_code, code_label, imported_code, names_code
 from tui_trainer.run.eventlog import EventReader
 from tui_trainer.run.events import Event
 from tui_trainer.run.files import atomic_write, json_lines
@@ -397,6 +397,8 @@ class RunSummary:
     reason: str | None
     message: str | None = None
     """How it ended, in the engine's words (a pruned trial's: "pruned at epoch 3; stopped in epoch 4 ...")."""
+    code: str = ""
+    """The user's code it imported (``code_label``): "my_cnn.py:build@1a2b3c4d"; "" for none."""
 
     @property
     def live(self) -> bool:
@@ -417,7 +419,7 @@ def summarize(run: RunDir) -> RunSummary:
     return RunSummary(name=run.name, path=str(run.path), preset=str(status.get("preset", "?")), state=state,
                       epoch=int(status.get("epoch", 0)), epochs=int(status.get("epochs", 0)), best=status.get("best"),
                       monitor=str(status.get("monitor", "val_loss")), started=started, elapsed_s=elapsed,
-                      reason=status.get("reason"), message=status.get("message"))
+                      reason=status.get("reason"), message=status.get("message"), code=code_label(status.get("imports")))
 
 
 

@@ -138,3 +138,36 @@ async def test_a_range_typed_into_a_field_starts_a_sweep_of_it_from_the_panels(t
         for row in view.history.trials.values():  # each trial searched lr and kept the panels' other settings
             trial = load_preset(str(row.run) + "/config.toml")
             assert 1e-3 <= trial.optimizer.lr <= 1e-1 and trial.data.n_samples == 400 and trial.train.epochs == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_live_sweep_shows_each_epoch_as_it_comes_and_s_stops_it_once(tmp_path):
+    """One long trial: its epochs reach the table while it trains (not when it ends); s stops the sweep once (the
+    footer drops s at once: a second SIGTERM would end the sweep without its trials' ends)."""
+    from tests.conftest import tiny
+    from tui_trainer.sweep.folder import list_sweeps
+
+    proc = cli("sweep", "spirals-mlp", "--param", "optimizer.lr=log:1e-3..1e-2", "--trials", "1", "--parallel", "1",
+               "--epochs", "500", "--prune", "none", *TINY, "--set", "data.n_samples=2000",
+               "--sweeps-dir", str(tmp_path / "sweeps"), "--detach")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (sweep,) = list_sweeps(tmp_path / "sweeps")
+    app = make_app(tiny(), tmp_path / "runs", sweep=sweep.path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SweepScreen) and 0 in app.screen.history.trials, timeout=60)
+        view = app.screen
+        table = view.query_one("#trials")
+
+        def epochs_shown() -> int:
+            cells = [str(c) for c in table.get_row_at(0)]
+            return int(cells[-2] or 0) if cells[1] == "running" else -1
+
+        await until(pilot, lambda: epochs_shown() >= 3, timeout=120)  # still running, three epochs in
+        assert view.history.trials[0].state == "running" and view.history.ended is None
+        assert view.check_action("stop_sweep", ()) is True
+        await pilot.press("s")
+        assert view.stopping and view.check_action("stop_sweep", ()) is False  # at once, before it has ended
+        await until(pilot, lambda: view.history.ended is not None, timeout=120)
+        assert view.history.ended["state"] == "stopped"
+        assert view.history.trials[0].state == "interrupted" and (sweep.path / "trials").is_dir()

@@ -250,16 +250,13 @@ def _value(value: Any) -> str:
 
 def save_best_preset(folder: SweepDir, name: str) -> int:
     """The sweep's best trial (as its status says) written as the user's preset ``name``."""
-    from tui_trainer.config import save_user_preset
-    from tui_trainer.sweep.spec import read_spec
+    from tui_trainer.sweep.spec import save_best
 
     check_preset_name(name)
-    spec = read_spec(folder.spec_path)
-    best = folder.read_status().get("best")
-    if not best:
-        fail(f"sweep {folder.name} has no completed trial yet: nothing to save")
-    cfg = spec.trial_config(best["params"], best["number"], folder.name)
-    path = save_user_preset(cfg, name)
+    try:
+        best, spec, path = save_best(folder, name)
+    except ConfigError as exc:
+        fail(str(exc))
     print(f"saved trial {best['number']} ({spec.metric} {format_number(best['value'])}) as preset {name}: {path}")
     print(f"  train it again: tui-trainer train {name}")
     return EXIT_OK
@@ -278,8 +275,9 @@ def open_sweep_view(folder: SweepDir, runs_dir: Path) -> None:
 
     try:
         cfg = read_spec(folder.spec_path).base()
-    except (ConfigError, OSError) as exc:
-        fail(f"sweep {folder.name}: {exc}")
+    except (ConfigError, OSError) as exc:  # e.g. a plugin it names is gone: the view needs the config, lines do not
+        print(f"warning: sweep {folder.name}: {exc}; following it as lines", file=sys.stderr)
+        raise SystemExit(attach_sweep(folder)) from None
     raise SystemExit(run_app(cfg, runs_dir=runs_dir, notify_end=notify_end_from_env(), sweep=folder.path))
 
 

@@ -27,6 +27,7 @@ Speed rules kept here (benchmarks/RESULTS.md says what they buy):
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 from tui_trainer.config import RunConfig
+from tui_trainer.config.factories import names_code
 from tui_trainer.engine.checkpoint import Checkpoints, load_checkpoint
 from tui_trainer.engine.device import describe_device, memory_in_use, shared_gpu_note
 from tui_trainer.engine.diagnostics import GradientMonitor
@@ -168,15 +170,26 @@ def cap_workers(data: object, threads: int) -> None:
             batches.num_workers = max(1, threads)
 
 
-def import_dynamo_meanwhile() -> None:
-    """Import ``torch._dynamo`` in a thread while the device, data and model are set up. Every torch optimizer's
-    ``__init__`` imports it on its first call (torch/_compile.py ``_disable_dynamo``): ~1 s that otherwise waits
-    for the data. The thread imports nothing of ours; a module another thread is importing is waited for."""
+def import_dynamo_meanwhile(cfg: RunConfig) -> threading.Thread | None:
+    """Import ``torch._dynamo`` in a thread while the device, data and model are set up; the caller joins it before
+    it makes the optimizer. Every torch optimizer's ``__init__`` imports it on its first call (torch/_compile.py
+    ``_disable_dynamo``): ~1 s that otherwise waits for the data. Not beside the user's code (its imports run at
+    the same time: a cycle through them could meet a half-imported module), nor when it is imported already (the
+    torchvision presets import it). A failure is left to the optimizer's own import, which says it."""
     import sys
-    import threading
 
-    if "torch._dynamo" not in sys.modules:
-        threading.Thread(target=__import__, args=("torch._dynamo",), name="import torch._dynamo", daemon=True).start()
+    if "torch._dynamo" in sys.modules or names_code(cfg):
+        return None
+
+    def load() -> None:
+        try:
+            __import__("torch._dynamo")
+        except Exception:  # noqa: BLE001 - the optimizer's import, on the main thread, raises it where it is handled
+            pass
+
+    thread = threading.Thread(target=load, name="import torch._dynamo", daemon=True)
+    thread.start()
+    return thread
 
 
 def failed_setup(sink: Sink, rundir: RunDir | None, reason: Reason, message: str) -> FitResult:
@@ -204,7 +217,7 @@ class Fit:
                  world: World | None = None, threads: ThreadPolicy | None = None,
                  process_start: float | None = None) -> None:
         self.startup: Startup | None = Startup(process_start)  # None once said, after the first step
-        import_dynamo_meanwhile()
+        dynamo = import_dynamo_meanwhile(cfg)
         self.cfg, self.sink, self.threads = cfg, sink, threads
         self.strategy = strategy(world or World(), cfg)
         self.world = self.strategy.world
@@ -217,6 +230,8 @@ class Fit:
             cap_workers(self.data, threads.current.threads)
         t, reg = cfg.train, cfg.regularization
         self.loss_fn = loss_for(cfg, self.data.task)
+        if dynamo is not None:
+            dynamo.join()  # the optimizer imports it: never two threads in one import
         self.optimizer = build_optimizer(model, cfg.optimizer, reg, self.device, capture=capture_possible(cfg, self.device))
         self.schedule = build_schedule(self.optimizer, cfg.optimizer, t.epochs, len(self.data.train))
         self.stopper = EarlyStopping(reg.monitor, reg.patience, reg.min_delta, reg.stop_rule)

@@ -37,6 +37,9 @@ def prepare(cfg: RunConfig, lap: Callable[[str], None] | None = None) -> tuple[t
     "device", "data" and "model" as each is ready (engine.progress.Startup)."""
     lap = lap or (lambda _name: None)
     device = pick_device(cfg.train.device)
+    if device.type in ("cuda", "mps"):  # the context is made lazily, by the first tensor there: make it here
+        torch.empty(0, device=device)
+        getattr(torch, device.type).synchronize()
     lap("device")
     torch.manual_seed(cfg.train.seed)
     data = load_data(cfg, device)

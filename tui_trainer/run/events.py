@@ -216,8 +216,10 @@ class ClassResults:
 class StartupTimed:
     """Where the seconds before training went, said once, after this process's first step: (phase, seconds) in
     order. "start-up" (the process's start to the engine's setup: the interpreter, imports, the config; only where
-    the caller knows when its process began), "device", "data", "model" (with its optimizer, schedule and
-    checkpoint restore), "first step" (synchronised on a GPU: its kernels, a captured step's capture)."""
+    the caller knows when its process began), "checkpoint" (a resume's: reading it, and the data-parallel set-up),
+    "device" (a GPU's context made), "data", "model" (with its optimizer, schedule, restored state and summary),
+    "first step" (its batch fetched, a streaming loader's workers started, and the step, synchronised on a GPU: its
+    kernels, a captured step's capture). Rank 0's, under DDP (its first step waits for the slowest rank)."""
 
     phases: tuple[tuple[str, float], ...]
 

@@ -80,6 +80,14 @@ def follow_sweep(sweep: SweepDir, cancelled: Callable[[], bool] = lambda: False,
                  offset: int = 0) -> Iterator[dict[str, Any]]:
     """The sweep's events from byte ``offset`` (the start), then as they come, until its process has ended (an
     ``ended`` event, or a ``crashed`` one made up here when its process is gone without one) or ``cancelled()``."""
+    for batch in follow_sweep_batches(sweep, cancelled, period, offset):
+        yield from batch
+
+
+def follow_sweep_batches(sweep: SweepDir, cancelled: Callable[[], bool] = lambda: False, period: float = 0.25,
+                         offset: int = 0) -> Iterator[list[dict[str, Any]]]:
+    """``follow_sweep``'s events, a list per read of the file: a history's backlog comes as one list, and each list
+    is everything there was (a follower that shows them need not wait for the next one)."""
     quiet_since, last_end = time.monotonic(), None
     while not cancelled():
         events, offset = read_events(sweep.events_path, offset)
@@ -88,8 +96,8 @@ def follow_sweep(sweep: SweepDir, cancelled: Callable[[], bool] = lambda: False,
                 last_end = None
             elif event.get("event") == "ended":
                 last_end = event
-            yield event
         if events:
+            yield events
             quiet_since = time.monotonic()
             continue
         state = sweep.state()
@@ -97,9 +105,9 @@ def follow_sweep(sweep: SweepDir, cancelled: Callable[[], bool] = lambda: False,
             if last_end is not None:
                 return
             if time.monotonic() - quiet_since > QUIET:
-                yield {"event": "ended", "state": "crashed", "t": time.time(),
-                       "message": f"the sweep process is gone without an end; its trials go on; resume with: "
-                                  f"tui-trainer resume {sweep.path}"}
+                yield [{"event": "ended", "state": "crashed", "t": time.time(),
+                        "message": f"the sweep process is gone without an end; its trials go on; resume with: "
+                                   f"tui-trainer resume {sweep.path}"}]
                 return
         time.sleep(period)  # tailing a file another process appends to
 

@@ -257,3 +257,17 @@ def read_spec(path: Path) -> SweepSpec:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     return SweepSpec.from_json(text, str(path))
+
+
+def save_best(folder: Any, name: str, best: dict[str, Any] | None = None) -> tuple[dict[str, Any], SweepSpec, Path]:
+    """The sweep's best trial (``best``: its ``number`` and ``params``, as the sweep's "best" event or status.json
+    says; status.json's when None) written as the user's preset ``name``: (that best, the spec, the file).
+    ConfigError (one line) when there is no completed trial yet or the name is not allowed. ``folder``: a SweepDir."""
+    from tui_trainer.config import save_user_preset
+
+    spec = read_spec(folder.spec_path)
+    best = best or folder.read_status().get("best")
+    if not best:
+        raise ConfigError(f"sweep {folder.name} has no completed trial yet: nothing to save")
+    path = save_user_preset(spec.trial_config(best["params"], int(best["number"]), folder.name), name)
+    return best, spec, path

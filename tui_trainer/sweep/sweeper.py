@@ -24,7 +24,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from tui_trainer.config import ConfigError, load_preset, save_user_preset
+from tui_trainer.config import ConfigError, load_preset
 from tui_trainer.errors import USER_ERRORS
 from tui_trainer.run.client import RunHandle, attach, start
 from tui_trainer.run.controls import stop_why
@@ -34,7 +34,7 @@ from tui_trainer.run.follow import Ended, Events, Lost, Snapshot, Update
 from tui_trainer.sweep.events import SweepLog
 from tui_trainer.sweep.folder import SweepDir
 from tui_trainer.sweep.slots import Slot
-from tui_trainer.sweep.spec import SweepSpec
+from tui_trainer.sweep.spec import SweepSpec, save_best
 from tui_trainer.sweep.study import config_values, distributions, importances, optuna_module
 from tui_trainer.sweep.trial import PRUNED_AT, SWEEP_STOPPED, Active, Outcome, lost, metric_of, outcome
 
@@ -335,9 +335,8 @@ class Sweeper:
         best = self.best()
         if best is None:
             return "no best trial to save"
-        cfg = self.spec.trial_config(best["params"], best["number"], self.sweep.name)
         try:
-            path = save_user_preset(cfg, name)
+            _best, _spec, path = save_best(self.sweep, name, best)
         except (ConfigError, OSError) as exc:
             return f"the best was not saved as {name!r}: {exc}"
         return f"saved as preset {name} ({path})"

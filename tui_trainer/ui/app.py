@@ -52,8 +52,6 @@ class TrainerApp(Guarded, App):
         self.sub_title = self.cfg.name
         self._install_signal_handlers()
         yield_to_training()
-        if self.sweep_path is not None:
-            self.open_sweep(self.sweep_path)
 
     def open_sweep(self, path: Path) -> None:
         """A sweep's view over the training screen (``attach SWEEP``, or a sweep started from the panels); it is
@@ -80,6 +78,8 @@ class TrainerApp(Guarded, App):
         """The first frame is on the terminal."""
         self._started = True
         self.train_screen.after_first_frame()
+        if self.sweep_path is not None:  # after the first frame: the view brings plotext with it
+            self.open_sweep(self.sweep_path)
 
     @property
     def train_screen(self) -> TrainScreen:

@@ -36,12 +36,12 @@ BEST_CURVES = 3
 """Trials whose validation curves are overlaid: the best this many."""
 
 
-class SweepEvents(Message, bubble=False):
-    """Events of the sweep followed, from its worker."""
+class SweepFolded(Message, bubble=False):
+    """The sweep's history so far, folded by its worker (a copy: the worker folds on into its own)."""
 
-    def __init__(self, worker: Worker, events: list[dict[str, Any]]) -> None:
+    def __init__(self, worker: Worker, history: SweepHistory) -> None:
         super().__init__()
-        self.worker, self.events = worker, events
+        self.worker, self.history = worker, history
 
 
 class SweepImportance(Message, bubble=False):
@@ -53,10 +53,11 @@ class SweepImportance(Message, bubble=False):
 
 
 def running_best(trials: list[TrialRow], minimize: bool) -> tuple[list[float], list[float]]:
-    """The best value so far after each finished trial with a value, in trial order: (trial numbers, best)."""
+    """The best value so far after each completed trial, in trial order: (trial numbers, best). A pruned trial's value
+    is its last report, which Optuna never counts as a best: neither does this."""
     xs, ys, best = [], [], None
     for row in sorted(trials, key=lambda r: r.number):
-        if row.state not in FINISHED_STATES or row.value is None or not math.isfinite(row.value):
+        if row.state != "complete" or row.value is None or not math.isfinite(row.value):
             continue
         best = row.value if best is None else (min if minimize else max)(best, row.value)
         xs.append(float(row.number))
@@ -111,6 +112,8 @@ class SweepScreen(Guarded, Screen):
         self._importance_at = -1  # finished trials when the importance was last asked for
         self._follower: Worker | None = None
         self._shown_rows: list[int] = []  # trial numbers, in the table's order
+        self._cells: dict[int, tuple[str, ...]] = {}  # each trial's row as shown: only changed cells are redrawn
+        self.stopping = False  # s was pressed: the sweep stops its trials (a second SIGTERM would end it at once)
 
     # -- layout --------------------------------------------------------------------------------------------
 
@@ -156,23 +159,23 @@ class SweepScreen(Guarded, Screen):
 
     @work(thread=True, exclusive=True, group="sweep-follow", exit_on_error=False, description="follow the sweep")
     def _follow(self) -> None:
-        from tui_trainer.sweep.client import follow_sweep
+        """Fold each read of events.jsonl here and post the history (a sweep's backlog is one message, however long;
+        a trial's epoch is shown as soon as it is written)."""
+        import copy
+
+        from tui_trainer.sweep.client import follow_sweep_batches
 
         worker = get_current_worker()
-        batch: list[dict[str, Any]] = []
-        for event in follow_sweep(self.folder, lambda: worker.is_cancelled):
-            batch.append(event)
-            if event.get("event") != "report" or len(batch) >= 200:  # a trial's epochs come in bursts: one message
-                self.post_message(SweepEvents(worker, batch))
-                batch = []
-        if batch and not worker.is_cancelled:
-            self.post_message(SweepEvents(worker, batch))
+        history = SweepHistory()
+        for batch in follow_sweep_batches(self.folder, lambda: worker.is_cancelled):
+            for event in batch:
+                history.apply(event)
+            self.post_message(SweepFolded(worker, copy.deepcopy(history)))
 
-    def on_sweep_events(self, message: SweepEvents) -> None:
+    def on_sweep_folded(self, message: SweepFolded) -> None:
         if message.worker is not self._follower:
             return
-        for event in message.events:
-            self.history.apply(event)
+        self.history = message.history
         self.show()
 
     def show(self) -> None:
@@ -196,12 +199,10 @@ class SweepScreen(Guarded, Screen):
                  + (f" ({told})" if told else "")
                  + f" · {self.metric} ({'min' if self.minimize else 'max'}) · pruner {started.get('prune', '?')}"
                  + f" · {started.get('parallel', '?')} at once"]
-        best = ranked(list(h.trials.values()), self.minimize)
-        complete = [r for r in best if r.state == "complete"]
-        if complete:
-            top = complete[0]
-            shown = ", ".join(f"{k}={_cell(v)}" for k, v in top.params.items())
-            lines.append(f"best: trial {top.number}, {self.metric} {format_number(top.value)} ({shown}); b saves it")
+        if h.best is not None:  # the study's best, as the sweep says it (with several workers: theirs too)
+            shown = ", ".join(f"{k}={_cell(v)}" for k, v in (h.best.get("params") or {}).items())
+            lines.append(f"best: trial {h.best.get('number')}, {self.metric} {format_number(h.best.get('value'))} "
+                         f"({shown}); b saves it")
         if self.importance:
             lines.append("importance: " + ", ".join(f"{k} {w:.2f}" for k, w in self.importance.items()))
         if h.ended is not None and h.ended.get("state") != "finished" and h.ended.get("message"):
@@ -211,30 +212,35 @@ class SweepScreen(Guarded, Screen):
         self.query_one("#sweep-head", Static).update("\n".join(lines))
 
     def _show_table(self) -> None:
+        """The trials, one row each: new rows added, changed cells updated (a long sweep's table is not rebuilt)."""
         table = self.query_one("#trials", DataTable)
         keys = self.keys
         columns = ["#", "state", *[k.split(".", 1)[1] for k in keys], self.metric, "epochs", "note"]
-        selected = self._shown_rows[table.cursor_row] if 0 <= table.cursor_row < len(self._shown_rows) else None
         if [str(c.label) for c in table.columns.values()] != columns:
             table.clear(columns=True)
             table.add_columns(*columns)
-        else:
-            table.clear()
-        rows = sorted(self.history.trials.values(), key=lambda r: r.number)
-        for row in rows:
+            self._cells, self._shown_rows = {}, []
+        column_keys = list(table.columns)
+        for row in sorted(self.history.trials.values(), key=lambda r: r.number):
             note = row.reason or ("" if row.how == "new" else row.how)
             value = format_number(row.value) if row.value is not None else ""
-            table.add_row(str(row.number), row.state, *[_cell(row.params.get(k, "")) for k in keys], value,
-                          str(row.epochs or ""), note)
-        self._shown_rows = [r.number for r in rows]
-        if selected in self._shown_rows:
-            table.move_cursor(row=self._shown_rows.index(selected), animate=False)
+            cells = (str(row.number), row.state, *[_cell(row.params.get(k, "")) for k in keys], value,
+                     str(row.epochs or ""), note)
+            before = self._cells.get(row.number)
+            if before is None:
+                table.add_row(*cells, key=str(row.number))
+                self._shown_rows.append(row.number)
+            elif before != cells:
+                for column, old, new in zip(column_keys, before, cells, strict=True):
+                    if old != new:
+                        table.update_cell(str(row.number), column, new)
+            self._cells[row.number] = cells
 
     def _show_charts(self) -> None:
         trials = list(self.history.trials.values())
         best = self.query_one("#sweep-best", SeriesChart)
         best.ylabel = self.metric
-        finished = [r for r in trials if r.state in FINISHED_STATES and r.value is not None]
+        finished = [r for r in trials if r.state == "complete" and r.value is not None]
         best.set_series("trials", [float(r.number) for r in finished], [float(r.value) for r in finished])
         best.set_series("best so far", *running_best(trials, self.minimize))
 
@@ -275,14 +281,17 @@ class SweepScreen(Guarded, Screen):
         from tui_trainer.sweep.spec import read_spec
         from tui_trainer.sweep.study import importances, open_storage, optuna_module
 
+        worker = get_current_worker()
         try:
             spec = read_spec(self.folder.spec_path)
             study = optuna_module().load_study(study_name=spec.study, storage=open_storage(spec, self.folder))
             weights = importances(study)
         except (ConfigError, OSError, KeyError, ValueError) as exc:
-            self.post_message(SweepImportance({}, str(exc)))
-            return
-        self.post_message(SweepImportance(weights))
+            weights, why = {}, str(exc)
+        else:
+            why = None
+        if not worker.is_cancelled:  # a newer one was asked for: its answer stands
+            self.post_message(SweepImportance(weights, why))
 
     def on_sweep_importance(self, message: SweepImportance) -> None:
         self.importance = message.weights
@@ -292,9 +301,9 @@ class SweepScreen(Guarded, Screen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop_sweep":
-            return self.history.ended is None and self.history.started is not None
+            return self.history.ended is None and self.history.started is not None and not self.stopping
         if action == "save_best":
-            return any(r.state == "complete" for r in self.history.trials.values())
+            return self.history.best is not None
         return True
 
     def action_next_param(self) -> None:
@@ -317,9 +326,11 @@ class SweepScreen(Guarded, Screen):
             self.notify(f"trial {row.number} has no run folder yet", severity="warning")
             return
         app: Any = self.app
+        if app.train_screen.starting:
+            self.notify("a run is being started on the training screen: wait for it", severity="warning")
+            return
         self.dismiss_to_training()
-        app.train_screen.attach(RunDir(row.run))
-        app.train_screen.action_tab("tab-charts")
+        app.train_screen.show_run_folder(RunDir(row.run))
 
     def action_leave(self) -> None:
         self.dismiss_to_training()
@@ -329,11 +340,19 @@ class SweepScreen(Guarded, Screen):
         if self.app.screen is self:
             self.app.pop_screen()
 
-    @work(thread=True, exclusive=True, group="sweep-stop", exit_on_error=False, description="stop the sweep")
     def action_stop_sweep(self) -> None:
+        """Stop the sweep once (a second SIGTERM would end it at once, without its trials' ends)."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.refresh_bindings()
+        self.notify(f"stopping sweep {self.folder.name}: its running trials save last.pt…")
+        self._stop_sweep()
+
+    @work(thread=True, exclusive=True, group="sweep-stop", exit_on_error=False, description="stop the sweep")
+    def _stop_sweep(self) -> None:
         from tui_trainer.sweep.client import stop_sweep
 
-        self.app.call_from_thread(self.notify, f"stopping sweep {self.folder.name}: its running trials save last.pt…")
         try:
             state = stop_sweep(self.folder)
         except ConfigError as exc:
@@ -343,24 +362,26 @@ class SweepScreen(Guarded, Screen):
         self.app.call_from_thread(self.notify, f"sweep {self.folder.name}: {said}; tui-trainer resume {self.folder.path} "
                                   "goes on")
 
-    @work(thread=True, exclusive=True, group="sweep-save", exit_on_error=False, description="save the best trial")
     def action_save_best(self) -> None:
-        from tui_trainer.config import save_user_preset
-        from tui_trainer.sweep.spec import read_spec
+        """The study's best trial as a preset ``<sweep>-t<N>`` (what ``sweeps SWEEP --save-best`` writes)."""
+        if self.history.best is not None:
+            best = dict(self.history.best)  # read here, on the UI thread: the worker gets a copy
+            self._save_best(best, f"{self.folder.name}-t{best['number']}")
 
-        complete = [r for r in ranked(list(self.history.trials.values()), self.minimize) if r.state == "complete"]
-        if not complete:
-            return
-        best = complete[0]
-        name = f"{self.folder.name}-t{best.number}"
+    @work(thread=True, exclusive=True, group="sweep-save", exit_on_error=False, description="save the best trial")
+    def _save_best(self, best: dict[str, Any], name: str) -> None:
+        from tui_trainer.sweep.spec import save_best
+
         try:
-            spec = read_spec(self.folder.spec_path)
-            path = save_user_preset(spec.trial_config(best.params, best.number, self.folder.name), name)
+            _best, _spec, path = save_best(self.folder, name, best)
         except (ConfigError, OSError) as exc:
             self.app.call_from_thread(self.notify, f"the best trial was not saved: {exc}", severity="error")
             return
-        self.app.call_from_thread(self.notify, f"trial {best.number} saved as preset {name} ({path})")
+        self.app.call_from_thread(self.notify, f"trial {best['number']} saved as preset {name} ({path})")
 
     async def action_quit(self) -> None:
-        """Leave the app; the sweep and its trials go on (``tui-trainer attach`` comes back)."""
-        self.app.exit()
+        """Quit as the training screen does (a run being started, or one training, is asked about); the sweep and its
+        trials go on (``tui-trainer attach`` comes back)."""
+        app: Any = self.app
+        self.dismiss_to_training()
+        await app.train_screen.action_quit()

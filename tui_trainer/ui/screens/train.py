@@ -14,6 +14,7 @@ another run cancels the last follower, and what it had posted is dropped).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -121,6 +122,7 @@ class TrainScreen(Guarded, Screen):
         self._quit_when_started = False  # q was pressed while a run was starting
         self._followed_since = 0.0  # time.time() when the run shown began to be followed
         self._live_when_caught_up: bool | None = None  # the run shown was alive when its history had arrived
+        self.sweep_starting = False  # a sweep from the panels is being started (r waits for it)
         self.started_here: set[str] = set()  # runs this app launched fresh (removed if they fail at setup)
         self.helper = Helper(self.post_message)
         self.helper_ready = False
@@ -227,7 +229,7 @@ class TrainScreen(Guarded, Screen):
         if action == "start":
             return not live and not self.setup.ranges
         if action == "start_sweep":
-            return not live and bool(self.setup.ranges)
+            return not live and bool(self.setup.ranges) and not self.sweep_starting
         if action == "mark_run":
             return self.view.active_tab == "tab-runs"
         if action == "next_image_view":
@@ -350,7 +352,12 @@ class TrainScreen(Guarded, Screen):
             self._error(self.setup.blocked)
             return
         if self.setup.ranges:  # fields given ranges: a sweep of them, not a run
-            self.app.push_screen(SweepDialog(dict(self.setup.ranges)), lambda asked: self._sweep_asked(cfg, asked))
+            if paused:
+                self._error(f"n steps one run; {', '.join(self.setup.ranges)} holds a range: r starts a sweep of it "
+                            "(or give it a value to step a run)")
+                return
+            if not self.sweep_starting:
+                self.app.push_screen(SweepDialog(dict(self.setup.ranges)), lambda asked: self._sweep_asked(cfg, asked))
             return
         resume, self.resume_path = self.resume_path, None
         self._begin_start()
@@ -363,7 +370,9 @@ class TrainScreen(Guarded, Screen):
         self.action_start()
 
     def _sweep_asked(self, cfg: RunConfig, asked: dict | None) -> None:
-        if asked is not None:
+        if asked is not None and not self.sweep_starting:
+            self.sweep_starting = True  # r and n wait for it: one sweep from one press
+            self.refresh_bindings()
             self.view.say(f"starting a sweep of {', '.join(self.setup.ranges)}: its process opens the study…")
             self._start_sweep(cfg, dict(self.setup.ranges), asked)
 
@@ -379,14 +388,23 @@ class TrainScreen(Guarded, Screen):
                                                        trials=asked["trials"], parallel=asked["parallel"],
                                                        prune=asked["prune"] or None))
             folder = create_sweep(spec, self.runs_dir.parent / "sweeps", cfg.name)
-        except ConfigError as exc:
-            self.app.call_from_thread(self._error, str(exc))
-            self.app.call_from_thread(self.view.say, "ready: press r to start")
+            process = launch(folder)
+        except (ConfigError, OSError) as exc:
+            self.app.call_from_thread(self._sweep_failed, str(exc))
             return
-        state = wait_started(folder, launch(folder))
+        threading.Thread(target=process.wait, name="reap the sweep process", daemon=True).start()  # no zombie
+        state = wait_started(folder, process)
         self.app.call_from_thread(self._sweep_started, folder.path, state)
 
+    def _sweep_failed(self, why: str) -> None:
+        self.sweep_starting = False
+        self.refresh_bindings()
+        self._error(why)
+        self.view.say("ready: press r to start")
+
     def _sweep_started(self, path: Path, state: str) -> None:
+        self.sweep_starting = False
+        self.refresh_bindings()
         self.view.say(f"sweep {path.name}: {state}; g shows it")
         open_sweep = getattr(self.app, "open_sweep", None)
         if open_sweep is not None:
@@ -777,9 +795,15 @@ class TrainScreen(Guarded, Screen):
 
     @on(RunsTab.Chosen)
     def _run_chosen(self, event: RunsTab.Chosen) -> None:
-        if self.starting or (self.handle is not None and self.handle.path == event.path):
+        self.show_run_folder(RunDir(event.path))
+
+    def show_run_folder(self, run: RunDir) -> None:
+        """Show a run chosen in a list (the Runs tab, a sweep's trial) on the Charts tab; not while a run is being
+        started (it would be orphaned), nor again when it is shown already."""
+        if self.starting:
             return
-        self.attach(RunDir(event.path))
+        if self.handle is None or self.handle.path != run.path:
+            self.attach(run)
         self.action_tab("tab-charts")
 
     def action_write_svg(self) -> None:

@@ -204,6 +204,7 @@ class ConfigField(Horizontal):
             return  # no change (the controls report their initial value on mount: 35 needless re-layouts)
         self.result = result
         self.set_class(result.error is not None, "-invalid")
+        self.set_class(isinstance(result.value, SearchRange), "-range")  # never folded away (panels.show_fields)
         self.tooltip = result.error or self.spec.metadata.get("help", "")
         self.post_message(self.Changed(self, result))
 

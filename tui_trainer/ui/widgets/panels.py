@@ -163,7 +163,8 @@ class ConfigPanel(Vertical):
         self.values, self.every_field = values, every_field
         foldable = 0
         for f in self.query(ConfigField):
-            f.display = shown(f.section, f.key, values, every_field) or f.has_class("-invalid")  # never hide an error
+            f.display = (shown(f.section, f.key, values, every_field)  # never hide an error, nor a range a sweep searches
+                         or f.has_class("-invalid") or f.has_class("-range"))
             foldable += applies(f.section, f.key, values) and not shown(f.section, f.key, values)
         self.border_subtitle = "" if not foldable else "x: fewer" if every_field else f"x: {foldable} more"
 

@@ -330,7 +330,8 @@ async def test_attach_shows_the_whole_history_of_a_run_it_did_not_start(tmp_path
     app = make_app(load_preset("spirals-mlp"), tmp_path / "runs", attach=run.path)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
-        await until(pilot, lambda: screen.view.history.finished is not None)
+        # the fold has its end, and the screen has heard the follower say it ended (two messages: wait for both)
+        await until(pilot, lambda: screen.view.history.finished is not None and not screen.live)
         loss = screen.query_one("#loss-chart", SeriesChart)
         assert loss.series["val"][1] == tuple(r["val_loss"] for r in rows)
         assert screen.setup.cfg.name == "moons-mlp" and screen.setup.config().train.epochs == 4  # the run's config

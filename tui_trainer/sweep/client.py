@@ -24,6 +24,7 @@ from tui_trainer.sweep.events import read_events
 from tui_trainer.sweep.folder import LIVE, SweepDir
 
 if TYPE_CHECKING:
+    from tui_trainer.config import RunConfig
     from tui_trainer.sweep.spec import SweepSpec
 
 START_TIMEOUT = 120.0
@@ -46,6 +47,23 @@ def create_sweep(spec: SweepSpec, sweeps_dir: Path | str, name: str) -> SweepDir
     except OSError as exc:
         raise ConfigError(f"cannot write the sweep's folder {folder.path}: {exc.strerror or exc}") from None
     return folder
+
+
+def start_sweep(cfg: RunConfig, ranges: dict[str, str], asked: dict[str, Any], sweeps_dir: Path) -> tuple[SweepDir, str]:
+    """A sweep of ``ranges`` (key -> range text, as ``--param`` takes it) over ``cfg``, as the app starts one from
+    its panels: checked, its folder written, its process launched (and reaped when it ends, by a thread of this
+    process) and waited for until a trial runs. ``asked``: ``trials``, ``parallel`` (None: the default) and
+    ``prune``. Returns the folder and its state; ConfigError or OSError (one line) before anything started."""
+    import threading
+
+    from tui_trainer.sweep.spec import Asked, build_spec
+
+    spec = build_spec(cfg.name, cfg, {}, Asked(params=[f"{k}={v}" for k, v in ranges.items()], trials=asked["trials"],
+                                               parallel=asked["parallel"], prune=asked.get("prune") or None))
+    folder = create_sweep(spec, sweeps_dir, cfg.name)
+    process = launch(folder)
+    threading.Thread(target=process.wait, name="reap the sweep process", daemon=True).start()  # no zombie left
+    return folder, wait_started(folder, process)
 
 
 def launch(sweep: SweepDir) -> subprocess.Popen:

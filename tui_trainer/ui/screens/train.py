@@ -14,7 +14,6 @@ another run cancels the last follower, and what it had posted is dropped).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -378,22 +377,15 @@ class TrainScreen(Guarded, Screen):
 
     @work(thread=True, group="launch", exit_on_error=False, description="start a sweep")
     def _start_sweep(self, cfg: RunConfig, ranges: dict[str, str], asked: dict) -> None:
-        """The sweep of ``ranges`` over ``cfg`` (the CLI's ``sweep``, its folder under sweeps/ beside the runs
-        folder), then its Sweep view; a bad combination is said in one line, nothing started."""
-        from tui_trainer.sweep.client import create_sweep, launch, wait_started
-        from tui_trainer.sweep.spec import Asked, build_spec
+        """The sweep of ``ranges`` over ``cfg`` (its folder under sweeps/ beside the runs folder), then its Sweep
+        view; a bad combination is said in one line, nothing started."""
+        from tui_trainer.sweep.client import start_sweep
 
         try:
-            spec = build_spec(cfg.name, cfg, {}, Asked(params=[f"{k}={v}" for k, v in ranges.items()],
-                                                       trials=asked["trials"], parallel=asked["parallel"],
-                                                       prune=asked["prune"] or None))
-            folder = create_sweep(spec, self.runs_dir.parent / "sweeps", cfg.name)
-            process = launch(folder)
+            folder, state = start_sweep(cfg, ranges, asked, self.runs_dir.parent / "sweeps")
         except (ConfigError, OSError) as exc:
             self.app.call_from_thread(self._sweep_failed, str(exc))
             return
-        threading.Thread(target=process.wait, name="reap the sweep process", daemon=True).start()  # no zombie
-        state = wait_started(folder, process)
         self.app.call_from_thread(self._sweep_started, folder.path, state)
 
     def _sweep_failed(self, why: str) -> None:

@@ -233,7 +233,7 @@ class SweepScreen(Guarded, Screen):
             elif before != cells:
                 for column, old, new in zip(column_keys, before, cells, strict=True):
                     if old != new:
-                        table.update_cell(str(row.number), column, new)
+                        table.update_cell(str(row.number), column, new, update_width=True)
             self._cells[row.number] = cells
 
     def _show_charts(self) -> None:

@@ -107,3 +107,17 @@ def test_time_to_accuracy_breaks_the_wait_down_and_its_phases_add_up_to_it(tmp_p
         assert seconds["start-up"] > 0.1 and all(s >= 0 for s in seconds.values())  # imports take time; none < 0
     assert result["median"]["to_checkpoint_s"] == pytest.approx(
         sorted(r["to_checkpoint_s"] for r in result["runs"])[0] / 2 + sorted(r["to_checkpoint_s"] for r in result["runs"])[1] / 2)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_startup_benchmark_times_each_phase_with_and_without_the_overlapped_import(tmp_path):
+    result = run_benchmark(tmp_path, "startup.py", "circles-mlp", "--repeat", "1")
+    for side in ("overlapped", "not_overlapped"):
+        phases = result["median_phases"][side]
+        assert list(phases) == ["device", "data", "model", "first step"] and all(s >= 0 for s in phases.values())
+        assert result["median_total_s"][side] == pytest.approx(sum(phases.values()))
+    # the not-overlapped side imports torch._dynamo in its optimizer: its model phase holds that import (~1 s here)
+    assert result["median_phases"]["not_overlapped"]["model"] > 0.2
+    assert result["median_ratio"] == pytest.approx(result["median_total_s"]["overlapped"]
+                                                   / result["median_total_s"]["not_overlapped"])

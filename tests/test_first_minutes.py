@@ -241,7 +241,9 @@ async def test_the_runs_tab_never_cuts_a_number(tmp_path, size):
         await pilot.press("8")
         table = screen.query_one("#runs-table")
         await until(pilot, lambda: table.row_count == 2)
-        await pilot.pause()
+        # the table sizes its columns at its next idle moment after the rows arrive: wait for the frame that shows
+        # them (a cut number never shows, and the wait fails)
+        await until(pilot, lambda: "val_loss 4.19e-05" in screen_text(app), timeout=10)
         text = screen_text(app)
         assert "val_loss 4.19e-05" in text and "val_loss 3.00e-01" in text  # one format for the column, whole
         assert "3/3" in text

@@ -171,3 +171,5 @@ async def test_a_live_sweep_shows_each_epoch_as_it_comes_and_s_stops_it_once(tmp
         await until(pilot, lambda: view.history.ended is not None, timeout=120)
         assert view.history.ended["state"] == "stopped"
         assert view.history.trials[0].state == "interrupted" and (sweep.path / "trials").is_dir()
+        # the state cell grew from "running": its column grew with it (a cut "interrupt" is not what happened)
+        await until(pilot, lambda: any(line.split()[:2] == ["0", "interrupted"] for line in screen_text(app).splitlines()))

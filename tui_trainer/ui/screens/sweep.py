@@ -246,7 +246,7 @@ class SweepScreen(Guarded, Screen):
 
         curves = self.query_one("#sweep-curves", SeriesChart)
         curves.ylabel = self.metric
-        top = ranked(trials, self.minimize)[:BEST_CURVES]
+        top = ranked([r for r in trials if r.state == "complete"], self.minimize)[:BEST_CURVES]  # as Optuna ranks
         if {f"trial {r.number}" for r in top} != set(curves.series):
             curves.clear_series()
         for row in top:

@@ -173,3 +173,37 @@ async def test_a_live_sweep_shows_each_epoch_as_it_comes_and_s_stops_it_once(tmp
         assert view.history.trials[0].state == "interrupted" and (sweep.path / "trials").is_dir()
         # the state cell grew from "running": its column grew with it (a cut "interrupt" is not what happened)
         await until(pilot, lambda: any(line.split()[:2] == ["0", "interrupted"] for line in screen_text(app).splitlines()))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_monkey_on_the_sweep_view_and_its_trials_leaves_it_up_and_logs_no_error(finished_sweep, tmp_path):
+    """80 seeded keys, clicks and resizes over the Sweep view and the trials it shows (Enter, g, p, b, s, Esc,
+    arrows, tabs, letters): the app stays up, and app-errors.log (where a view's exception goes) stays empty."""
+    import random
+
+    from tests.test_app_never_dies import KEYS
+    from tui_trainer.ui.guard import error_log
+
+    rng = random.Random("sweep-view-3")
+    keys = [*KEYS, "enter", "g", "p", "b", "s", "escape", "up", "down", "enter", "g"]
+    app = make_app(read_spec(finished_sweep.spec_path).base(), tmp_path / "runs", sweep=finished_sweep.path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SweepScreen) and len(app.screen.history.trials) == 4)
+        for _ in range(80):
+            roll = rng.random()
+            if roll < 0.7:
+                key = rng.choice(keys)
+                await pilot.press("escape" if key in ("q", "ctrl+q", "ctrl+c") else key)  # quitting is tested elsewhere
+            elif roll < 0.9:
+                w, h = app.size
+                await pilot.click(offset=(rng.randrange(w), rng.randrange(h)))
+            else:
+                await pilot.resize_terminal(rng.randint(60, 160), rng.randint(20, 48))
+            if type(app.screen).__name__ == "QuitDialog":
+                await pilot.press("escape")
+            assert app.is_running
+        await pilot.pause(0.5)
+        assert not error_log().exists() or error_log().read_text() == "", error_log().read_text()
+        app.show_sweep()
+        await until(pilot, lambda: isinstance(app.screen, SweepScreen))

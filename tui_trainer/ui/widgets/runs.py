@@ -141,7 +141,8 @@ class RunsTab(Guarded, TabPane):
         if path is None:
             return
         self.marked.symmetric_difference_update({path})
-        self.refresh_list()
+        mark_column = next(iter(table.columns))  # the one cell that changed: no need to read every run folder again
+        table.update_cell(path, mark_column, Text("[x]" if path in self.marked else "[ ]"))
         self._compare(sorted(self.marked))
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False, description="compare runs")

@@ -267,7 +267,7 @@ async def test_the_app_rings_when_the_followed_run_crashes_not_when_it_had_crash
         await pilot.press("r")
         await until(pilot, lambda: client.runs and screen.live)
         client.last.step()
-        await pilot.pause(0.3)
+        await until(pilot, lambda: screen._live_when_caught_up is True)  # it saw the run alive: the crash comes after
         client.last.set_state("running", host=socket.gethostname(), pid=_dead_pid(), proc_start=None)  # gone, no end
         await until(pilot, lambda: any("\x1b]9;" in w for w in written), timeout=30)
         alert = next(w for w in written if "\x1b]9;" in w)

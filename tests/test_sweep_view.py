@@ -93,6 +93,8 @@ async def test_the_sweep_view_shows_every_trial_the_best_and_goes_to_a_trial_and
 
         await until(pilot, lambda: "b Save best" in footer())
         assert "Stop sweep" not in footer()  # it has ended: nothing to stop
+        await pilot.press("ctrl+q")  # quits from the Sweep view as from the training screen (no run: at once)
+        await until(pilot, lambda: not app.is_running)
 
 
 @pytest.mark.slow
@@ -112,9 +114,9 @@ async def test_a_range_typed_into_a_field_starts_a_sweep_of_it_from_the_panels(t
         lr.query_one(Input).value = "log:1e-3..1e-1"
         await until(pilot, lambda: screen.setup.ranges == {"optimizer.lr": "log:1e-3..1e-1"})
         assert "optimizer.lr" not in screen.setup.invalid and screen.setup.values["optimizer"]["lr"] == cfg.optimizer.lr
-        await pilot.pause(0.2)
+        await until(pilot, lambda: "r Sweep" in screen_text(app))  # the footer follows at its next refresh
         shown = screen_text(app)
-        assert "lr: a sweep searches it (r starts it)" in shown and "r Sweep" in shown and "r Start" not in shown
+        assert "lr: a sweep searches it (r starts it)" in shown and "r Start" not in shown
         lr.query_one(Input).value = "log:1e-3..xyz"  # not a range the sweep takes: an invalid field, as before
         await until(pilot, lambda: "optimizer.lr" in screen.setup.invalid and not screen.setup.ranges)
         lr.query_one(Input).value = "log:1e-3..1e-1"

@@ -57,9 +57,9 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     """Serve requests until stdin closes."""
-    import os
+    import torch
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads: one thread is plenty, and never a run's
+    torch.set_num_threads(1)  # one thread is plenty, and never a run's (torch is loaded already: engine/__init__)
     for line in sys.stdin:
         try:
             request = json.loads(line)

@@ -206,7 +206,7 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _short_names(keys: Sequence[str]) -> dict[str, str]:
+def short_names(keys: Sequence[str]) -> dict[str, str]:
     """``optimizer.lr`` -> ``lr``, unless two keys share their last part (then the whole name)."""
     tails = [k.rsplit(".", 1)[-1] for k in keys]
     return {k: t if tails.count(t) == 1 else k for k, t in zip(keys, tails, strict=True)}
@@ -236,7 +236,7 @@ def label(run: RunData, keys: Sequence[str]) -> str:
 def _names(runs: Sequence[RunData], keys: Sequence[str]) -> list[str]:
     if not keys:
         return [r.name for r in runs]
-    short = _short_names(keys)
+    short = short_names(keys)
     columns = [key_values(runs, k) for k in keys]
     return [", ".join(f"{short[k]}={column[i]}" for k, column in zip(keys, columns, strict=True))
             for i in range(len(runs))]

@@ -64,6 +64,7 @@ class TrainerApp(Guarded, App):
             if self.screen is old:
                 self.pop_screen()
             self.workers.cancel_node(old)
+            self.call_later(self.uninstall_screen, old)  # once popped: not kept with its table and charts
         self.sub_title = f"sweep {path.name}"
         self.sweep_screen = SweepScreen(SweepDir(path), self.chart_hz)
         self.install_screen(self.sweep_screen, name=f"sweep {path}")
@@ -95,10 +96,14 @@ class TrainerApp(Guarded, App):
         self._driver.write(terminal_alert(end_title(state), body, tmux=bool(os.environ.get("TMUX"))))
 
     async def action_quit(self) -> None:
-        """Textual's own quit (ctrl+q) takes the screen's path: with a run training, ask first."""
-        if self.main_screen is None or self.screen is not self.main_screen:
-            if self.main_screen is None:
-                self.exit()
+        """Quit (q, ctrl+q) takes the training screen's path from it or the Sweep view: with a run training, ask
+        first; a dialog keeps ctrl+q for itself."""
+        if self.main_screen is None:
+            self.exit()
+            return
+        if self.sweep_screen is not None and self.screen is self.sweep_screen:
+            self.pop_screen()
+        elif self.screen is not self.main_screen:
             return
         await self.main_screen.action_quit()
 

@@ -24,7 +24,8 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, get_current_worker
 
 from tui_trainer.config import ConfigError
-from tui_trainer.run.formats import format_number
+from tui_trainer.run.compare import format_value, short_names
+from tui_trainer.run.formats import format_column, format_number
 from tui_trainer.sweep.events import FINISHED_STATES, SweepHistory, TrialRow
 from tui_trainer.sweep.folder import LIVE, SweepDir
 from tui_trainer.ui.guard import Guarded
@@ -83,14 +84,6 @@ def numeric(value: Any, choices: list[str]) -> float | None:
     return float(choices.index(text))
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return format_number(value)
-    if isinstance(value, (list, tuple)):
-        return ",".join(_cell(v) for v in value)
-    return str(value)
-
-
 class SweepScreen(Guarded, Screen):
     """One sweep, followed live (or read, when it has ended)."""
 
@@ -100,7 +93,7 @@ class SweepScreen(Guarded, Screen):
         Binding("b", "save_best", "Save best"),
         Binding("s", "stop_sweep", "Stop sweep"),
         Binding("escape", "leave", "Training screen"),
-        Binding("q", "quit", "Quit"),
+        Binding("q", "app.quit", "Quit"),  # as the training screen quits (a run training is asked about)
     ]
 
     def __init__(self, folder: SweepDir, chart_hz: float = 2.0) -> None:
@@ -200,7 +193,7 @@ class SweepScreen(Guarded, Screen):
                  + f" · {self.metric} ({'min' if self.minimize else 'max'}) · pruner {started.get('prune', '?')}"
                  + f" · {started.get('parallel', '?')} at once"]
         if h.best is not None:  # the study's best, as the sweep says it (with several workers: theirs too)
-            shown = ", ".join(f"{k}={_cell(v)}" for k, v in (h.best.get("params") or {}).items())
+            shown = ", ".join(f"{k}={format_value(v)}" for k, v in (h.best.get("params") or {}).items())
             lines.append(f"best: trial {h.best.get('number')}, {self.metric} {format_number(h.best.get('value'))} "
                          f"({shown}); b saves it")
         if self.importance:
@@ -215,17 +208,19 @@ class SweepScreen(Guarded, Screen):
         """The trials, one row each: new rows added, changed cells updated (a long sweep's table is not rebuilt)."""
         table = self.query_one("#trials", DataTable)
         keys = self.keys
-        columns = ["#", "state", *[k.split(".", 1)[1] for k in keys], self.metric, "epochs", "note"]
+        names = short_names(keys)  # lr, dropout; data.seed and train.seed keep their sections
+        columns = ["#", "state", *[names[k] for k in keys], self.metric, "epochs", "note"]
         if [str(c.label) for c in table.columns.values()] != columns:
             table.clear(columns=True)
             table.add_columns(*columns)
             self._cells, self._shown_rows = {}, []
         column_keys = list(table.columns)
-        for row in sorted(self.history.trials.values(), key=lambda r: r.number):
+        rows = sorted(self.history.trials.values(), key=lambda r: r.number)
+        values = format_column([r.value for r in rows])  # one format for the metric's column, as the Runs tab
+        for row, value in zip(rows, values, strict=True):
             note = row.reason or ("" if row.how == "new" else row.how)
-            value = format_number(row.value) if row.value is not None else ""
-            cells = (str(row.number), row.state, *[_cell(row.params.get(k, "")) for k in keys], value,
-                     str(row.epochs or ""), note)
+            cells = (str(row.number), row.state, *[format_value(row.params.get(k, "")) for k in keys],
+                     value if row.value is not None else "", str(row.epochs or ""), note)
             before = self._cells.get(row.number)
             if before is None:
                 table.add_row(*cells, key=str(row.number))
@@ -355,8 +350,8 @@ class SweepScreen(Guarded, Screen):
 
         try:
             state = stop_sweep(self.folder)
-        except ConfigError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="warning")
+        except ConfigError as exc:  # not running, or on another host: s may be pressed again
+            self.app.call_from_thread(self._stop_refused, str(exc))
             return
         said = "stopped" if state not in LIVE else f"still {state}"
         self.app.call_from_thread(self.notify, f"sweep {self.folder.name}: {said}; tui-trainer resume {self.folder.path} "
@@ -367,6 +362,11 @@ class SweepScreen(Guarded, Screen):
         if self.history.best is not None:
             best = dict(self.history.best)  # read here, on the UI thread: the worker gets a copy
             self._save_best(best, f"{self.folder.name}-t{best['number']}")
+
+    def _stop_refused(self, why: str) -> None:
+        self.stopping = False
+        self.refresh_bindings()
+        self.notify(why, severity="warning")
 
     @work(thread=True, exclusive=True, group="sweep-save", exit_on_error=False, description="save the best trial")
     def _save_best(self, best: dict[str, Any], name: str) -> None:
@@ -379,9 +379,3 @@ class SweepScreen(Guarded, Screen):
             return
         self.app.call_from_thread(self.notify, f"trial {best['number']} saved as preset {name} ({path})")
 
-    async def action_quit(self) -> None:
-        """Quit as the training screen does (a run being started, or one training, is asked about); the sweep and its
-        trials go on (``tui-trainer attach`` comes back)."""
-        app: Any = self.app
-        self.dismiss_to_training()
-        await app.train_screen.action_quit()

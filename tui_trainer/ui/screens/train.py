@@ -247,7 +247,7 @@ class TrainScreen(Guarded, Screen):
         if event.model_changed:
             self._request_model_info()
         if self.examples_key is not None and self._data_key() != self.examples_key:
-            self.examples_key = None
+            self.examples_key = self.examples_request = None  # an answer still on its way is the old dataset's
             self.view.images.forget_examples(shown=self.view.active_tab == "tab-images")
 
     def _data_key(self) -> str | None:
